@@ -1,0 +1,511 @@
+"""Typed command configs from defaults, a YAML/JSON file and flags.
+
+A command's options are one dataclass; each field is an option, declared with :func:`option`
+for its help text and aliases::
+
+    @dataclass
+    class SftConfig:
+        model: str = option(help="model id or path", aliases=("model_type",))
+        lora_rank: int = option(8, help="LoRA rank")
+        dataset: list[str] = option(default_factory=list, help="dataset specs")
+
+Values are applied in order, the later winning: field defaults, then the config file
+(``--config FILE``), then flags. Flags are accepted kebab-case and snake_case (``--lora-rank``,
+``--lora_rank``) and under any alias; a file may group keys in sections (``model:``,
+``training_args:``, ...) that flatten onto the same options. An unknown key or flag is a
+:class:`~martlet.errors.ConfigError` that suggests the closest valid name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+from martlet.errors import ConfigError
+
+T = TypeVar("T")
+_MISSING = dataclasses.MISSING
+_TRUE = {"1", "true", "yes", "on", "y"}
+_FALSE = {"0", "false", "no", "off", "n"}
+_NONE = {"none", "null", "~"}
+
+
+def option(
+    default: Any = _MISSING,
+    *,
+    help: str = "",
+    aliases: Sequence[str] = (),
+    default_factory: Any = _MISSING,
+    metavar: str | None = None,
+    positional: bool = False,
+) -> Any:
+    """Declare a config option: a dataclass field with help text and aliases.
+
+    Args:
+        default: the default value; leave unset for a required option.
+        help: one or two sentences shown by ``--help``.
+        aliases: other names accepted for the flag and in files (e.g. ms-swift's names).
+        default_factory: for mutable defaults (``list``, ``dict``).
+        metavar: the value's placeholder in ``--help``.
+        positional: also take this option's value from positional arguments.
+    """
+    metadata = {
+        "help": help,
+        "aliases": tuple(aliases),
+        "metavar": metavar,
+        "positional": positional,
+    }
+    if default_factory is not _MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def key(name: str) -> str:
+    """Flags and keys compare case-insensitively with ``-`` and ``_`` alike."""
+    return name.strip().lstrip("-").lower().replace("-", "_")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptionSpec:
+    """One option of a config class, as flags, files and ``--help`` see it."""
+
+    name: str
+    type: Any
+    default: Any
+    help: str
+    aliases: tuple[str, ...]
+    metavar: str | None
+    positional: bool
+
+    @property
+    def required(self) -> bool:
+        return self.default is _MISSING
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def is_bool(self) -> bool:
+        return _strip_optional(self.type) is bool
+
+    @property
+    def is_list(self) -> bool:
+        return typing.get_origin(_strip_optional(self.type)) in (list, tuple, Sequence)
+
+    def type_name(self) -> str:
+        return _type_name(self.type)
+
+
+def specs(cls: type) -> dict[str, OptionSpec]:
+    """The options of config class ``cls``, by field name."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    hints = typing.get_type_hints(cls)
+    out: dict[str, OptionSpec] = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        default: Any = f.default
+        if f.default_factory is not _MISSING:
+            default = f.default_factory()
+        md = f.metadata
+        out[f.name] = OptionSpec(
+            name=f.name,
+            type=hints.get(f.name, str),
+            default=default,
+            help=md.get("help", ""),
+            aliases=tuple(md.get("aliases", ())),
+            metavar=md.get("metavar"),
+            positional=bool(md.get("positional", False)),
+        )
+    return out
+
+
+def _lookup(cls: type) -> dict[str, str]:
+    table: dict[str, str] = {}
+    for spec in specs(cls).values():
+        for n in (spec.name, *spec.aliases):
+            table[key(n)] = spec.name
+    return table
+
+
+def _suggest(name: str, table: Mapping[str, str], prefix: str = "") -> str | None:
+    close = difflib.get_close_matches(key(name), list(table), n=1, cutoff=0.6)
+    if not close:
+        return None
+    return f"did you mean {prefix}{close[0].replace('_', '-') if prefix else close[0]}?"
+
+
+# ---------------------------------------------------------------------------- types
+
+
+def _strip_optional(tp: Any) -> Any:
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _allows_none(tp: Any) -> bool:
+    return typing.get_origin(tp) in (Union, types.UnionType) and type(None) in typing.get_args(tp)
+
+
+def _type_name(tp: Any) -> str:
+    inner = _strip_optional(tp)
+    origin = typing.get_origin(inner)
+    if origin is Literal:
+        return "|".join(str(a) for a in typing.get_args(inner))
+    if origin in (list, tuple, Sequence):
+        args = typing.get_args(inner)
+        return f"{_type_name(args[0]) if args else 'text'} ..."
+    if origin in (dict, Mapping) or inner is dict:
+        return "JSON"
+    return {bool: "bool", int: "int", float: "float", str: "text"}.get(inner, "value")
+
+
+def coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert ``value`` (a flag's string or a file's value) to type ``tp``.
+
+    Raises:
+        ConfigError: the value does not fit; the message says where it came from.
+    """
+    if value is None or (isinstance(value, str) and value.strip().lower() in _NONE):
+        if _allows_none(tp) or tp is Any:
+            return None
+        if value is None:
+            raise ConfigError(f"{where} needs a value of type {_type_name(tp)}, got nothing")
+    inner = _strip_optional(tp)
+    origin = typing.get_origin(inner)
+    try:
+        if inner is Any:
+            return value
+        if origin is Literal:
+            choices = typing.get_args(inner)
+            for choice in choices:
+                if str(choice).lower() == str(value).lower():
+                    return choice
+            raise ConfigError(
+                f"{where} must be one of {', '.join(map(str, choices))}, got {value!r}",
+                fix=_suggest(str(value), {str(c): str(c) for c in choices}) or None,
+            )
+        if inner is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError(value)
+        if inner is int:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value) if not isinstance(value, str) else int(value.strip().replace("_", ""))
+        if inner is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if inner is str:
+            if isinstance(value, (dict, list)):
+                raise ValueError(value)
+            return str(value)
+        if origin in (list, tuple, Sequence):
+            (item_tp, *_rest) = typing.get_args(inner) or (str,)
+            if isinstance(value, str):
+                items: list[Any] = [value]
+            elif isinstance(value, (list, tuple)):
+                items = list(value)
+            else:
+                items = [value]
+            out = [coerce(v, item_tp, where) for v in items]
+            return tuple(out) if origin is tuple else out
+        if origin in (dict, Mapping) or inner is dict:
+            if isinstance(value, str):
+                try:
+                    value = json.loads(value)
+                except json.JSONDecodeError as exc:
+                    raise ConfigError(
+                        f"{where} expects a JSON object, got {value!r}",
+                        why=str(exc),
+                        fix='quote it for the shell, e.g. \'{"key": "value"}\'',
+                    ) from None
+            if not isinstance(value, Mapping):
+                raise ValueError(value)
+            return dict(value)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{where} expects {_type_name(tp)}, got {value!r}",
+        ) from None
+    return value
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def read_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON config file into a mapping.
+
+    Raises:
+        ConfigError: the file is missing or does not parse; the message gives the line.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found", fix="check the path of --config")
+    text = file.read_text(encoding="utf-8")
+    if file.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"{file.name} is not valid JSON (line {exc.lineno}, column {exc.colno})",
+                why=exc.msg,
+            ) from None
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError(f"{file.name} is not valid YAML{where}", why=problem) from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"{file.name} must hold a mapping of options, not a {type(data).__name__}",
+            fix="write one `option: value` per line",
+        )
+    return dict(data)
+
+
+def flatten(cls: type, data: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Map a file's keys (sections flattened) onto the option names of ``cls``.
+
+    A key that is not an option and holds a mapping is a section; its keys are options too.
+
+    Raises:
+        ConfigError: an unknown key (with a suggestion), or one option set twice to different
+            values in different sections.
+    """
+    table = _lookup(cls)
+    out: dict[str, Any] = {}
+    where: dict[str, str] = {}
+
+    def visit(mapping: Mapping[str, Any], path: str) -> None:
+        for raw, value in mapping.items():
+            name = table.get(key(str(raw)))
+            here = f"{path}.{raw}" if path else str(raw)
+            if name is None:
+                if isinstance(value, Mapping):
+                    visit(value, here)
+                    continue
+                raise ConfigError(
+                    f"unknown option {here!r} in {source}",
+                    why=_suggest(str(raw), table),
+                    fix="`--help` lists the options of this command",
+                )
+            if name in out and out[name] != value:
+                raise ConfigError(
+                    f"option {name!r} is set twice in {source}: {where[name]!r} and {here!r}",
+                    fix="keep one of them",
+                )
+            out[name], where[name] = value, here
+
+    visit(data, "")
+    return out
+
+
+# ---------------------------------------------------------------------------- flags
+
+
+@dataclasses.dataclass
+class ParsedArgs:
+    """What :func:`parse_flags` found on a command line."""
+
+    values: dict[str, Any]
+    config_file: str | None = None
+    print_config: bool = False
+
+
+def _is_flag(token: str) -> bool:
+    return token.startswith("--") and len(token) > 2
+
+
+def parse_flags(cls: type, args: Sequence[str]) -> ParsedArgs:
+    """Parse ``--name value`` flags for config class ``cls`` (values still as text).
+
+    Booleans take an optional value (``--flag``, ``--flag false``, ``--no-flag``); list options
+    take every value up to the next flag, and repeated flags add to the list. ``--config FILE``
+    and ``--print-config`` are handled here too. Positional arguments fill the options declared
+    ``positional`` in order.
+
+    Raises:
+        ConfigError: an unknown flag (with a suggestion), a missing value, or an extra argument.
+    """
+    all_specs = specs(cls)
+    table = _lookup(cls)
+    parsed = ParsedArgs(values={})
+    positionals = [s for s in all_specs.values() if s.positional]
+    i = 0
+    tokens = list(args)
+    while i < len(tokens):
+        token = tokens[i]
+        i += 1
+        if token == "--":
+            rest, tokens = tokens[i:], []
+            for value in rest:
+                _take_positional(parsed, positionals, value)
+            break
+        if not _is_flag(token):
+            _take_positional(parsed, positionals, token)
+            continue
+        name, eq, inline = token[2:].partition("=")
+        k = key(name)
+        if k in ("config",):
+            if not eq:
+                if i >= len(tokens):
+                    raise ConfigError("--config needs a file path")
+                inline, i = tokens[i], i + 1
+            parsed.config_file = inline
+            continue
+        if k == "print_config":
+            parsed.print_config = True
+            continue
+        negated = False
+        if k not in table and k.startswith("no_") and k[3:] in table:
+            if all_specs[table[k[3:]]].is_bool:
+                k, negated = k[3:], True
+        if k not in table:
+            raise ConfigError(
+                f"unknown flag --{name}",
+                why=_suggest(name, table, prefix="--"),
+                fix="`--help` lists the options of this command",
+            )
+        spec = all_specs[table[k]]
+        if negated:
+            parsed.values[spec.name] = False
+            continue
+        if eq:
+            values = [inline]
+        elif spec.is_bool:
+            nxt = tokens[i].lower() if i < len(tokens) else ""
+            if nxt in _TRUE or nxt in _FALSE:
+                values, i = [tokens[i]], i + 1
+            else:
+                values = ["true"]
+        elif spec.is_list:
+            values = []
+            while i < len(tokens) and not _is_flag(tokens[i]):
+                values.append(tokens[i])
+                i += 1
+            if not values:
+                raise ConfigError(f"flag {spec.flag} needs at least one value")
+        else:
+            if i >= len(tokens) or (_is_flag(tokens[i]) and tokens[i] != "--"):
+                raise ConfigError(f"flag {spec.flag} needs a value ({spec.type_name()})")
+            values, i = [tokens[i]], i + 1
+        if spec.is_list:
+            parsed.values.setdefault(spec.name, []).extend(values)
+        else:
+            parsed.values[spec.name] = values[0]
+    return parsed
+
+
+def _take_positional(parsed: ParsedArgs, positionals: list[OptionSpec], value: str) -> None:
+    for spec in positionals:
+        if spec.is_list:
+            parsed.values.setdefault(spec.name, []).append(value)
+            return
+        if spec.name not in parsed.values:
+            parsed.values[spec.name] = value
+            return
+    raise ConfigError(
+        f"unexpected argument {value!r}",
+        fix="options are given as --name value; `--help` lists them",
+    )
+
+
+# ---------------------------------------------------------------------------- resolve
+
+
+def build(
+    cls: type[T],
+    *,
+    file: str | Path | None = None,
+    values: Mapping[str, Any] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> T:
+    """Build a config of type ``cls``: defaults, then ``file``, then ``values``, then ``flags``.
+
+    ``values`` are Python values (the Python API); ``flags`` are what :func:`parse_flags`
+    returned. Keys of both may be option names or aliases in either case style.
+
+    Raises:
+        ConfigError: an unknown key, a value of the wrong type, or a required option missing.
+    """
+    all_specs = specs(cls)
+    table = _lookup(cls)
+    merged: dict[str, tuple[Any, str]] = {}
+    if file is not None:
+        for name, value in flatten(cls, read_file(file), Path(file).name).items():
+            merged[name] = (value, f"option {name!r} in {Path(file).name}")
+    for source, mapping in (("argument", values), ("flag", flags)):
+        for raw, value in (mapping or {}).items():
+            name = table.get(key(raw))
+            if name is None:
+                raise ConfigError(
+                    f"unknown option {raw!r}",
+                    why=_suggest(raw, table, prefix="--" if source == "flag" else ""),
+                )
+            label = all_specs[name].flag if source == "flag" else f"option {name!r}"
+            merged[name] = (value, label)
+    kwargs: dict[str, Any] = {}
+    for name, (value, where) in merged.items():
+        kwargs[name] = coerce(value, all_specs[name].type, where)
+    missing = [s for s in all_specs.values() if s.required and s.name not in kwargs]
+    if missing:
+        flags_text = ", ".join(s.flag for s in missing)
+        raise ConfigError(
+            f"missing required option{'s' if len(missing) > 1 else ''} {flags_text}",
+            fix="give it as a flag or in the --config file",
+        )
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid {cls.__name__}", why=str(exc)) from exc
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """The config as plain data (what ``config.yaml`` in a run directory holds)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, tuple):
+            value = list(value)
+        elif isinstance(value, Path):
+            value = str(value)
+        out[f.name] = value
+    return out
+
+
+def to_yaml(config: Any) -> str:
+    """The config as YAML text."""
+    import yaml
+
+    return yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,470 @@
+"""Records: what registration hooks yield.
+
+A record is a frozen dataclass that *names* an implementation by an import string
+(``"martlet_peft.lora:LoraTuner"``) and describes it well enough to list it, validate options
+against it and explain what it needs — all without importing it. :meth:`Record.load` imports
+the implementation on first use, after checking that the packages in ``requires`` are installed.
+
+One record type per capability kind; :data:`KINDS` maps each kind to its record type and hook.
+Every record is validated when it is built, so a plugin that yields a bad one is reported at
+registration, against that plugin.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from martlet.errors import MissingDependencyError, PluginError, RecordError, UnknownNameError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+IMPORT_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+def normalize(name: str) -> str:
+    """The lookup key for a name: case-insensitive, ``_`` and ``-`` alike."""
+    return name.strip().lower().replace("_", "-")
+
+
+def _as_tuple(value: Any, field_name: str, record: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise RecordError(
+            f"record {record!r}: field {field_name!r} must be a list of strings, got {value!r}"
+        ) from None
+    for item in items:
+        if not isinstance(item, str):
+            raise RecordError(
+                f"record {record!r}: field {field_name!r} must hold strings, got {item!r}"
+            )
+    return items
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record:
+    """Fields every record has.
+
+    Attributes:
+        name: the name users type (``--tuner lora``); letters, digits, ``. _ + -``.
+        impl: import string ``"package.module:attribute"`` of the implementation.
+        summary: one line shown in listings and ``--help``.
+        aliases: other names that resolve to this record.
+        requires: pip requirement strings checked (from package metadata, without importing)
+            before the implementation is imported.
+        capabilities: what the implementation claims, e.g. ``{"train", "merge", "cpu"}``.
+            Contract tests skip the checks of capabilities a record does not claim.
+        options: optional import string of a dataclass describing the implementation's options.
+        origin: set by the plugin manager: the plugin that registered the record.
+    """
+
+    kind: ClassVar[str] = ""
+    label: ClassVar[str] = "record"
+    impl_required: ClassVar[bool] = True
+
+    name: str
+    impl: str = ""
+    summary: str = ""
+    aliases: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
+    capabilities: frozenset[str] = frozenset()
+    options: str = ""
+    origin: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not NAME_RE.match(self.name):
+            raise RecordError(
+                f"invalid {self.kind} record name {self.name!r}",
+                why="names start with a letter or digit and hold only letters, digits and . _ + -",
+            )
+        label = f"{self.kind}:{self.name}"
+        for attr in ("aliases", "requires"):
+            object.__setattr__(self, attr, _as_tuple(getattr(self, attr), attr, label))
+        for alias in self.aliases:
+            if not NAME_RE.match(alias):
+                raise RecordError(f"record {label!r}: invalid alias {alias!r}")
+        caps = self.capabilities
+        if isinstance(caps, str):
+            caps = (caps,)
+        object.__setattr__(self, "capabilities", frozenset(_as_tuple(caps, "capabilities", label)))
+        if not isinstance(self.summary, str):
+            raise RecordError(f"record {label!r}: summary must be a string")
+        if self.impl or self.impl_required:
+            if not isinstance(self.impl, str) or not IMPORT_RE.match(self.impl):
+                raise RecordError(
+                    f"record {label!r}: impl {self.impl!r} is not an import string",
+                    why="impl names the implementation as 'package.module:attribute'",
+                    fix="e.g. impl='my_plugin.tuners:MyTuner'",
+                )
+        if self.options and not IMPORT_RE.match(self.options):
+            raise RecordError(f"record {label!r}: options {self.options!r} is not an import string")
+        for req in self.requires:
+            _parse_requirement(req, label)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The name followed by its aliases."""
+        return (self.name, *self.aliases)
+
+    def missing_requirements(self) -> list[str]:
+        """Requirement strings of ``requires`` that installed package metadata does not meet."""
+        return [req for req in self.requires if not _requirement_met(req)]
+
+    def load(self) -> Any:
+        """Import and return the implementation.
+
+        Raises:
+            MissingDependencyError: a package in ``requires`` is missing or too old.
+            PluginError: the import string does not resolve.
+        """
+        if not self.impl:
+            raise PluginError(f"{self.kind} {self.name!r} names no implementation")
+        missing = self.missing_requirements()
+        if missing:
+            quoted = " ".join(f"'{req}'" for req in missing)
+            raise MissingDependencyError(
+                f"{self.kind} {self.name!r} needs {', '.join(missing)}, which is not installed",
+                why=f"the plugin {self.origin or '?'} declares it in the record's `requires`",
+                fix=f"pip install {quoted}",
+            )
+        module_name, _, attr_path = self.impl.partition(":")
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in attr_path.split("."):
+                obj = getattr(obj, part)
+        except MissingDependencyError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported with its cause
+            raise PluginError(
+                f"cannot load {self.kind} {self.name!r} from {self.impl!r}",
+                why=f"{type(exc).__name__}: {exc}",
+                fix=f"check the installation of the plugin {self.origin or '?'}",
+                cause=exc,
+            ) from exc
+        return obj
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view of the record."""
+        out: dict[str, Any] = {"kind": self.kind}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, frozenset):
+                value = sorted(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            out[f.name] = value
+        return out
+
+
+def _parse_requirement(req: str, label: str):
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        return Requirement(req)
+    except InvalidRequirement as exc:
+        raise RecordError(f"record {label!r}: bad requirement {req!r}", why=str(exc)) from None
+
+
+def _requirement_met(req: str) -> bool:
+    from importlib import metadata
+
+    parsed = _parse_requirement(req, "?")
+    if parsed.marker is not None and not parsed.marker.evaluate():
+        return True
+    try:
+        version = metadata.version(parsed.name)
+    except metadata.PackageNotFoundError:
+        return False
+    return not parsed.specifier or parsed.specifier.contains(version, prereleases=True)
+
+
+def _frozen_mapping(record: Record, attr: str) -> None:
+    value = getattr(record, attr)
+    if value is None:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise RecordError(f"record {record.kind}:{record.name!r}: {attr} must be a mapping")
+    object.__setattr__(record, attr, dict(value))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelRecord(Record):
+    """A model id users can name (``--model qwen2.5-7b-instruct``).
+
+    ``impl`` is optional: set it to a callable that returns a local path when the model needs
+    custom resolution (the embedded default model does).
+    """
+
+    kind: ClassVar[str] = "models"
+    label: ClassVar[str] = "model"
+    impl_required: ClassVar[bool] = False
+
+    family: str = ""
+    hub_ids: Mapping[str, str] = field(default_factory=dict)
+    template: str = ""
+    modality: str = "text"
+    size: str = ""
+    loader: str = "hf"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _frozen_mapping(self, "hub_ids")
+        if not self.family:
+            raise RecordError(f"model record {self.name!r} has no family")
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.name))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelLoaderRecord(Record):
+    """How a source (a Hugging Face folder, a hub id, a GGUF file, ...) becomes a model.
+
+    ``sources`` names what the loader accepts, e.g. ``("hf-dir", "hub")`` or ``("gguf",)``.
+    """
+
+    kind: ClassVar[str] = "model_loaders"
+    label: ClassVar[str] = "model loader"
+    sources: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "sources", _as_tuple(self.sources, "sources", self.name))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TemplateRecord(Record):
+    """A chat template: renders messages and masks assistant tokens for training."""
+
+    kind: ClassVar[str] = "templates"
+    label: ClassVar[str] = "template"
+    families: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "families", _as_tuple(self.families, "families", self.name))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetRecord(Record):
+    """A named dataset: where it comes from, its format and splits.
+
+    ``impl`` is optional: a preprocessing callable applied to raw rows.
+    ``hub_ids`` maps a hub (``"huggingface"``, ``"modelscope"``) to its id there;
+    ``path`` names a file shipped inside a package (``"package:relative/path.jsonl"``).
+    """
+
+    kind: ClassVar[str] = "datasets"
+    label: ClassVar[str] = "dataset"
+    impl_required: ClassVar[bool] = False
+
+    hub_ids: Mapping[str, str] = field(default_factory=dict)
+    path: str = ""
+    format: str = ""
+    subsets: tuple[str, ...] = ()
+    splits: tuple[str, ...] = ("train",)
+    tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _frozen_mapping(self, "hub_ids")
+        for attr in ("subsets", "splits", "tags"):
+            object.__setattr__(self, attr, _as_tuple(getattr(self, attr), attr, self.name))
+        if not self.hub_ids and not self.path and not self.impl:
+            raise RecordError(
+                f"dataset record {self.name!r} says nowhere to find its data",
+                fix="set hub_ids, path or impl",
+            )
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.name))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetSourceRecord(Record):
+    """A reader of rows: local files by suffix, hub ids by scheme, streaming readers.
+
+    ``suffixes`` (``(".jsonl", ".json")``) and ``schemes`` (``("hf",)``) say what it reads.
+    """
+
+    kind: ClassVar[str] = "dataset_sources"
+    label: ClassVar[str] = "dataset source"
+    suffixes: tuple[str, ...] = ()
+    schemes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for attr in ("suffixes", "schemes"):
+            object.__setattr__(self, attr, _as_tuple(getattr(self, attr), attr, self.name))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TunerRecord(Record):
+    """A training method for the model's weights: LoRA and its kin, full, freeze, ...
+
+    Claim ``"merge"`` in ``capabilities`` when the trained result can be merged into the base.
+    """
+
+    kind: ClassVar[str] = "tuners"
+    label: ClassVar[str] = "tuner"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LossRecord(Record):
+    """A training objective.
+
+    ``data`` is the row shape it trains on: ``"messages"``, ``"text"``, ``"preference"``,
+    ``"kto"``; ``reference`` says whether it needs a reference model.
+    """
+
+    kind: ClassVar[str] = "losses"
+    label: ClassVar[str] = "loss"
+    data: str = "messages"
+    reference: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParallelRecord(Record):
+    """A parallel strategy: single device, DDP, FSDP, DeepSpeed, Megatron-style TP/PP."""
+
+    kind: ClassVar[str] = "parallel_strategies"
+    label: ClassVar[str] = "parallel strategy"
+    multi_process: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuantizerRecord(Record):
+    """A quantization method. ``stages`` holds ``"load"`` and/or ``"export"``."""
+
+    kind: ClassVar[str] = "quantizers"
+    label: ClassVar[str] = "quantizer"
+    bits: tuple[int, ...] = ()
+    stages: tuple[str, ...] = ("load",)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "stages", _as_tuple(self.stages, "stages", self.name))
+        bits = tuple(self.bits) if not isinstance(self.bits, int) else (self.bits,)
+        if not all(isinstance(b, int) and b > 0 for b in bits):
+            raise RecordError(f"quantizer record {self.name!r}: bits must be positive integers")
+        object.__setattr__(self, "bits", bits)
+        bad = set(self.stages) - {"load", "export"}
+        if bad:
+            raise RecordError(
+                f"quantizer record {self.name!r}: unknown stages {sorted(bad)}",
+                why="a quantizer works at 'load' time, at 'export' time, or both",
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackendRecord(Record):
+    """An inference engine (PyTorch, vLLM, SGLang, LMDeploy, ...)."""
+
+    kind: ClassVar[str] = "inference_backends"
+    label: ClassVar[str] = "inference backend"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AcceleratorRecord(Record):
+    """A device kind; ``device_type`` is the ``torch.device`` type (``"cpu"``, ``"cuda"``)."""
+
+    kind: ClassVar[str] = "accelerators"
+    label: ClassVar[str] = "accelerator"
+    device_type: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.device_type:
+            object.__setattr__(self, "device_type", self.name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalTaskRecord(Record):
+    """A benchmark and how it is scored."""
+
+    kind: ClassVar[str] = "eval_tasks"
+    label: ClassVar[str] = "eval task"
+    metric: str = ""
+    dataset: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallbackRecord(Record):
+    """A logger or training-loop observer (``--report-to NAME``)."""
+
+    kind: ClassVar[str] = "callbacks"
+    label: ClassVar[str] = "callback"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommandRecord(Record):
+    """A CLI subcommand; ``impl`` names a ``click.Command`` (or group).
+
+    The ``summary`` is what ``martlet --help`` shows, so it is listed without importing ``impl``.
+    """
+
+    kind: ClassVar[str] = "commands"
+    label: ClassVar[str] = "command"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.summary:
+            raise RecordError(f"command record {self.name!r} needs a summary for `martlet --help`")
+
+
+RECORD_TYPES: tuple[type[Record], ...] = (
+    ModelRecord,
+    ModelLoaderRecord,
+    TemplateRecord,
+    DatasetRecord,
+    DatasetSourceRecord,
+    TunerRecord,
+    LossRecord,
+    ParallelRecord,
+    QuantizerRecord,
+    BackendRecord,
+    AcceleratorRecord,
+    EvalTaskRecord,
+    CallbackRecord,
+    CommandRecord,
+)
+
+#: kind name -> record type; the registration hook of a kind is ``martlet_<kind>``.
+KINDS: dict[str, type[Record]] = {cls.kind: cls for cls in RECORD_TYPES}
+
+
+def hook_name(kind: str) -> str:
+    """The registration hook that yields records of ``kind``."""
+    return f"martlet_{kind}"
+
+
+_BY_LABEL = {cls.label.replace(" ", "_"): cls for cls in RECORD_TYPES}
+
+
+def check_kind(kind: str) -> type[Record]:
+    """The record type of ``kind`` (plural ``tuners`` or singular ``tuner``).
+
+    Raises:
+        UnknownNameError: ``kind`` is no kind; the message lists the valid ones.
+    """
+    key = kind.strip().lower().replace("-", "_").replace(" ", "_")
+    cls = KINDS.get(key) or _BY_LABEL.get(key)
+    if cls is None:
+        close = difflib.get_close_matches(kind, KINDS, n=3)
+        raise UnknownNameError(
+            f"unknown kind {kind!r}",
+            why=f"did you mean {', '.join(close)}?" if close else None,
+            fix=f"use one of: {', '.join(KINDS)}",
+        )
+    return cls

@@ -1,0 +1,127 @@
+"""Name resolution: ``get(kind, name)`` answers a record, or a helpful error.
+
+Records name their implementation by import string; :meth:`Record.load` imports it. Lookups are
+case-insensitive and treat ``_`` and ``-`` alike, and aliases resolve to their record.
+
+The module-level functions work on the process-wide plugin manager::
+
+    from martlet import registry
+    dpo = registry.get("losses", "dpo").load()
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import TYPE_CHECKING
+
+from martlet.errors import PluginError, UnknownNameError
+from martlet.providers import provider
+from martlet.records import Record, check_kind, normalize
+
+if TYPE_CHECKING:
+    from martlet.manager import PluginManager
+
+
+class Registry:
+    """Every record of every loaded plugin, by kind."""
+
+    def __init__(self, records: dict[str, list[Record]], manager: PluginManager) -> None:
+        self._manager = manager
+        self._records = {k: sorted(v, key=lambda r: r.name.lower()) for k, v in records.items()}
+        self._index: dict[str, dict[str, Record]] = {}
+        for kind, recs in self._records.items():
+            index = self._index[kind] = {}
+            for rec in recs:
+                for n in rec.names:
+                    index[normalize(n)] = rec
+
+    def records(self, kind: str) -> list[Record]:
+        """The records of ``kind``, sorted by name."""
+        return list(self._records[check_kind(kind).kind])
+
+    def names(self, kind: str) -> list[str]:
+        """The names (not aliases) registered in ``kind``."""
+        return [r.name for r in self.records(kind)]
+
+    def find(self, kind: str, name: str) -> Record | None:
+        """The record called ``name`` (or with that alias) in ``kind``, or None."""
+        return self._index[check_kind(kind).kind].get(normalize(name))
+
+    def get(self, kind: str, name: str) -> Record:
+        """The record called ``name`` in ``kind``.
+
+        Raises:
+            UnknownNameError: no such name; the message lists close matches and, where known,
+                the package that provides it.
+            PluginError: the plugin that provides the name is installed but failed to load
+                (the original error is attached) or conflicts with another plugin.
+        """
+        cls = check_kind(kind)
+        found = self.find(cls.kind, name)
+        if found is not None:
+            return found
+        raise self._unknown(cls, name)
+
+    def _unknown(self, cls: type[Record], name: str) -> Exception:
+        claims = self._manager.conflicts.get((cls.kind, normalize(name)))
+        if claims:
+            return PluginError(
+                f"{cls.label} {name!r} is registered by more than one plugin: "
+                + " and ".join(i.label for i in claims),
+                why="Martlet never picks between two plugins by the order they load in",
+                fix="keep one: uninstall the other, or block it with MARTLET_DISABLE_PLUGINS=NAME",
+            )
+        dist = provider(cls.kind, name)
+        if dist:
+            info = self._manager.plugin(dist)
+            if info is not None and info.effective_status != "ok":
+                return PluginError(
+                    f"{cls.label} {name!r} is provided by {info.label}, which is {info.effective_status}",
+                    why=info.effective_error,
+                    fix=(
+                        "unset MARTLET_PLUGINS / MARTLET_DISABLE_PLUGINS for it"
+                        if info.effective_status == "blocked"
+                        else f"reinstall it (pip install --force-reinstall {dist}); "
+                        "`martlet plugins` shows the error"
+                    ),
+                    cause=info.effective_exception,
+                )
+        known = sorted({n for rec in self._records[cls.kind] for n in rec.names})
+        close = difflib.get_close_matches(
+            normalize(name), [normalize(k) for k in known], n=3, cutoff=0.6
+        )
+        close_names = sorted({self._index[cls.kind][c].name for c in close})
+        why = f"did you mean {', '.join(repr(c) for c in close_names)}?" if close_names else None
+        if dist:
+            fix = f"it is provided by {dist}: pip install {dist}"
+        elif known:
+            fix = f"choose one of: {', '.join(self.names(cls.kind))}"
+        else:
+            fix = f"no {cls.label} is installed; `martlet plugins` lists what is"
+        return UnknownNameError(f"unknown {cls.label} {name!r}", why=why, fix=fix)
+
+
+def _registry() -> Registry:
+    from martlet.manager import get_manager
+
+    return get_manager().registry
+
+
+def get(kind: str, name: str) -> Record:
+    """``get_manager().registry.get(kind, name)``."""
+    return _registry().get(kind, name)
+
+
+def find(kind: str, name: str) -> Record | None:
+    """``get_manager().registry.find(kind, name)``."""
+    return _registry().find(kind, name)
+
+
+def records(kind: str) -> list[Record]:
+    """``get_manager().registry.records(kind)``."""
+    return _registry().records(kind)
+
+
+def names(kind: str) -> list[str]:
+    """``get_manager().registry.names(kind)``."""
+    return _registry().names(kind)
