@@ -1,0 +1,117 @@
+"""Fixtures for the core's unit tests.
+
+Everything here builds real things: plugin modules written to files, ``*.dist-info`` folders of
+fake installed distributions put on ``sys.path``, and fresh :class:`PluginManager` objects made
+the process-wide one for the duration of a test.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import types
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from martlet.manager import PluginManager, PluginWarning, set_manager
+
+
+@pytest.fixture
+def fresh_manager() -> Iterator[PluginManager]:
+    """A manager with only the core's built-in plugin, made process-wide for the test."""
+    manager = PluginManager(environ={}, discover=False)
+    previous = set_manager(manager)
+    try:
+        yield manager
+    finally:
+        set_manager(previous)
+
+
+def plugin_module(name: str, source: str) -> types.ModuleType:
+    """A module object built from ``source`` (not in ``sys.modules``), for register()."""
+    module = types.ModuleType(name)
+    exec(compile(textwrap.dedent(source), f"<{name}>", "exec"), module.__dict__)
+    return module
+
+
+class FakeSite:
+    """A folder of fake installed distributions (``*.dist-info`` + modules)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def module(self, name: str, source: str) -> Path:
+        path = self.root / f"{name}.py"
+        path.write_text(textwrap.dedent(source), encoding="utf-8")
+        return path
+
+    def dist(
+        self,
+        name: str,
+        version: str = "1.0",
+        *,
+        entry_points: dict[str, str],
+        modules: dict[str, str] | None = None,
+    ) -> Path:
+        """Install distribution ``name`` with ``[martlet]`` entry points ``{ep: module}``."""
+        info = self.root / f"{name.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", encoding="utf-8"
+        )
+        lines = ["[martlet]"] + [f"{ep} = {mod}" for ep, mod in entry_points.items()]
+        (info / "entry_points.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        for mod, source in (modules or {}).items():
+            self.module(mod, source)
+        return info
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSite]:
+    """Fake distributions on ``sys.path`` (first, so they shadow installed namesakes).
+
+    Modules imported from it are dropped from ``sys.modules`` afterwards.
+    """
+    fake = FakeSite(tmp_path / "site")
+    monkeypatch.syspath_prepend(str(fake.root))
+    before = set(sys.modules)
+    yield fake
+    for name in set(sys.modules) - before:
+        module = sys.modules.get(name)
+        if str(getattr(module, "__file__", "") or "").startswith(str(fake.root)):
+            del sys.modules[name]
+
+
+def discover(environ: dict[str, str] | None = None) -> tuple[PluginManager, list[str]]:
+    """A manager that discovers installed plugins; returns it and the warnings it gave.
+
+    The registry is built too, so warnings about records are included.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PluginWarning)
+        manager = PluginManager(environ=environ or {})
+        _ = manager.registry
+    messages = [str(w.message) for w in caught if issubclass(w.category, PluginWarning)]
+    return manager, messages
+
+
+GOOD_PLUGIN = """
+    from martlet import hookimpl
+    from martlet.records import TunerRecord
+
+    MARTLET_API = 1
+
+    @hookimpl
+    def martlet_tuners():
+        yield TunerRecord(name="{name}", impl="fakeplug_impl:Thing", summary="a fake tuner",
+                          aliases={aliases!r})
+"""
+
+
+def good_plugin(name: str, aliases: tuple[str, ...] = ()) -> str:
+    """Source of a plugin module registering tuner ``name``."""
+    return GOOD_PLUGIN.format(name=name, aliases=aliases)

@@ -1,0 +1,120 @@
+"""Contract base classes, one per capability kind.
+
+Every contract runs the registration checks of :class:`RecordContract`; the kinds whose
+interfaces are settled add behavioural checks (:class:`AcceleratorContract`,
+:class:`CommandContract`). The others check the implementation's shape against
+:mod:`martlet.interfaces` and gain behavioural checks as their capabilities land.
+"""
+
+from martlet_sdk.contracts.accelerator import AcceleratorContract
+from martlet_sdk.contracts.base import RecordContract, contract_for, requires_capability
+from martlet_sdk.contracts.command import CommandContract
+
+
+class ModelContract(RecordContract):
+    """A model id: registration checks."""
+
+    kind = "models"
+
+
+class ModelLoaderContract(RecordContract):
+    """A model loader: registration checks and the ModelLoader shape."""
+
+    kind = "model_loaders"
+    interface = {"can_load": None, "load": None}
+
+
+class TemplateContract(RecordContract):
+    """A chat template: registration checks and the Template shape."""
+
+    kind = "templates"
+    interface = {"render": None, "encode": None}
+
+
+class DatasetContract(RecordContract):
+    """A named dataset: registration checks."""
+
+    kind = "datasets"
+
+
+class DatasetSourceContract(RecordContract):
+    """A dataset source: registration checks and the DatasetSource shape."""
+
+    kind = "dataset_sources"
+    interface = {"can_read": None, "read": None}
+
+
+class TunerContract(RecordContract):
+    """A tuner: registration checks and the Tuner shape (``merge`` when it claims it)."""
+
+    kind = "tuners"
+    interface = {"prepare": None, "save": None, "load": None, "merge": "merge"}
+
+
+class LossContract(RecordContract):
+    """A loss: registration checks; the implementation is callable."""
+
+    kind = "losses"
+    interface = {"__call__": None}
+
+
+class ParallelContract(RecordContract):
+    """A parallel strategy: registration checks and the ParallelStrategy shape."""
+
+    kind = "parallel_strategies"
+    interface = {"wrap": None, "save_checkpoint": None}
+
+
+class QuantizerContract(RecordContract):
+    """A quantizer: registration checks and the methods of the stages it claims."""
+
+    kind = "quantizers"
+
+    def test_impl_has_the_interface(self, record, impl):  # type: ignore[override]
+        needed = {"load": "quantize_on_load", "export": "export"}
+        for stage in record.stages:
+            assert callable(getattr(impl, needed[stage], None)), (
+                f"{record.impl} claims the {stage!r} stage but lacks {needed[stage]}()"
+            )
+
+
+class InferenceBackendContract(RecordContract):
+    """An inference backend: registration checks and the InferenceEngine shape."""
+
+    kind = "inference_backends"
+    interface = {"generate": None, "stream": None}
+
+
+class EvalTaskContract(RecordContract):
+    """An eval task: registration checks and the EvalTask shape."""
+
+    kind = "eval_tasks"
+    interface = {"examples": None, "score": None}
+
+
+class CallbackContract(RecordContract):
+    """A callback: registration checks and the Callback shape."""
+
+    kind = "callbacks"
+    interface = {"on_log": None, "on_end": None}
+
+
+__all__ = [
+    "AcceleratorContract",
+    "CallbackContract",
+    "CommandContract",
+    "DatasetContract",
+    "DatasetSourceContract",
+    "EvalTaskContract",
+    "InferenceBackendContract",
+    "LossContract",
+    "ModelContract",
+    "ModelLoaderContract",
+    "ParallelContract",
+    "QuantizerContract",
+    "RecordContract",
+    "TemplateContract",
+    "TunerContract",
+    "contract_for",
+    "requires_capability",
+]

@@ -1,0 +1,1 @@
+"""Martlet's built-in accelerators: cpu, cuda, mps and xpu."""
