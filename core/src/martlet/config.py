@@ -158,6 +158,11 @@ def _allows_none(tp: Any) -> bool:
     return typing.get_origin(tp) in (Union, types.UnionType) and type(None) in typing.get_args(tp)
 
 
+def _takes_mapping(tp: Any) -> bool:
+    inner = _strip_optional(tp)
+    return inner is Any or inner is dict or typing.get_origin(inner) in (dict, Mapping)
+
+
 def _type_name(tp: Any) -> str:
     inner = _strip_optional(tp)
     origin = typing.get_origin(inner)
@@ -295,13 +300,16 @@ def read_file(path: str | Path) -> dict[str, Any]:
 def flatten(cls: type, data: Mapping[str, Any], source: str) -> dict[str, Any]:
     """Map a file's keys (sections flattened) onto the option names of ``cls``.
 
-    A key that is not an option and holds a mapping is a section; its keys are options too.
+    A key that holds a mapping is a section, its keys options too, unless it names an option
+    that takes a mapping (a ``dict`` option); so ``model:`` may be a section even where
+    ``model`` is also an option.
 
     Raises:
         ConfigError: an unknown key (with a suggestion), or one option set twice to different
             values in different sections.
     """
     table = _lookup(cls)
+    all_specs = specs(cls)
     out: dict[str, Any] = {}
     where: dict[str, str] = {}
 
@@ -309,6 +317,10 @@ def flatten(cls: type, data: Mapping[str, Any], source: str) -> dict[str, Any]:
         for raw, value in mapping.items():
             name = table.get(key(str(raw)))
             here = f"{path}.{raw}" if path else str(raw)
+            if name is not None and isinstance(value, Mapping) and not _takes_mapping(
+                all_specs[name].type
+            ):
+                name = None  # a section named like an option (`model:` holding `model: ...`)
             if name is None:
                 if isinstance(value, Mapping):
                     visit(value, here)
