@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from martlet.manager import PluginManager, PluginWarning, set_manager
 
 
@@ -30,11 +29,16 @@ def fresh_manager() -> Iterator[PluginManager]:
         set_manager(previous)
 
 
-def plugin_module(name: str, source: str) -> types.ModuleType:
-    """A module object built from ``source`` (not in ``sys.modules``), for register()."""
+def _plugin_module(name: str, source: str) -> types.ModuleType:
     module = types.ModuleType(name)
     exec(compile(textwrap.dedent(source), f"<{name}>", "exec"), module.__dict__)
     return module
+
+
+@pytest.fixture
+def make_module():
+    """``make_module(name, source)``: a module object built from source, not in sys.modules."""
+    return _plugin_module
 
 
 class FakeSite:
@@ -86,7 +90,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSite]:
             del sys.modules[name]
 
 
-def discover(environ: dict[str, str] | None = None) -> tuple[PluginManager, list[str]]:
+def _discover(environ: dict[str, str] | None = None) -> tuple[PluginManager, list[str]]:
     """A manager that discovers installed plugins; returns it and the warnings it gave.
 
     The registry is built too, so warnings about records are included.
@@ -97,6 +101,12 @@ def discover(environ: dict[str, str] | None = None) -> tuple[PluginManager, list
         _ = manager.registry
     messages = [str(w.message) for w in caught if issubclass(w.category, PluginWarning)]
     return manager, messages
+
+
+@pytest.fixture
+def discover():
+    """``discover(environ)``: a discovering manager and the plugin warnings it gave."""
+    return _discover
 
 
 GOOD_PLUGIN = """
@@ -112,6 +122,11 @@ GOOD_PLUGIN = """
 """
 
 
-def good_plugin(name: str, aliases: tuple[str, ...] = ()) -> str:
-    """Source of a plugin module registering tuner ``name``."""
-    return GOOD_PLUGIN.format(name=name, aliases=aliases)
+@pytest.fixture
+def tuner_plugin():
+    """``tuner_plugin(name, aliases=())``: source of a plugin module registering a tuner."""
+
+    def source(name: str, aliases: tuple[str, ...] = ()) -> str:
+        return GOOD_PLUGIN.format(name=name, aliases=aliases)
+
+    return source
