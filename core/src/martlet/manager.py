@@ -176,7 +176,9 @@ class PluginManager:
 
     def _discover(self) -> None:
         seen: set[tuple[str, str]] = set()
-        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        # sorted, so listings and conflict messages do not depend on sys.path order
+        eps = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (e.name, e.value))
+        for ep in eps:
             if (ep.name, ep.value) in seen:
                 continue  # one distribution found twice on sys.path
             seen.add((ep.name, ep.value))
