@@ -24,6 +24,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import re
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -296,19 +298,31 @@ class PluginManager:
                 fix="pass the path of a .py file that holds hook implementations",
             )
         name = f"local:{file.stem}"
-        spec = importlib.util.spec_from_file_location(f"martlet_local_{file.stem}", file)
+        # importable under this name while in use, so the file's records can name its own
+        # objects (impl=f"{__name__}:MyLoss") and its dataclasses resolve their annotations
+        module_name = "martlet_local_" + re.sub(r"\W", "_", file.stem)
+        spec = importlib.util.spec_from_file_location(module_name, file)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
+        previous = sys.modules.get(module_name)
+        sys.modules[module_name] = module
         try:
-            spec.loader.exec_module(module)
-        except Exception as exc:  # noqa: BLE001
-            raise PluginError(
-                f"local plugin {str(file)!r} failed to import",
-                why=f"{type(exc).__name__}: {exc}",
-                fix="run `python FILE` to see the error, then fix the file",
-                cause=exc,
-            ) from exc
-        return self.register(module, name=name)
+            try:
+                spec.loader.exec_module(module)
+            except Exception as exc:  # noqa: BLE001
+                raise PluginError(
+                    f"local plugin {str(file)!r} failed to import",
+                    why=f"{type(exc).__name__}: {exc}",
+                    fix="run `python FILE` to see the error, then fix the file",
+                    cause=exc,
+                ) from exc
+            return self.register(module, name=name)
+        except BaseException:
+            if previous is None:
+                sys.modules.pop(module_name, None)
+            else:
+                sys.modules[module_name] = previous
+            raise
 
     def check_requested(self) -> None:
         """Raise for the first plugin the user asked for by name that failed."""
