@@ -338,9 +338,9 @@ class PluginManager:
         if self._registry is None:
             from martlet.registry import Registry
 
-            records = self._collect_all()
-            self._registry = Registry(records, self)
-            self._raise_if_strict()
+            registry = Registry(self._collect_all(), self)
+            self._raise_if_strict()  # before caching: in strict mode every use raises
+            self._registry = registry
         return self._registry
 
     def _collect_all(self) -> dict[str, list[Record]]:
