@@ -43,17 +43,17 @@ def martlet_models() -> Iterable[r.ModelRecord]:
 
     Example::
 
-    @hookimpl
-    def martlet_models():
-        yield ModelRecord(
-            name="qwen2.5-0.5b-instruct",
-            family="qwen2.5",
-            hub_ids={"huggingface": "Qwen/Qwen2.5-0.5B-Instruct",
-                     "modelscope": "Qwen/Qwen2.5-0.5B-Instruct"},
-            template="qwen2.5",
-            size="0.5B",
-            summary="Qwen2.5 0.5B instruct",
-        )
+        @hookimpl
+        def martlet_models():
+            yield ModelRecord(
+                name="qwen2.5-0.5b-instruct",
+                family="qwen2.5",
+                hub_ids={"huggingface": "Qwen/Qwen2.5-0.5B-Instruct",
+                         "modelscope": "Qwen/Qwen2.5-0.5B-Instruct"},
+                template="qwen2.5",
+                size="0.5B",
+                summary="Qwen2.5 0.5B instruct",
+            )
     """
 
 
@@ -70,15 +70,15 @@ def martlet_model_loaders() -> Iterable[r.ModelLoaderRecord]:
 
     Example::
 
-    @hookimpl
-    def martlet_model_loaders():
-        yield ModelLoaderRecord(
-            name="gguf",
-            impl="my_plugin.loaders:GgufLoader",
-            sources=("gguf",),
-            requires=("gguf>=0.10",),
-            summary="GGUF files, dequantized through transformers",
-        )
+        @hookimpl
+        def martlet_model_loaders():
+            yield ModelLoaderRecord(
+                name="gguf",
+                impl="my_plugin.loaders:GgufLoader",
+                sources=("gguf",),
+                requires=("gguf>=0.10",),
+                summary="GGUF files, dequantized through transformers",
+            )
     """
 
 
@@ -95,14 +95,14 @@ def martlet_templates() -> Iterable[r.TemplateRecord]:
 
     Example::
 
-    @hookimpl
-    def martlet_templates():
-        yield TemplateRecord(
-            name="chatml",
-            impl="my_plugin.templates:ChatMLTemplate",
-            families=("qwen2", "yi"),
-            summary="<|im_start|>role ... <|im_end|> turns",
-        )
+        @hookimpl
+        def martlet_templates():
+            yield TemplateRecord(
+                name="chatml",
+                impl="my_plugin.templates:ChatMLTemplate",
+                families=("qwen2", "yi"),
+                summary="<|im_start|>role ... <|im_end|> turns",
+            )
     """
 
 
@@ -119,14 +119,14 @@ def martlet_datasets() -> Iterable[r.DatasetRecord]:
 
     Example::
 
-    @hookimpl
-    def martlet_datasets():
-        yield DatasetRecord(
-            name="alpaca-gpt4-en",
-            hub_ids={"huggingface": "vicgalle/alpaca-gpt4"},
-            format="alpaca",
-            summary="52k GPT-4 answers to the Alpaca instructions",
-        )
+        @hookimpl
+        def martlet_datasets():
+            yield DatasetRecord(
+                name="alpaca-gpt4-en",
+                hub_ids={"huggingface": "vicgalle/alpaca-gpt4"},
+                format="alpaca",
+                summary="52k GPT-4 answers to the Alpaca instructions",
+            )
     """
 
 
@@ -143,14 +143,14 @@ def martlet_dataset_sources() -> Iterable[r.DatasetSourceRecord]:
 
     Example::
 
-    @hookimpl
-    def martlet_dataset_sources():
-        yield DatasetSourceRecord(
-            name="jsonl",
-            impl="my_plugin.sources:JsonlSource",
-            suffixes=(".jsonl",),
-            summary="JSON Lines files, read lazily",
-        )
+        @hookimpl
+        def martlet_dataset_sources():
+            yield DatasetSourceRecord(
+                name="jsonl",
+                impl="my_plugin.sources:JsonlSource",
+                suffixes=(".jsonl",),
+                summary="JSON Lines files, read lazily",
+            )
     """
 
 
@@ -167,16 +167,16 @@ def martlet_tuners() -> Iterable[r.TunerRecord]:
 
     Example::
 
-    @hookimpl
-    def martlet_tuners():
-        yield TunerRecord(
-            name="lora",
-            impl="my_plugin.lora:LoraTuner",
-            aliases=("LoRA",),
-            requires=("peft>=0.13",),
-            capabilities={"train", "merge"},
-            summary="low-rank adapters on linear layers",
-        )
+        @hookimpl
+        def martlet_tuners():
+            yield TunerRecord(
+                name="lora",
+                impl="my_plugin.lora:LoraTuner",
+                aliases=("LoRA",),
+                requires=("peft>=0.13",),
+                capabilities={"train", "merge"},
+                summary="low-rank adapters on linear layers",
+            )
     """
 
 
@@ -193,15 +193,15 @@ def martlet_losses() -> Iterable[r.LossRecord]:
 
     Example::
 
-    @hookimpl
-    def martlet_losses():
-        yield LossRecord(
-            name="dpo",
-            impl="my_plugin.dpo:dpo_loss",
-            data="preference",
-            reference=True,
-            summary="direct preference optimisation",
-        )
+        @hookimpl
+        def martlet_losses():
+            yield LossRecord(
+                name="dpo",
+                impl="my_plugin.dpo:dpo_loss",
+                data="preference",
+                reference=True,
+                summary="direct preference optimisation",
+            )
     """
 
 
@@ -218,15 +218,15 @@ def martlet_parallel_strategies() -> Iterable[r.ParallelRecord]:
 
     Example::
 
-    @hookimpl
-    def martlet_parallel_strategies():
-        yield ParallelRecord(
-            name="ddp",
-            impl="my_plugin.ddp:DDPStrategy",
-            multi_process=True,
-            capabilities={"cpu", "cuda"},
-            summary="data parallel, one process per device",
-        )
+        @hookimpl
+        def martlet_parallel_strategies():
+            yield ParallelRecord(
+                name="ddp",
+                impl="my_plugin.ddp:DDPStrategy",
+                multi_process=True,
+                capabilities={"cpu", "cuda"},
+                summary="data parallel, one process per device",
+            )
     """
 
 
@@ -243,16 +243,16 @@ def martlet_quantizers() -> Iterable[r.QuantizerRecord]:
 
     Example::
 
-    @hookimpl
-    def martlet_quantizers():
-        yield QuantizerRecord(
-            name="bnb",
-            impl="my_plugin.bnb:BnbQuantizer",
-            bits=(4, 8),
-            stages=("load",),
-            requires=("bitsandbytes>=0.45",),
-            summary="bitsandbytes 4/8-bit at load time (QLoRA)",
-        )
+        @hookimpl
+        def martlet_quantizers():
+            yield QuantizerRecord(
+                name="bnb",
+                impl="my_plugin.bnb:BnbQuantizer",
+                bits=(4, 8),
+                stages=("load",),
+                requires=("bitsandbytes>=0.45",),
+                summary="bitsandbytes 4/8-bit at load time (QLoRA)",
+            )
     """
 
 
@@ -269,14 +269,14 @@ def martlet_inference_backends() -> Iterable[r.BackendRecord]:
 
     Example::
 
-    @hookimpl
-    def martlet_inference_backends():
-        yield BackendRecord(
-            name="pt",
-            impl="my_plugin.engine:PtEngine",
-            capabilities={"stream", "batch", "cpu", "cuda"},
-            summary="transformers generate() with a KV cache",
-        )
+        @hookimpl
+        def martlet_inference_backends():
+            yield BackendRecord(
+                name="pt",
+                impl="my_plugin.engine:PtEngine",
+                capabilities={"stream", "batch", "cpu", "cuda"},
+                summary="transformers generate() with a KV cache",
+            )
     """
 
 
@@ -293,15 +293,15 @@ def martlet_accelerators() -> Iterable[r.AcceleratorRecord]:
 
     Example::
 
-    @hookimpl
-    def martlet_accelerators():
-        yield AcceleratorRecord(
-            name="npu",
-            impl="my_plugin.npu:NpuAccelerator",
-            device_type="npu",
-            requires=("torch_npu",),
-            summary="Ascend NPUs through torch_npu",
-        )
+        @hookimpl
+        def martlet_accelerators():
+            yield AcceleratorRecord(
+                name="npu",
+                impl="my_plugin.npu:NpuAccelerator",
+                device_type="npu",
+                requires=("torch_npu",),
+                summary="Ascend NPUs through torch_npu",
+            )
     """
 
 
@@ -318,15 +318,15 @@ def martlet_eval_tasks() -> Iterable[r.EvalTaskRecord]:
 
     Example::
 
-    @hookimpl
-    def martlet_eval_tasks():
-        yield EvalTaskRecord(
-            name="gsm8k",
-            impl="my_plugin.tasks:Gsm8k",
-            dataset="gsm8k",
-            metric="exact_match",
-            summary="grade-school maths, final-answer accuracy",
-        )
+        @hookimpl
+        def martlet_eval_tasks():
+            yield EvalTaskRecord(
+                name="gsm8k",
+                impl="my_plugin.tasks:Gsm8k",
+                dataset="gsm8k",
+                metric="exact_match",
+                summary="grade-school maths, final-answer accuracy",
+            )
     """
 
 
@@ -343,14 +343,14 @@ def martlet_callbacks() -> Iterable[r.CallbackRecord]:
 
     Example::
 
-    @hookimpl
-    def martlet_callbacks():
-        yield CallbackRecord(
-            name="tensorboard",
-            impl="my_plugin.tb:TensorBoardCallback",
-            requires=("tensorboard",),
-            summary="write scalars for TensorBoard",
-        )
+        @hookimpl
+        def martlet_callbacks():
+            yield CallbackRecord(
+                name="tensorboard",
+                impl="my_plugin.tb:TensorBoardCallback",
+                requires=("tensorboard",),
+                summary="write scalars for TensorBoard",
+            )
     """
 
 
@@ -367,13 +367,13 @@ def martlet_commands() -> Iterable[r.CommandRecord]:
 
     Example::
 
-    @hookimpl
-    def martlet_commands():
-        yield CommandRecord(
-            name="hello",
-            impl="my_plugin.cli:hello",   # a click.Command, imported only when run
-            summary="Say hello.",
-        )
+        @hookimpl
+        def martlet_commands():
+            yield CommandRecord(
+                name="hello",
+                impl="my_plugin.cli:hello",   # a click.Command, imported only when run
+                summary="Say hello.",
+            )
     """
 
 
