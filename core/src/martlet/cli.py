@@ -56,9 +56,12 @@ class MartletGroup(click.Group):
         name = args[0]
         if name.startswith("-"):
             return super().resolve_command(ctx, args)
-        record = get_manager().registry.get("commands", name)  # a helpful error if unknown
-        if record.name not in _DIAGNOSTIC:
-            get_manager().check_requested()
+        manager = get_manager()
+        found = manager.registry.find("commands", name)
+        if found is None or found.name not in _DIAGNOSTIC:
+            # before "unknown command": the failed plugin may be the one that provides it
+            manager.check_requested()
+        record = found or manager.registry.get("commands", name)  # a helpful error
         return record.name, self.get_command(ctx, record.name), args[1:]
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
