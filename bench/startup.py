@@ -41,7 +41,9 @@ def main() -> int:
     exe = martlet_executable()
     listed = subprocess.run([exe, "plugins"], capture_output=True, text=True, check=True).stdout
     plugins = [ln.split()[0] for ln in listed.splitlines()[1:] if ln and not ln.startswith(" ")]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     print(f"plugins loaded: {', '.join(plugins)}")
     print(f"runs per command: {args.runs} (median; one warm-up run first)\n")
     print("| command | median s | min s | max s | target s |")

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from martlet_sdk import hookdoc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,15 +50,31 @@ def test_the_worked_example_works_from_the_page_alone(tmp_path):
         path.write_text(body, encoding="utf-8")
     site = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(site), str(tmp_path / "acme-greet")],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(tmp_path / "acme-greet"),
+        ],
         check=True,
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
+    }
     cli = [sys.executable, "-c", "import sys; from martlet.cli import main; sys.exit(main())"]
 
-    listed = json.loads(subprocess.run([*cli, "plugins", "--json"], capture_output=True,
-                                       text=True, env=env, check=True).stdout)
+    listed = json.loads(
+        subprocess.run(
+            [*cli, "plugins", "--json"], capture_output=True, text=True, env=env, check=True
+        ).stdout
+    )
     greet = next(p for p in listed if p["name"] == "greet")
     assert greet["status"] == "ok" and greet["distribution"] == "acme-greet"
     assert greet["records"] == {"callbacks": ["jsonl-stdout"], "commands": ["greet"]}
@@ -69,7 +84,10 @@ def test_the_worked_example_works_from_the_page_alone(tmp_path):
 
     tests = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "acme-greet"],
-        capture_output=True, text=True, env=env, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
     )
     assert tests.returncode == 0, tests.stdout[-3000:]
     assert re.search(r"\d+ passed", tests.stdout) and "failed" not in tests.stdout

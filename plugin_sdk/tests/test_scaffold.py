@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from martlet.errors import ConfigError
 from martlet.records import KINDS
 from martlet_sdk.scaffold import new_plugin
@@ -19,8 +18,18 @@ pytestmark = pytest.mark.slow
 
 def _install(packages: list[Path], target: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-         "--no-build-isolation", "--target", str(target), *map(str, packages)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            *map(str, packages),
+        ],
         check=True,
     )
 
@@ -34,14 +43,24 @@ def _env(site: Path) -> dict[str, str]:
 def _martlet(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "import sys; from martlet.cli import main; sys.exit(main())", *args],
-        capture_output=True, text=True, env=env,
+        capture_output=True,
+        text=True,
+        env=env,
     )
 
 
 def test_a_generated_plugin_of_every_kind_installs_lists_and_passes_its_contract(tmp_path):
     out = tmp_path / "src"
-    result = _martlet("plugin", "new", "acme-hello", "--kind", "commands", "--output", str(out),
-                      env=dict(os.environ))
+    result = _martlet(
+        "plugin",
+        "new",
+        "acme-hello",
+        "--kind",
+        "commands",
+        "--output",
+        str(out),
+        env=dict(os.environ),
+    )
     assert result.returncode == 0, result.stderr
     assert "wrote" in result.stdout
     roots = [out / "martlet-acme-hello"]
@@ -64,9 +83,21 @@ def test_a_generated_plugin_of_every_kind_installs_lists_and_passes_its_contract
     assert hello.stdout.splitlines() == ["hello, Ada", "hello, Ada"]
 
     tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-         *[str(r / "tests") for r in roots]],
-        capture_output=True, text=True, env=env, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            *[str(r / "tests") for r in roots],
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
     )
     assert tests.returncode == 0, tests.stdout[-4000:]
     summary = tests.stdout.strip().splitlines()[-1]

@@ -11,7 +11,6 @@ import pytest
 
 def test_tiny_model_is_small_deterministic_and_offline(tiny_tokenizer):
     import torch
-
     from martlet_sdk.tiny import tiny_model
 
     a = tiny_model(seed=3, tokenizer=tiny_tokenizer)
@@ -21,9 +20,11 @@ def test_tiny_model_is_small_deterministic_and_offline(tiny_tokenizer):
     c = tiny_model(seed=4, tokenizer=tiny_tokenizer)
     n = sum(p.numel() for p in a.parameters())
     assert 100_000 < n < 1_000_000
-    for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters()):
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(pa, pb)
-    assert any(not torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters()))
+    assert any(
+        not torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters(), strict=True)
+    )
     ids = tiny_tokenizer("What is the capital of France?", return_tensors="pt").input_ids
     logits = a(ids).logits
     assert logits.shape == (1, ids.shape[1], len(tiny_tokenizer))
@@ -42,8 +43,13 @@ def test_tiny_model_builds_in_under_a_second_once_libraries_are_imported():
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     import os
 
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, **env}, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        check=True,
+    )
     seconds = float(out.stdout.strip().splitlines()[-1])
     # a generous bound: this only guards against a download or a training loop sneaking in
     assert seconds < 5, seconds
@@ -62,7 +68,7 @@ def test_tokenizer_round_trips_and_masks_assistant_turns(tiny_tokenizer):
     enc = tiny_tokenizer.apply_chat_template(
         messages, return_dict=True, return_assistant_tokens_mask=True
     )
-    masked = [i for i, m in zip(enc["input_ids"], enc["assistant_masks"]) if m]
+    masked = [i for i, m in zip(enc["input_ids"], enc["assistant_masks"], strict=True) if m]
     assert tiny_tokenizer.decode(masked) == "I am an assistant.<|im_end|>"
     assert "你好" in tiny_tokenizer.decode(tiny_tokenizer("你好")["input_ids"])
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import click
-
 from martlet.cli import config_command
 from martlet.config import option
 from martlet.records import KINDS
@@ -22,9 +21,7 @@ class NewPluginConfig:
         help="The plugin's name (lowercase, hyphens); the package is martlet-NAME.",
         positional=True,
     )
-    kind: str = option(
-        "commands", help=f"The capability kind it registers: {', '.join(KINDS)}."
-    )
+    kind: str = option("commands", help=f"The capability kind it registers: {', '.join(KINDS)}.")
     output: str = option(".", help="The folder to create the package in.")
     force: bool = option(False, help="Overwrite an existing, non-empty package folder.")
 

@@ -24,6 +24,7 @@ import pytest
 @pytest.fixture
 def martlet_manager() -> Iterator[Callable[..., Any]]:
     from martlet.manager import set_manager
+
     from martlet_sdk.isolation import isolated_manager
 
     previous: list[Any] = []

@@ -28,7 +28,6 @@ def run_cli(
     see what users see.
     """
     from click.testing import CliRunner
-
     from martlet.cli import main
 
     runner = CliRunner()

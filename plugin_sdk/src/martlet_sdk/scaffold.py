@@ -18,7 +18,7 @@ from martlet.records import KINDS, check_kind
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
-_PYPROJECT = Template('''\
+_PYPROJECT = Template("""\
 [build-system]
 requires = ["setuptools>=68"]
 build-backend = "setuptools.build_meta"
@@ -39,7 +39,7 @@ $name = "$module.plugin"
 
 [tool.setuptools.packages.find]
 where = ["src"]
-''')
+""")
 
 _PLUGIN = Template('''\
 """Martlet plugin $dist: registers the $label '$record_name'.
@@ -78,7 +78,7 @@ class Test${class_name}($contract):
         return "$record_name"
 ''')
 
-_README = Template('''\
+_README = Template("""\
 # $dist
 
 A [Martlet](https://pypi.org/project/martlet/) plugin that registers the $label
@@ -92,7 +92,7 @@ pip install -e ".[test]" && pytest
 `src/$module/plugin.py` yields the record; `src/$module/impl.py` holds the implementation,
 imported only when the $label is used. The test in `tests/` runs the Martlet contract for
 $kind against the installed plugin.
-''')
+""")
 
 # Per kind: the record's fields, the implementation module, and extra dependencies.
 _IMPLS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -274,7 +274,7 @@ _SKELETON_EXTRA = {"quantizers": '        bits=(4, 8),\n        stages=("load",)
 
 def _skeleton(kind: str) -> str:
     lines = [
-        f'"""The $record_name {KINDS[kind].label}: fill in each method (see martlet.interfaces)."""',
+        f'"""The $record_name {KINDS[kind].label}: write each method (see martlet.interfaces)."""',
         "",
         "",
         "class $cls:",

@@ -1,7 +1,6 @@
 """martlet-accel against the SDK's accelerator contract, on whatever devices this machine has."""
 
 import pytest
-
 from martlet_sdk.contracts import AcceleratorContract
 
 

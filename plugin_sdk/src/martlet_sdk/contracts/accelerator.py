@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from martlet.interfaces import Accelerator
 from martlet.records import Record
+
 from martlet_sdk.contracts.base import RecordContract
 
 

@@ -29,9 +29,9 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import pytest
-
 from martlet.manager import PluginManager
 from martlet.records import KINDS, NAME_RE, Record, normalize
+
 from martlet_sdk.isolation import activated, isolated_manager
 
 HEAVY_MODULES = ("torch", "transformers")

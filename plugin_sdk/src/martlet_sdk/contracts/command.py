@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from martlet.records import Record
+
 from martlet_sdk.contracts.base import RecordContract
 from martlet_sdk.runner import run_cli
 
@@ -22,7 +23,9 @@ class CommandContract(RecordContract):
     def test_listed_in_help_with_its_summary(self, contract_manager, record: Record) -> None:
         result = run_cli(["--help"])
         assert result.exit_code == 0, result.stderr
-        line = next((ln for ln in result.stdout.splitlines() if ln.strip().startswith(record.name)), "")
+        line = next(
+            (ln for ln in result.stdout.splitlines() if ln.strip().startswith(record.name)), ""
+        )
         assert line, f"`martlet --help` does not list {record.name!r}:\n{result.stdout}"
         assert record.summary.split()[0] in result.stdout
 
