@@ -48,14 +48,16 @@ def main() -> int:
     print(f"runs per command: {args.runs} (median; one warm-up run first)\n")
     print("| command | median s | min s | max s | target s |")
     print("|---|---|---|---|---|")
-    for cmd in COMMANDS:
-        argv = [exe, *cmd]
+    rows = [(f"martlet {' '.join(cmd)}", [exe, *cmd], TARGETS[" ".join(cmd)]) for cmd in COMMANDS]
+    # the floor: the interpreter alone, and importing the core without running a command
+    rows.append(("python -c pass (baseline)", [sys.executable, "-c", "pass"], "-"))
+    rows.append(("python -c 'import martlet'", [sys.executable, "-c", "import martlet"], "-"))
+    for label, argv, target in rows:
         time_once(argv)
         times = [time_once(argv) for _ in range(args.runs)]
-        label = " ".join(cmd)
         print(
-            f"| `martlet {label}` | {statistics.median(times):.3f} | {min(times):.3f} | "
-            f"{max(times):.3f} | {TARGETS[label]} |"
+            f"| `{label}` | {statistics.median(times):.3f} | {min(times):.3f} | "
+            f"{max(times):.3f} | {target} |"
         )
     return 0
 
