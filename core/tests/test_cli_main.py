@@ -1,0 +1,135 @@
+"""martlet.cli.main() in-process, on a fresh manager that holds no installed plugin."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import pytest
+from martlet.cli import ConfigCommand, config_command, main
+from martlet.config import option
+
+BAD_COMMAND = """
+    from martlet import hookimpl
+    from martlet.records import CommandRecord
+
+    @hookimpl
+    def martlet_commands():
+        yield CommandRecord(name="not-click", impl="json:dumps", summary="Not a click command.")
+        yield CommandRecord(name="gone", impl="fakeplug_gone_module:cmd", summary="Gone.")
+"""
+
+
+def test_version(fresh_manager, capsys):
+    assert main(["version"]) == 0
+    assert capsys.readouterr().out == "martlet-core 0.1.0 (plugin API 1)\n"
+
+
+def test_plugins_json_lists_only_the_core(fresh_manager, capsys):
+    assert main(["plugins", "--json"]) == 0
+    [core] = json.loads(capsys.readouterr().out)
+    assert core["name"] == "core" and core["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "command, dist",
+    [("sft", "martlet-train"), ("export", "martlet-export"), ("web_ui", "martlet-webui")],
+)
+def test_command_of_a_package_not_installed_names_it(fresh_manager, capsys, command, dist):
+    assert main([command]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"Error: unknown command {command!r}\n")
+    assert f"  fix: it is provided by {dist}: pip install {dist}\n" in err
+
+
+def test_plugin_file_registers_on_the_process_wide_manager(fresh_manager, capsys, tmp_path):
+    path = tmp_path / "extra.py"
+    path.write_text(
+        "from martlet import hookimpl\nfrom martlet.records import LossRecord\n"
+        "@hookimpl\ndef martlet_losses():\n"
+        "    yield LossRecord(name='extra-loss', impl='json:dumps')\n"
+    )
+    assert main(["--plugin", str(path), "plugins", "--kind", "losses", "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert (row["name"], row["source"], row["records"]) == (
+        "local:extra", "local", {"losses": ["extra-loss"]}
+    )
+    assert fresh_manager.registry.get("losses", "extra-loss").origin == f"local:{path}"
+
+
+def test_command_impl_that_is_not_click(fresh_manager, make_module, capsys):
+    fresh_manager.register(make_module("fakeplug_bad_cmds", BAD_COMMAND))
+    assert main(["--help"]) == 0  # listing imports nothing
+    out = capsys.readouterr().out
+    assert "not-click" in out and "Gone." in out
+    assert main(["not-click"]) == 1
+    err = capsys.readouterr().err
+    assert "Error: command 'not-click' from local:fakeplug_bad_cmds is not a click command" in err
+    assert "json:dumps is a function" in err
+    assert main(["gone"]) == 1
+    err = capsys.readouterr().err
+    assert "Error: cannot load commands 'gone' from 'fakeplug_gone_module:cmd'" in err
+    assert "ModuleNotFoundError" in err
+
+
+def test_exit_codes_follow_the_error(fresh_manager, capsys, tmp_path):
+    assert main(["plugins", "--kind", "tunerz"]) == 2  # UnknownNameError
+    assert main(["plugins", "--nope"]) == 2  # ConfigError
+    assert main(["--plugin", str(tmp_path / "missing.py"), "version"]) == 1  # PluginError
+    capsys.readouterr()
+
+
+def test_warning_display_is_restored(fresh_manager, capsys):
+    before = warnings.showwarning
+    main(["version"])
+    main(["plugns"])
+    assert warnings.showwarning is before
+    capsys.readouterr()
+
+
+def test_config_command_needs_a_dataclass():
+    with pytest.raises(TypeError):
+        config_command(dict)
+
+
+def test_config_command_object():
+    @dataclass
+    class Hello:
+        who: str = option("world", help="Who to greet.")
+
+    seen = []
+
+    @config_command(Hello)
+    def say_hello(config):
+        """Say hello."""
+        seen.append(config.who)
+
+    assert isinstance(say_hello, ConfigCommand) and isinstance(say_hello, click.Command)
+    assert say_hello.name == "say-hello"
+    assert say_hello.help == "Say hello."
+    say_hello.main(["--who", "you"], standalone_mode=False)
+    assert seen == ["you"]
+
+
+def test_config_command_in_process_print_config(fresh_manager, make_module, capsys):
+    fresh_manager.register(make_module("fakeplug_doc_cmd", """
+        from martlet import hookimpl
+        from martlet.records import CommandRecord
+        @hookimpl
+        def martlet_commands():
+            yield CommandRecord(name="show", impl="martlet.core_commands:doctor",
+                                summary="Doctor under another name.")
+    """))
+    assert main(["show", "--print-config", "--json"]) == 0
+    assert capsys.readouterr().out == "json: true\n"
+
+
+def test_plugin_file_path_from_cwd(fresh_manager, capsys, tmp_path, monkeypatch):
+    (tmp_path / "rel.py").write_text("X = 1\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--plugin", "rel.py", "plugins", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["module"] for r in rows if r["source"] == "local"] == [str(Path(tmp_path, "rel.py"))]
