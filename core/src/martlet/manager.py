@@ -142,6 +142,7 @@ class PluginManager:
         self._registry = None
         #: (kind, normalized name) -> the plugins that registered it, for names in conflict
         self.conflicts: dict[tuple[str, str], list[PluginInfo]] = {}
+        self._warned: set[str] = set()
         if builtins:
             self._register_builtin()
         if discover:
@@ -244,8 +245,11 @@ class PluginManager:
         self._warn(info)
 
     def _warn(self, info: PluginInfo) -> None:
-        if not self.strict and not info.requested:
-            warnings.warn(f"{info.label} skipped: {info.effective_error}", PluginWarning, stacklevel=3)
+        message = f"{info.label} skipped: {info.effective_error}"
+        if self.strict or info.requested or message in self._warned:
+            return  # the registry is rebuilt after each local plugin: warn once per failure
+        self._warned.add(message)
+        warnings.warn(message, PluginWarning, stacklevel=3)
 
     def _raise_if_strict(self) -> None:
         if not self.strict:
