@@ -449,9 +449,11 @@ def _load_error(info: PluginInfo, context: str | None = None) -> PluginError:
         f"{info.label} failed to load",
         why=why,
         fix=(
-            "fix or reinstall it, or remove it from MARTLET_PLUGINS"
-            if info.source != "local"
-            else "fix the plugin file"
+            "fix the plugin file"
+            if info.source == "local"
+            else "fix or reinstall it, or remove it from MARTLET_PLUGINS"
+            if info.requested
+            else f"fix or reinstall it, or block it with MARTLET_DISABLE_PLUGINS={info.name}"
         ),
         cause=exc,
     )
