@@ -327,6 +327,7 @@ def test_strict_mode_makes_a_failure_an_error(zoo, martlet):
         r"^Error: plugin '\w+' \(fake-[\w-]+ [\d.]+\) failed to load$", result.err, re.M
     ), result
     assert "(MARTLET_STRICT_PLUGINS=1 makes every plugin failure an error)" in result.err
+    assert "  fix: fix or reinstall it, or block it with MARTLET_DISABLE_PLUGINS=" in result.err
     assert "Traceback" not in result.err
 
 

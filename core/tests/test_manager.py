@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import martlet
@@ -10,7 +11,7 @@ import pytest
 from martlet import hookimpl
 from martlet.config import specs
 from martlet.errors import PluginError
-from martlet.manager import PLUGIN_API, PluginManager, get_manager, set_manager
+from martlet.manager import PLUGIN_API, PluginManager, PluginWarning, get_manager, set_manager
 from martlet.records import LossRecord, TunerRecord
 
 LOCAL = """
@@ -430,6 +431,8 @@ def test_strict_mode_raises_on_import_failure(site):
     err = info.value
     assert err.what == "plugin 'broken' (fake-broken 0.3) failed to load"
     assert "MARTLET_STRICT_PLUGINS=1" in (err.why or "")
+    # it is not in MARTLET_PLUGINS, so the way out is to fix it or block it
+    assert err.fix == "fix or reinstall it, or block it with MARTLET_DISABLE_PLUGINS=broken"
     assert isinstance(err.cause, ImportError)
 
 
@@ -477,3 +480,21 @@ def test_lifecycle_hooks_reach_every_plugin(fresh_manager):
     fresh_manager.configure("cfg")
     fresh_manager.model_loaded("model", "cfg")
     assert sorted(calls) == [("first", "cfg"), ("first-model", "model", "cfg"), ("second", "cfg")]
+
+
+def test_each_failure_is_warned_once(site, tuner_plugin, make_module):
+    site.dist("fake-dup-a", entry_points={"dupa": "fakeplug_dupa"},
+              modules={"fakeplug_dupa": tuner_plugin("fake-same")})
+    site.dist("fake-dup-b", entry_points={"dupb": "fakeplug_dupb"},
+              modules={"fakeplug_dupb": tuner_plugin("fake-same")})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PluginWarning)  # as under python -W always
+        manager = PluginManager(environ={})
+        _ = manager.registry
+        manager.register(make_module("fakeplug_local", LOCAL))  # rebuilds the registry
+        manager.register(make_module("fakeplug_other", LOCAL.replace("local-tuner", "other")))
+    mine = [str(w.message) for w in caught if "fake-same" in str(w.message)]
+    assert len(mine) == 2, mine
+    assert {m.split(" skipped:")[0] for m in mine} == {
+        "plugin 'dupa' (fake-dup-a 1.0)", "plugin 'dupb' (fake-dup-b 1.0)"
+    }
