@@ -498,3 +498,14 @@ def test_each_failure_is_warned_once(site, tuner_plugin, make_module):
     assert {m.split(" skipped:")[0] for m in mine} == {
         "plugin 'dupa' (fake-dup-a 1.0)", "plugin 'dupb' (fake-dup-b 1.0)"
     }
+
+
+def test_registering_one_object_twice_keeps_the_first(fresh_manager, make_module):
+    module = make_module("fakeplug_local", LOCAL)
+    fresh_manager.register(module, name="first")
+    with pytest.raises(PluginError, match="already registered"):
+        fresh_manager.register(module, name="second")
+    first = fresh_manager.plugin("first")
+    assert first.status == "ok" and first.records == {"tuners": ["local-tuner"]}
+    assert fresh_manager.registry.get("tuners", "local-tuner").name == "local-tuner"
+    assert fresh_manager.plugin("second") is None

@@ -236,9 +236,17 @@ class PluginManager:
             self.pm.register(info.obj, name=info.name)
             self.pm.check_pending()
         except Exception as exc:  # noqa: BLE001 - pluggy's validation errors
-            if self.pm.is_registered(info.obj):
-                self.pm.unregister(info.obj)
+            self._unregister(info)
             self._fail(info, f"invalid hook implementation: {exc}", exc)
+
+    def _unregister(self, info: PluginInfo) -> None:
+        """Drop what is registered under ``info.name``, if it is ``info.obj``.
+
+        Never by object: the same object may be in use as another plugin (pluggy refuses to
+        register one object under two names, and unregistering it would drop that plugin).
+        """
+        if self.pm.get_plugin(info.name) is info.obj:
+            self.pm.unregister(name=info.name)
 
     def _fail(self, info: PluginInfo, error: str, exc: BaseException | None = None) -> None:
         info.status, info.error, info.exception = FAILED, error, exc
@@ -283,8 +291,7 @@ class PluginManager:
         _ = self.registry  # collect records now, so conflicts surface here
         if info.effective_status != OK:
             self._plugins.pop(name)
-            if self.pm.is_registered(obj):
-                self.pm.unregister(obj)
+            self._unregister(info)
             self._registry = None
             raise _load_error(info)
         return info
