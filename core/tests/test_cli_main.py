@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 import pytest
+from martlet import hookimpl
 from martlet.cli import ConfigCommand, config_command, main
 from martlet.config import option
 
@@ -133,3 +134,20 @@ def test_plugin_file_path_from_cwd(fresh_manager, capsys, tmp_path, monkeypatch)
     assert main(["--plugin", "rel.py", "plugins", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["module"] for r in rows if r["source"] == "local"] == [str(Path(tmp_path, "rel.py"))]
+
+
+def test_config_commands_call_martlet_configure(fresh_manager, capsys):
+    seen = []
+
+    class Observer:
+        @hookimpl
+        def martlet_configure(self, config):
+            seen.append(config)
+
+    fresh_manager.register(Observer(), name="observer")
+    assert main(["version", "--json"]) == 0
+    [config] = seen
+    assert type(config).__name__ == "VersionConfig" and config.json is True
+    assert main(["version", "--print-config"]) == 0  # printing is not running
+    assert len(seen) == 1
+    capsys.readouterr()
