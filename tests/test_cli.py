@@ -165,7 +165,7 @@ def test_local_plugin_conflicting_with_an_installed_one(site, files, martlet):
     lines = result.err.splitlines()
     assert lines[0] == f"Error: local plugin 'local:clash' ({path}) failed to load"
     assert lines[1] == (
-        "  why: registers tuners 'fake-lora', which plugin 'fakegood' (fake-good 1.2.0) also "
+        "  why: registers tuner 'fake-lora', which plugin 'fakegood' (fake-good 1.2.0) also "
         "registers; uninstall one of them or block one with MARTLET_DISABLE_PLUGINS"
     )
     assert "Traceback" not in result.err
@@ -178,7 +178,7 @@ def test_local_plugin_with_bad_record(files, martlet):
     result = martlet("--plugin", path, "version")
     assert result.rc == 1, result
     assert "Error: local plugin 'local:bad'" in result.err
-    assert "invalid tuners record name 'bad name'" in result.err
+    assert "invalid tuner name 'bad name'" in result.err
     assert "fix: fix the plugin file" in result.err
 
 
@@ -236,7 +236,7 @@ def test_config_command_help_lists_options_and_aliases(martlet, demo):
     assert "--packing Pack rows into full sequences." in out
     assert "--dataset TEXT ... Dataset specs." in out
     assert "--model-kwargs JSON" in out
-    assert "--mode SFT|DPO What to train. [default: sft]" in out
+    assert "--mode sft|dpo What to train. [default: sft]" in out
     assert "--config FILE Read options from a YAML or JSON file (flags win)." in out
     assert "--print-config Print the resolved options as YAML and exit." in out
     assert "--kebab-case or --snake_case" in out

@@ -92,13 +92,13 @@ ZOO = {
         "fake-dup-a",
         "1.0",
         shared("fakeplug_fakedupa"),
-        "registers tuners 'fake-shared', which plugin 'fakedupb' (fake-dup-b 2.0) also registers",
+        "registers tuner 'fake-shared', which plugin 'fakedupb' (fake-dup-b 2.0) also registers",
     ),
     "fakedupb": (
         "fake-dup-b",
         "2.0",
         shared("fakeplug_fakedupb"),
-        "registers tuners 'fake-shared', which plugin 'fakedupa' (fake-dup-a 1.0) also registers",
+        "registers tuner 'fake-shared', which plugin 'fakedupa' (fake-dup-a 1.0) also registers",
     ),
     "fakefuture": (
         "fake-future",
@@ -117,7 +117,7 @@ ZOO = {
         "fake-badname",
         "0.1",
         yields('TunerRecord(name="bad name!", impl="pkg.mod:X")'),
-        "martlet_tuners() raised: invalid tuners record name 'bad name!'",
+        "martlet_tuners() raised: invalid tuner name 'bad name!'",
     ),
     "fakebadimpl": (
         "fake-badimpl",
@@ -343,7 +343,7 @@ def test_strict_mode_record_failure(site, martlet):
     result = martlet("--help", site=site, env={"MARTLET_STRICT_PLUGINS": "yes"})
     assert result.rc == 1, result
     assert "failed to load" in result.err
-    assert "registers tuners 'fake-shared'" in result.err
+    assert "registers tuner 'fake-shared'" in result.err
     relaxed = martlet("--help", site=site)
     assert relaxed.rc == 0 and len([w for w in relaxed.warnings if "fake-shared" in w]) == 2
 

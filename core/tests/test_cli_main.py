@@ -56,7 +56,9 @@ def test_plugin_file_registers_on_the_process_wide_manager(fresh_manager, capsys
     assert main(["--plugin", str(path), "plugins", "--kind", "losses", "--json"]) == 0
     [row] = json.loads(capsys.readouterr().out)
     assert (row["name"], row["source"], row["records"]) == (
-        "local:extra", "local", {"losses": ["extra-loss"]}
+        "local:extra",
+        "local",
+        {"losses": ["extra-loss"]},
     )
     assert fresh_manager.registry.get("losses", "extra-loss").origin == f"local:{path}"
 
@@ -72,7 +74,7 @@ def test_command_impl_that_is_not_click(fresh_manager, make_module, capsys):
     assert "json:dumps is a function" in err
     assert main(["gone"]) == 1
     err = capsys.readouterr().err
-    assert "Error: cannot load commands 'gone' from 'fakeplug_gone_module:cmd'" in err
+    assert "Error: cannot load command 'gone' from 'fakeplug_gone_module:cmd'" in err
     assert "ModuleNotFoundError" in err
 
 
@@ -116,14 +118,19 @@ def test_config_command_object():
 
 
 def test_config_command_in_process_print_config(fresh_manager, make_module, capsys):
-    fresh_manager.register(make_module("fakeplug_doc_cmd", """
+    fresh_manager.register(
+        make_module(
+            "fakeplug_doc_cmd",
+            """
         from martlet import hookimpl
         from martlet.records import CommandRecord
         @hookimpl
         def martlet_commands():
             yield CommandRecord(name="show", impl="martlet.core_commands:doctor",
                                 summary="Doctor under another name.")
-    """))
+    """,
+        )
+    )
     assert main(["show", "--print-config", "--json"]) == 0
     assert capsys.readouterr().out == "json: true\n"
 

@@ -61,7 +61,10 @@ def test_file_beats_defaults_and_flags_beat_file(tmp_path: Path):
     path = write(tmp_path, "c.yaml", "model: from-file\nlora_rank: 16\nlearning_rate: 0.5\n")
     cfg = run(["--config", str(path)])
     assert (cfg.model, cfg.lora_rank, cfg.learning_rate, cfg.packing) == (
-        "from-file", 16, 0.5, False
+        "from-file",
+        16,
+        0.5,
+        False,
     )
     cfg = run(["--lora-rank", "32", f"--config={path}"])
     assert (cfg.model, cfg.lora_rank, cfg.learning_rate) == ("from-file", 32, 0.5)
@@ -268,7 +271,12 @@ def test_yaml_sections_flatten(tmp_path: Path):
     )
     cfg = run(["--config", str(path)])
     assert (cfg.model, cfg.lora_rank, cfg.learning_rate, cfg.dataset, cfg.mode, cfg.seed) == (
-        "qwen", 4, 0.5, ["a", "b"], "dpo", 7
+        "qwen",
+        4,
+        0.5,
+        ["a", "b"],
+        "dpo",
+        7,
     )
 
 
@@ -406,7 +414,10 @@ def test_specs_describe_options():
     all_specs = specs(TrainConfig)
     rank = all_specs["lora_rank"]
     assert (rank.flag, rank.aliases, rank.help, rank.required) == (
-        "--lora-rank", ("r",), "LoRA rank.", False
+        "--lora-rank",
+        ("r",),
+        "LoRA rank.",
+        False,
     )
     assert all_specs["model"].required
     assert all_specs["packing"].is_bool and all_specs["dataset"].is_list

@@ -51,7 +51,10 @@ def test_register_plugin_uses_the_process_wide_manager(fresh_manager, make_modul
     assert get_manager() is fresh_manager
     info = martlet.register_plugin(make_module("fakeplug_local", LOCAL))
     assert (info.name, info.source, info.distribution, info.status) == (
-        "fakeplug_local", "local", "local", "ok"
+        "fakeplug_local",
+        "local",
+        "local",
+        "ok",
     )
     assert info.records == {"tuners": ["local-tuner"]}
     assert info.label == "local plugin 'fakeplug_local' (fakeplug_local)"
@@ -98,7 +101,7 @@ def test_register_same_name_twice(fresh_manager, make_module):
             def martlet_tuners():
                 yield TunerRecord(name="bad name", impl="json:dumps")
             """,
-            "martlet_tuners() raised: invalid tuners record name 'bad name'",
+            "martlet_tuners() raised: invalid tuner name 'bad name'",
         ),
         (
             """
@@ -168,7 +171,11 @@ def test_hook_exception_is_the_cause(fresh_manager, make_module):
 
 
 def test_a_failed_plugin_contributes_no_records(site, discover):
-    site.dist("fake-half", entry_points={"half": "fakeplug_half"}, modules={"fakeplug_half": """
+    site.dist(
+        "fake-half",
+        entry_points={"half": "fakeplug_half"},
+        modules={
+            "fakeplug_half": """
         from martlet import hookimpl
         from martlet.records import LossRecord, TunerRecord
         MARTLET_API = 1
@@ -178,7 +185,9 @@ def test_a_failed_plugin_contributes_no_records(site, discover):
         @hookimpl
         def martlet_losses():
             yield LossRecord(name="fake-bad", impl="not an import string")
-    """})
+    """
+        },
+    )
     manager, warned = discover({})
     info = manager.plugin("half")
     assert info.effective_status == "failed" and info.records == {}
@@ -196,7 +205,7 @@ def test_same_name_twice_in_one_plugin(fresh_manager, make_module):
             yield TunerRecord(name="twice", impl="json:dumps")
             yield TunerRecord(name="other", impl="json:dumps", aliases=("TWICE",))
     """
-    with pytest.raises(PluginError, match="registers tuners 'twice' twice"):
+    with pytest.raises(PluginError, match="registers tuner 'twice' twice"):
         fresh_manager.register(make_module("fakeplug_twice", source))
 
 
@@ -219,8 +228,12 @@ def test_local_plugin_conflicting_with_builtin_command(fresh_manager, make_modul
 
 
 def test_local_plugin_conflicting_with_installed(site, discover, make_module, tuner_plugin):
-    site.dist("fake-good", "1.2", entry_points={"good": "fakeplug_good"},
-              modules={"fakeplug_good": tuner_plugin("fake-lora")})
+    site.dist(
+        "fake-good",
+        "1.2",
+        entry_points={"good": "fakeplug_good"},
+        modules={"fakeplug_good": tuner_plugin("fake-lora")},
+    )
     manager, warned = discover({})
     source = """
         from martlet import hookimpl
@@ -233,7 +246,7 @@ def test_local_plugin_conflicting_with_installed(site, discover, make_module, tu
         manager.register(make_module("fakeplug_clash", source))
     err = info.value
     assert "local plugin 'fakeplug_clash'" in err.what
-    assert "registers tuners 'fake-lora', which plugin 'good' (fake-good 1.2) also registers" in (
+    assert "registers tuner 'fake-lora', which plugin 'good' (fake-good 1.2) also registers" in (
         err.why or ""
     )
     # the installed plugin keeps working
@@ -269,7 +282,7 @@ def test_load_file_that_raises(fresh_manager, tmp_path: Path):
     assert "martlet_local_broken_plugin" not in sys.modules
 
 
-ONE_FILE = '''
+ONE_FILE = """
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -293,7 +306,7 @@ def my_loss(logps):
 def martlet_losses():
     yield LossRecord(name="one-file-loss", impl=f"{__name__}:my_loss",
                      options=f"{__name__}:Options")
-'''
+"""
 
 
 def test_one_file_plugin_can_name_its_own_objects(fresh_manager, tmp_path: Path):
@@ -315,10 +328,14 @@ def test_one_file_plugin_can_name_its_own_objects(fresh_manager, tmp_path: Path)
 
 def test_empty_allow_list_blocks_every_installed_plugin(site, discover, tuner_plugin):
     marker = site.root / "imported.marker"
-    site.dist("fake-good", entry_points={"good": "fakeplug_good"}, modules={
-        "fakeplug_good": f"import pathlib; pathlib.Path({str(marker)!r}).touch()\n"
-        + tuner_plugin("fake-lora")
-    })
+    site.dist(
+        "fake-good",
+        entry_points={"good": "fakeplug_good"},
+        modules={
+            "fakeplug_good": f"import pathlib; pathlib.Path({str(marker)!r}).touch()\n"
+            + tuner_plugin("fake-lora")
+        },
+    )
     manager, warned = discover({"MARTLET_PLUGINS": ""})
     info = manager.plugin("good")
     assert (info.status, info.error) == ("blocked", "not listed in MARTLET_PLUGINS")
@@ -332,10 +349,16 @@ def test_empty_allow_list_blocks_every_installed_plugin(site, discover, tuner_pl
     "allow", ["good", "fake-good", "FAKE_GOOD", " other ; good ", "x,fake-good,y"]
 )
 def test_allow_list_matches_plugin_or_distribution(site, discover, tuner_plugin, allow):
-    site.dist("fake-good", entry_points={"good": "fakeplug_good"},
-              modules={"fakeplug_good": tuner_plugin("fake-lora")})
-    site.dist("fake-other", entry_points={"otherp": "fakeplug_other"},
-              modules={"fakeplug_other": tuner_plugin("fake-other")})
+    site.dist(
+        "fake-good",
+        entry_points={"good": "fakeplug_good"},
+        modules={"fakeplug_good": tuner_plugin("fake-lora")},
+    )
+    site.dist(
+        "fake-other",
+        entry_points={"otherp": "fakeplug_other"},
+        modules={"fakeplug_other": tuner_plugin("fake-other")},
+    )
     manager, _ = discover({"MARTLET_PLUGINS": allow})
     good = manager.plugin("good")
     assert good.status == "ok" and good.requested
@@ -344,12 +367,20 @@ def test_allow_list_matches_plugin_or_distribution(site, discover, tuner_plugin,
 
 def test_deny_list_blocks_before_import(site, discover, tuner_plugin):
     marker = site.root / "imported.marker"
-    site.dist("fake-good", entry_points={"good": "fakeplug_good"},
-              modules={"fakeplug_good": tuner_plugin("fake-lora")})
-    site.dist("fake-broken", "0.3", entry_points={"broken": "fakeplug_broken"}, modules={
-        "fakeplug_broken": f"import pathlib; pathlib.Path({str(marker)!r}).touch()\n"
-        "raise ImportError('never')\n"
-    })
+    site.dist(
+        "fake-good",
+        entry_points={"good": "fakeplug_good"},
+        modules={"fakeplug_good": tuner_plugin("fake-lora")},
+    )
+    site.dist(
+        "fake-broken",
+        "0.3",
+        entry_points={"broken": "fakeplug_broken"},
+        modules={
+            "fakeplug_broken": f"import pathlib; pathlib.Path({str(marker)!r}).touch()\n"
+            "raise ImportError('never')\n"
+        },
+    )
     manager, warned = discover({"MARTLET_DISABLE_PLUGINS": "fake-broken"})
     info = manager.plugin("broken")
     assert (info.status, info.error) == ("blocked", "listed in MARTLET_DISABLE_PLUGINS")
@@ -359,16 +390,23 @@ def test_deny_list_blocks_before_import(site, discover, tuner_plugin):
 
 
 def test_deny_list_wins_over_allow_list(site, discover, tuner_plugin):
-    site.dist("fake-good", entry_points={"good": "fakeplug_good"},
-              modules={"fakeplug_good": tuner_plugin("fake-lora")})
+    site.dist(
+        "fake-good",
+        entry_points={"good": "fakeplug_good"},
+        modules={"fakeplug_good": tuner_plugin("fake-lora")},
+    )
     manager, _ = discover({"MARTLET_PLUGINS": "good", "MARTLET_DISABLE_PLUGINS": "good"})
     assert manager.plugin("good").status == "blocked"
     manager.check_requested()  # blocked is not failed
 
 
 def test_requested_plugin_that_failed_raises_with_cause(site, discover):
-    site.dist("fake-broken", "0.3", entry_points={"broken": "fakeplug_broken"},
-              modules={"fakeplug_broken": "raise ImportError('no module named shiny')\n"})
+    site.dist(
+        "fake-broken",
+        "0.3",
+        entry_points={"broken": "fakeplug_broken"},
+        modules={"fakeplug_broken": "raise ImportError('no module named shiny')\n"},
+    )
     manager, warned = discover({"MARTLET_PLUGINS": "broken"})
     assert warned == []  # asked for by name: an error, not a warning
     with pytest.raises(PluginError) as info:
@@ -383,22 +421,30 @@ def test_requested_plugin_that_failed_raises_with_cause(site, discover):
 @pytest.mark.parametrize(
     "module, expected",
     [
-        ("raise ImportError('no module named shiny')\n",
-         "import failed: ImportError: no module named shiny"),
+        (
+            "raise ImportError('no module named shiny')\n",
+            "import failed: ImportError: no module named shiny",
+        ),
         ("raise RuntimeError('bad init')\n", "import failed: RuntimeError: bad init"),
         ("def broken(:\n", "import failed: SyntaxError"),
-        ("MARTLET_API = 99\n",
-         "built for plugin API 99, but this martlet-core speaks API 1; upgrade or downgrade "
-         "fake-bad to a release for API 1"),
+        (
+            "MARTLET_API = 99\n",
+            "built for plugin API 99, but this martlet-core speaks API 1; upgrade or downgrade "
+            "fake-bad to a release for API 1",
+        ),
         ("x = 1\n", "declares no MARTLET_API; add `MARTLET_API = 1` to fakeplug_bad"),
     ],
     ids=["import-error", "runtime-error", "syntax-error", "api-99", "no-api"],
 )
 def test_installed_plugin_failures_are_isolated(site, discover, tuner_plugin, module, expected):
-    site.dist("fake-good", entry_points={"good": "fakeplug_good"},
-              modules={"fakeplug_good": tuner_plugin("fake-lora")})
-    site.dist("fake-bad", "0.2", entry_points={"bad": "fakeplug_bad"},
-              modules={"fakeplug_bad": module})
+    site.dist(
+        "fake-good",
+        entry_points={"good": "fakeplug_good"},
+        modules={"fakeplug_good": tuner_plugin("fake-lora")},
+    )
+    site.dist(
+        "fake-bad", "0.2", entry_points={"bad": "fakeplug_bad"}, modules={"fakeplug_bad": module}
+    )
     manager, warned = discover({})
     info = manager.plugin("bad")
     assert info.status == "failed"
@@ -408,10 +454,16 @@ def test_installed_plugin_failures_are_isolated(site, discover, tuner_plugin, mo
 
 
 def test_two_distributions_with_one_plugin_name(site, discover, tuner_plugin):
-    site.dist("fake-first", entry_points={"same": "fakeplug_first"},
-              modules={"fakeplug_first": tuner_plugin("fake-one")})
-    site.dist("fake-second", entry_points={"same": "fakeplug_second"},
-              modules={"fakeplug_second": tuner_plugin("fake-two")})
+    site.dist(
+        "fake-first",
+        entry_points={"same": "fakeplug_first"},
+        modules={"fakeplug_first": tuner_plugin("fake-one")},
+    )
+    site.dist(
+        "fake-second",
+        entry_points={"same": "fakeplug_second"},
+        modules={"fakeplug_second": tuner_plugin("fake-two")},
+    )
     manager, warned = discover({})
     infos = [p for p in manager.plugins if p.name == "same"]
     assert sorted(p.status for p in infos) == ["failed", "ok"]
@@ -424,8 +476,12 @@ def test_two_distributions_with_one_plugin_name(site, discover, tuner_plugin):
 
 
 def test_strict_mode_raises_on_import_failure(site):
-    site.dist("fake-broken", "0.3", entry_points={"broken": "fakeplug_broken"},
-              modules={"fakeplug_broken": "raise ImportError('no module named shiny')\n"})
+    site.dist(
+        "fake-broken",
+        "0.3",
+        entry_points={"broken": "fakeplug_broken"},
+        modules={"fakeplug_broken": "raise ImportError('no module named shiny')\n"},
+    )
     with pytest.raises(PluginError) as info:
         PluginManager(environ={"MARTLET_STRICT_PLUGINS": "1"})
     err = info.value
@@ -437,20 +493,29 @@ def test_strict_mode_raises_on_import_failure(site):
 
 
 def test_strict_mode_raises_on_bad_records_every_time(site, tuner_plugin):
-    site.dist("fake-dup-a", entry_points={"dupa": "fakeplug_dupa"},
-              modules={"fakeplug_dupa": tuner_plugin("fake-same")})
-    site.dist("fake-dup-b", entry_points={"dupb": "fakeplug_dupb"},
-              modules={"fakeplug_dupb": tuner_plugin("fake-same")})
+    site.dist(
+        "fake-dup-a",
+        entry_points={"dupa": "fakeplug_dupa"},
+        modules={"fakeplug_dupa": tuner_plugin("fake-same")},
+    )
+    site.dist(
+        "fake-dup-b",
+        entry_points={"dupb": "fakeplug_dupb"},
+        modules={"fakeplug_dupb": tuner_plugin("fake-same")},
+    )
     manager = PluginManager(environ={"MARTLET_STRICT_PLUGINS": "true"})
     for _ in range(2):
         with pytest.raises(PluginError, match="failed to load") as info:
             _ = manager.registry
-        assert "registers tuners 'fake-same'" in (info.value.why or "")
+        assert "registers tuner 'fake-same'" in (info.value.why or "")
 
 
 def test_strict_mode_with_healthy_plugins(site, tuner_plugin):
-    site.dist("fake-good", entry_points={"good": "fakeplug_good"},
-              modules={"fakeplug_good": tuner_plugin("fake-lora")})
+    site.dist(
+        "fake-good",
+        entry_points={"good": "fakeplug_good"},
+        modules={"fakeplug_good": tuner_plugin("fake-lora")},
+    )
     manager = PluginManager(environ={"MARTLET_STRICT_PLUGINS": "1"})
     assert manager.registry.get("tuners", "fake-lora").name == "fake-lora"
 
@@ -483,10 +548,16 @@ def test_lifecycle_hooks_reach_every_plugin(fresh_manager):
 
 
 def test_each_failure_is_warned_once(site, tuner_plugin, make_module):
-    site.dist("fake-dup-a", entry_points={"dupa": "fakeplug_dupa"},
-              modules={"fakeplug_dupa": tuner_plugin("fake-same")})
-    site.dist("fake-dup-b", entry_points={"dupb": "fakeplug_dupb"},
-              modules={"fakeplug_dupb": tuner_plugin("fake-same")})
+    site.dist(
+        "fake-dup-a",
+        entry_points={"dupa": "fakeplug_dupa"},
+        modules={"fakeplug_dupa": tuner_plugin("fake-same")},
+    )
+    site.dist(
+        "fake-dup-b",
+        entry_points={"dupb": "fakeplug_dupb"},
+        modules={"fakeplug_dupb": tuner_plugin("fake-same")},
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PluginWarning)  # as under python -W always
         manager = PluginManager(environ={})
@@ -496,7 +567,8 @@ def test_each_failure_is_warned_once(site, tuner_plugin, make_module):
     mine = [str(w.message) for w in caught if "fake-same" in str(w.message)]
     assert len(mine) == 2, mine
     assert {m.split(" skipped:")[0] for m in mine} == {
-        "plugin 'dupa' (fake-dup-a 1.0)", "plugin 'dupb' (fake-dup-b 1.0)"
+        "plugin 'dupa' (fake-dup-a 1.0)",
+        "plugin 'dupb' (fake-dup-b 1.0)",
     }
 
 
@@ -509,3 +581,9 @@ def test_registering_one_object_twice_keeps_the_first(fresh_manager, make_module
     assert first.status == "ok" and first.records == {"tuners": ["local-tuner"]}
     assert fresh_manager.registry.get("tuners", "local-tuner").name == "local-tuner"
     assert fresh_manager.plugin("second") is None
+
+
+def test_an_unknown_name_in_the_allow_list_is_warned_not_ignored():
+    with pytest.warns(PluginWarning, match="MARTLET_PLUGINS names 'no-such-plugin'"):
+        manager = PluginManager(environ={"MARTLET_PLUGINS": "no-such-plugin"})
+    assert all(i.status == "blocked" for i in manager.plugins if i.source == "entry-point")

@@ -99,7 +99,7 @@ def test_normalize_ignores_case_and_separators():
 
 @pytest.mark.parametrize("name", ["", " lora", "bad name", "-lead", "a/b", "lö", "a:b"])
 def test_bad_names_are_rejected(name):
-    with pytest.raises(RecordError, match="invalid tuners record name"):
+    with pytest.raises(RecordError, match="invalid tuner name"):
         TunerRecord(name=name, impl="pkg.mod:X")
 
 
@@ -120,8 +120,18 @@ def test_bad_alias_is_rejected():
 
 @pytest.mark.parametrize(
     "impl",
-    ["", "pkg.mod", "pkg.mod:", ":X", "pkg.mod:X:Y", "1pkg:X", "pkg-x.mod:X", "pkg..mod:X",
-     "pkg.mod:X.", "pkg mod:X"],
+    [
+        "",
+        "pkg.mod",
+        "pkg.mod:",
+        ":X",
+        "pkg.mod:X:Y",
+        "1pkg:X",
+        "pkg-x.mod:X",
+        "pkg..mod:X",
+        "pkg.mod:X.",
+        "pkg mod:X",
+    ],
 )
 def test_unparsable_impl_strings_are_rejected(impl):
     with pytest.raises(RecordError, match="is not an import string") as info:

@@ -132,8 +132,12 @@ FAILING = """
 
 
 def test_failed_provider_is_a_plugin_error_with_the_cause(site, discover):
-    site.dist("martlet-aqlm", "0.1.0", entry_points={"aqlm": "fakeplug_aqlm"},
-              modules={"fakeplug_aqlm": FAILING})
+    site.dist(
+        "martlet-aqlm",
+        "0.1.0",
+        entry_points={"aqlm": "fakeplug_aqlm"},
+        modules={"fakeplug_aqlm": FAILING},
+    )
     manager, warned = discover({})
     assert (
         "plugin 'aqlm' (martlet-aqlm 0.1.0) skipped: import failed: ImportError: "
@@ -151,8 +155,12 @@ def test_failed_provider_is_a_plugin_error_with_the_cause(site, discover):
 
 
 def test_blocked_provider_says_how_to_unblock(site, discover):
-    site.dist("martlet-aqlm", "0.1.0", entry_points={"aqlm": "fakeplug_aqlm"},
-              modules={"fakeplug_aqlm": FAILING})
+    site.dist(
+        "martlet-aqlm",
+        "0.1.0",
+        entry_points={"aqlm": "fakeplug_aqlm"},
+        modules={"fakeplug_aqlm": FAILING},
+    )
     manager, warned = discover({"MARTLET_DISABLE_PLUGINS": "martlet-aqlm"})
     assert not [w for w in warned if "aqlm" in w]
     with pytest.raises(PluginError) as info:
@@ -165,17 +173,25 @@ def test_blocked_provider_says_how_to_unblock(site, discover):
 
 
 def test_same_name_in_two_distributions(site, discover, tuner_plugin):
-    site.dist("fake-dup-a", "1.0", entry_points={"dupa": "fakeplug_dupa"},
-              modules={"fakeplug_dupa": tuner_plugin("fake-same")})
-    site.dist("fake-dup-b", "2.0", entry_points={"dupb": "fakeplug_dupb"},
-              modules={"fakeplug_dupb": tuner_plugin("Fake_Same")})
+    site.dist(
+        "fake-dup-a",
+        "1.0",
+        entry_points={"dupa": "fakeplug_dupa"},
+        modules={"fakeplug_dupa": tuner_plugin("fake-same")},
+    )
+    site.dist(
+        "fake-dup-b",
+        "2.0",
+        entry_points={"dupb": "fakeplug_dupb"},
+        modules={"fakeplug_dupb": tuner_plugin("Fake_Same")},
+    )
     manager, warned = discover({})
     a, b = manager.plugin("dupa"), manager.plugin("fake-dup-b")
     assert a.effective_status == b.effective_status == "failed"
     assert a.records == b.records == {}
     pairs = ((a, "plugin 'dupb' (fake-dup-b 2.0)"), (b, "plugin 'dupa' (fake-dup-a 1.0)"))
     for info, other in pairs:
-        assert f"registers tuners 'fake-same', which {other} also registers" in info.record_error
+        assert f"registers tuner 'fake-same', which {other} also registers" in info.record_error
         assert f"{info.label} skipped: {info.record_error}" in warned
     with pytest.raises(PluginError) as err:
         manager.registry.get("tuners", "FAKE-SAME")
@@ -186,10 +202,16 @@ def test_same_name_in_two_distributions(site, discover, tuner_plugin):
 
 
 def test_alias_clashing_with_a_name_is_a_conflict(site, discover, tuner_plugin):
-    site.dist("fake-one", entry_points={"one": "fakeplug_one"},
-              modules={"fakeplug_one": tuner_plugin("fake-alpha")})
-    site.dist("fake-two", entry_points={"two": "fakeplug_two"},
-              modules={"fakeplug_two": tuner_plugin("fake-beta", aliases=("fake_alpha",))})
+    site.dist(
+        "fake-one",
+        entry_points={"one": "fakeplug_one"},
+        modules={"fakeplug_one": tuner_plugin("fake-alpha")},
+    )
+    site.dist(
+        "fake-two",
+        entry_points={"two": "fakeplug_two"},
+        modules={"fakeplug_two": tuner_plugin("fake-beta", aliases=("fake_alpha",))},
+    )
     manager, warned = discover({})
     assert manager.plugin("one").effective_status == "failed"
     assert manager.plugin("two").effective_status == "failed"
@@ -201,10 +223,16 @@ def test_alias_clashing_with_a_name_is_a_conflict(site, discover, tuner_plugin):
 
 
 def test_blocking_one_side_resolves_the_conflict(site, discover, tuner_plugin):
-    site.dist("fake-dup-a", entry_points={"dupa": "fakeplug_dupa"},
-              modules={"fakeplug_dupa": tuner_plugin("fake-same")})
-    site.dist("fake-dup-b", entry_points={"dupb": "fakeplug_dupb"},
-              modules={"fakeplug_dupb": tuner_plugin("fake-same")})
+    site.dist(
+        "fake-dup-a",
+        entry_points={"dupa": "fakeplug_dupa"},
+        modules={"fakeplug_dupa": tuner_plugin("fake-same")},
+    )
+    site.dist(
+        "fake-dup-b",
+        entry_points={"dupb": "fakeplug_dupb"},
+        modules={"fakeplug_dupb": tuner_plugin("fake-same")},
+    )
     manager, warned = discover({"MARTLET_DISABLE_PLUGINS": "dupb"})
     assert not [w for w in warned if "fake-dup" in w]
     assert manager.registry.get("tuners", "fake-same").origin == "fake-dup-a"

@@ -75,9 +75,14 @@ class MartletGroup(click.Group):
     cls=MartletGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-@click.option("--plugin", "plugin_files", multiple=True, metavar="FILE.py",
-              help="Load hook implementations from a Python file for this run (repeatable; "
-              "alias --external-plugins).")
+@click.option(
+    "--plugin",
+    "plugin_files",
+    multiple=True,
+    metavar="FILE.py",
+    help="Load hook implementations from a Python file for this run (repeatable; "
+    "alias --external-plugins).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks with errors (or MARTLET_DEBUG=1).")
 def cli(plugin_files: Sequence[str], debug: bool) -> None:
     """Martlet: fine-tune, align, quantize, evaluate and serve language models.
@@ -132,7 +137,9 @@ class ConfigCommand(click.Command):
         for spec in cfg.specs(self.config_cls).values():
             flag = spec.flag
             if not spec.is_bool:
-                flag += f" {spec.metavar or spec.type_name().upper()}"
+                # choices keep their case: they are typed as shown
+                shown = spec.type_name() if "|" in spec.type_name() else spec.type_name().upper()
+                flag += f" {spec.metavar or shown}"
             names = ", ".join(["--" + a.replace("_", "-") for a in spec.aliases])
             text = spec.help
             if names:
@@ -174,8 +181,9 @@ def config_command(
 
     def decorate(run: Callable[[Any], Any]) -> ConfigCommand:
         help_text = kwargs.pop("help", None) or run.__doc__
-        return ConfigCommand(name or run.__name__.replace("_", "-"), config_cls, run,
-                             help=help_text, **kwargs)
+        return ConfigCommand(
+            name or run.__name__.replace("_", "-"), config_cls, run, help=help_text, **kwargs
+        )
 
     return decorate
 
@@ -202,8 +210,10 @@ def _pre_scan(argv: list[str]) -> tuple[list[str], bool, list[str]]:
                 i += 1
                 taken = 0
                 # ms-swift's --external_plugins takes several files at once
-                while i < len(argv) and not argv[i].startswith("-") and (
-                    taken == 0 or argv[i].endswith(".py")
+                while (
+                    i < len(argv)
+                    and not argv[i].startswith("-")
+                    and (taken == 0 or argv[i].endswith(".py"))
                 ):
                     files.append(argv[i])
                     i, taken = i + 1, taken + 1

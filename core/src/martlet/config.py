@@ -317,8 +317,10 @@ def flatten(cls: type, data: Mapping[str, Any], source: str) -> dict[str, Any]:
         for raw, value in mapping.items():
             name = table.get(key(str(raw)))
             here = f"{path}.{raw}" if path else str(raw)
-            if name is not None and isinstance(value, Mapping) and not _takes_mapping(
-                all_specs[name].type
+            if (
+                name is not None
+                and isinstance(value, Mapping)
+                and not _takes_mapping(all_specs[name].type)
             ):
                 name = None  # a section named like an option (`model:` holding `model: ...`)
             if name is None:

@@ -133,7 +133,9 @@ class Quantizer(Protocol):
     def quantize_on_load(self, bits: int, **options: Any) -> Any:
         """The ``quantization_config`` passed to ``from_pretrained``."""
 
-    def export(self, model: Any, tokenizer: Any, output_dir: str, bits: int, **options: Any) -> None:
+    def export(
+        self, model: Any, tokenizer: Any, output_dir: str, bits: int, **options: Any
+    ) -> None:
         """Write a quantized copy of ``model`` to ``output_dir``."""
 
 
@@ -141,9 +143,7 @@ class Quantizer(Protocol):
 class InferenceEngine(Protocol):
     """Generates text for chat requests."""
 
-    def generate(
-        self, requests: Sequence[Sequence[Message]], **generation: Any
-    ) -> list[str]:
+    def generate(self, requests: Sequence[Sequence[Message]], **generation: Any) -> list[str]:
         """One answer per request (batched)."""
 
     def stream(self, messages: Sequence[Message], **generation: Any) -> Iterator[str]:

@@ -174,13 +174,17 @@ class PluginManager:
         from martlet import __version__
 
         module = importlib.import_module(BUILTIN_MODULE)
-        info = PluginInfo("core", "martlet-core", __version__, BUILTIN_MODULE, "builtin", obj=module)
+        info = PluginInfo(
+            "core", "martlet-core", __version__, BUILTIN_MODULE, "builtin", obj=module
+        )
         self._add(info)
 
     def _discover(self) -> None:
         seen: set[tuple[str, str]] = set()
         # sorted, so listings and conflict messages do not depend on sys.path order
-        eps = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (e.name, e.value))
+        eps = sorted(
+            metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (e.name, e.value)
+        )
         for ep in eps:
             if (ep.name, ep.value) in seen:
                 continue  # one distribution found twice on sys.path
@@ -213,6 +217,16 @@ class PluginManager:
                 self._plugins[info.name] = info
                 continue
             self._add(info)
+        if self.allow:
+            known = {normalize(i.name) for i in self._plugins.values()}
+            known |= {normalize(i.distribution) for i in self._plugins.values()}
+            for name in sorted(self.allow - known):
+                warnings.warn(
+                    f"MARTLET_PLUGINS names {name!r}, which is no installed plugin; "
+                    "`martlet plugins` lists the installed ones",
+                    PluginWarning,
+                    stacklevel=3,
+                )
 
     def _add(self, info: PluginInfo) -> None:
         """Check the API version and the hooks of a loaded plugin, then register it."""
@@ -264,7 +278,9 @@ class PluginManager:
             return
         for info in self._plugins.values():
             if info.effective_status == FAILED:
-                raise _load_error(info, "MARTLET_STRICT_PLUGINS=1 makes every plugin failure an error")
+                raise _load_error(
+                    info, "MARTLET_STRICT_PLUGINS=1 makes every plugin failure an error"
+                )
 
     # ------------------------------------------------------------ local plugins
 
@@ -412,7 +428,7 @@ class PluginManager:
             involved = list({id(i): i for i, _ in claims}.values())
             if len(involved) == 1:
                 if len(claims) > 1 and not involved[0].record_error:
-                    involved[0].record_error = f"registers {kind} {n!r} twice"
+                    involved[0].record_error = f"registers {KINDS[kind].label} {n!r} twice"
                     self._warn(involved[0])
                 continue
             self.conflicts[(kind, n)] = involved
@@ -424,7 +440,7 @@ class PluginManager:
                     continue
                 others = " and ".join(sorted(o.label for o in involved if o is not info))
                 info.record_error = (
-                    f"registers {kind} {n!r}, which {others} also registers; "
+                    f"registers {KINDS[kind].label} {n!r}, which {others} also registers; "
                     "uninstall one of them or block one with MARTLET_DISABLE_PLUGINS"
                 )
                 self._warn(info)

@@ -83,7 +83,7 @@ class Record:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not NAME_RE.match(self.name):
             raise RecordError(
-                f"invalid {self.kind} record name {self.name!r}",
+                f"invalid {self.label} name {self.name!r}",
                 why="names start with a letter or digit and hold only letters, digits and . _ + -",
             )
         label = f"{self.kind}:{self.name}"
@@ -127,12 +127,12 @@ class Record:
             PluginError: the import string does not resolve.
         """
         if not self.impl:
-            raise PluginError(f"{self.kind} {self.name!r} names no implementation")
+            raise PluginError(f"{self.label} {self.name!r} names no implementation")
         missing = self.missing_requirements()
         if missing:
             quoted = " ".join(f"'{req}'" for req in missing)
             raise MissingDependencyError(
-                f"{self.kind} {self.name!r} needs {', '.join(missing)}, which is not installed",
+                f"{self.label} {self.name!r} needs {', '.join(missing)}, which is not installed",
                 why=f"the plugin {self.origin or '?'} declares it in the record's `requires`",
                 fix=f"pip install {quoted}",
             )
@@ -145,7 +145,7 @@ class Record:
             raise
         except Exception as exc:  # noqa: BLE001 - reported with its cause
             raise PluginError(
-                f"cannot load {self.kind} {self.name!r} from {self.impl!r}",
+                f"cannot load {self.label} {self.name!r} from {self.impl!r}",
                 why=f"{type(exc).__name__}: {exc}",
                 fix=f"check the installation of the plugin {self.origin or '?'}",
                 cause=exc,

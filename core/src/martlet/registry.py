@@ -76,7 +76,8 @@ class Registry:
             info = self._manager.plugin(dist)
             if info is not None and info.effective_status != "ok":
                 return PluginError(
-                    f"{cls.label} {name!r} is provided by {info.label}, which is {info.effective_status}",
+                    f"{cls.label} {name!r} is provided by {info.label}, "
+                    f"which is {info.effective_status}",
                     why=info.effective_error,
                     fix=(
                         "unset MARTLET_PLUGINS / MARTLET_DISABLE_PLUGINS for it"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
 from martlet.errors import PluginError
-from martlet.manager import PluginManager, set_manager
+from martlet.manager import PluginManager, PluginWarning, set_manager
 
 
 def isolated_manager(*plugins: Any, builtins: bool = True) -> PluginManager:
@@ -23,14 +24,17 @@ def isolated_manager(*plugins: Any, builtins: bool = True) -> PluginManager:
     names = [p for p in plugins if isinstance(p, str)]
     objects = [p for p in plugins if not isinstance(p, str)]
     environ = {"MARTLET_PLUGINS": ",".join(names)}
-    manager = PluginManager(environ=environ, discover=bool(names), builtins=builtins)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PluginWarning)
+        manager = PluginManager(environ=environ, discover=bool(names), builtins=builtins)
     for name in names:
-        info = manager.plugin(name)
-        if info is None:
+        if manager.plugin(name) is None:
             raise PluginError(
                 f"plugin {name!r} is not installed",
                 fix="install its distribution (pip install -e .) before running its tests",
             )
+    for warning in caught:  # the rest are the test's business
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     manager.check_requested()
     for obj in objects:
         manager.register(obj)
