@@ -157,8 +157,12 @@ def test_local_plugin_in_the_table(files, martlet):
 
 
 def test_local_plugin_conflicting_with_an_installed_one(site, files, martlet):
-    site.dist("fake-good", "1.2.0", entry_points={"fakegood": "fakeplug_fakegood"},
-              modules={"fakeplug_fakegood": INSTALLED})
+    site.dist(
+        "fake-good",
+        "1.2.0",
+        entry_points={"fakegood": "fakeplug_fakegood"},
+        modules={"fakeplug_fakegood": INSTALLED},
+    )
     [path] = files(clash=LOCAL_TUNER.format(name="FAKE_LORA"))
     result = martlet("--plugin", path, "plugins", site=site)
     assert result.rc == 1, result
@@ -208,14 +212,34 @@ def run_demo(martlet, demo, *args, **kw):
 
 def test_config_command_flags(martlet, demo):
     result = run_demo(
-        martlet, demo, "--model-id", "m", "--r", "4", "--packing", "--dataset", "a", "b",
-        "--dataset", "c", "--model_kwargs", '{"torch_dtype": "bfloat16"}', "--mode", "DPO",
-        "--seed", "none",
+        martlet,
+        demo,
+        "--model-id",
+        "m",
+        "--r",
+        "4",
+        "--packing",
+        "--dataset",
+        "a",
+        "b",
+        "--dataset",
+        "c",
+        "--model_kwargs",
+        '{"torch_dtype": "bfloat16"}',
+        "--mode",
+        "DPO",
+        "--seed",
+        "none",
     )
     assert result.rc == 0, result
     assert json.loads(result.out) == {
-        "model": "m", "lora_rank": 4, "packing": True, "dataset": ["a", "b", "c"],
-        "model_kwargs": {"torch_dtype": "bfloat16"}, "mode": "dpo", "seed": None,
+        "model": "m",
+        "lora_rank": 4,
+        "packing": True,
+        "dataset": ["a", "b", "c"],
+        "model_kwargs": {"torch_dtype": "bfloat16"},
+        "mode": "dpo",
+        "seed": None,
     }
 
 
@@ -253,8 +277,13 @@ def test_print_config(martlet, demo, tmp_path):
     result = run_demo(martlet, demo, "--config", str(config), "--lora-rank", "32", "--print-config")
     assert result.rc == 0, result
     assert yaml.safe_load(result.out) == {
-        "model": "from-file", "lora_rank": 32, "packing": True, "dataset": ["x"],
-        "model_kwargs": {}, "mode": "sft", "seed": 42,
+        "model": "from-file",
+        "lora_rank": 32,
+        "packing": True,
+        "dataset": ["x"],
+        "model_kwargs": {},
+        "mode": "sft",
+        "seed": 42,
     }
     assert "{" not in result.out.splitlines()[0]  # YAML, and the command itself did not run
     # what --print-config prints is a config file that gives the same result
@@ -298,8 +327,9 @@ def test_bad_yaml_names_the_line(martlet, demo, tmp_path):
     config.write_text("model: m\nlora_rank: 4\n  packing: true\n")
     result = run_demo(martlet, demo, "--config", str(config))
     assert result.rc == 2, result
-    assert re.search(r"^Error: demo\.yaml is not valid YAML \(line 3, column \d+\)$",
-                     result.err, re.M), result
+    assert re.search(
+        r"^Error: demo\.yaml is not valid YAML \(line 3, column \d+\)$", result.err, re.M
+    ), result
     assert "Traceback" not in result.err
 
 
