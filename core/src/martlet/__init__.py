@@ -26,7 +26,27 @@ def register_plugin(obj: Any, name: str | None = None):
     return get_manager().register(obj, name=name)
 
 
+def __getattr__(name: str) -> Any:
+    # the Python API (martlet.load_model, ...) lives in martlet.api, imported on first use
+    if name in _API:
+        from martlet import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'martlet' has no attribute {name!r}")
+
+
+_API = (
+    "load_model",
+    "load_tokenizer",
+    "load_template",
+    "load_dataset",
+    "register_model",
+    "register_dataset",
+    "resolve_model",
+)
+
 __all__ = [
+    *_API,
     "PLUGIN_API",
     "MartletError",
     "__version__",

@@ -301,7 +301,7 @@ class PluginManager:
                 why=f"the name is already used by {self._plugins[name].label}",
                 fix="pass another name",
             )
-        module = getattr(obj, "__file__", None) or getattr(obj, "__name__", repr(obj))
+        module = getattr(obj, "__file__", None) or getattr(obj, "__name__", None) or name
         info = PluginInfo(name, "local", "-", str(module), "local", requested=True, obj=obj)
         self._add(info)
         _ = self.registry  # collect records now, so conflicts surface here

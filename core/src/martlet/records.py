@@ -202,8 +202,11 @@ def _frozen_mapping(record: Record, attr: str) -> None:
 class ModelRecord(Record):
     """A model id users can name (``--model qwen2.5-7b-instruct``).
 
-    ``impl`` is optional: set it to a callable that returns a local path when the model needs
-    custom resolution (the embedded default model does).
+    Where the weights are, in the order :func:`martlet.api.resolve_model` tries: ``impl`` (an
+    optional callable ``resolve(record) -> str | None`` returning a local file or folder, or
+    None when it has none — the embedded default model uses it), ``path`` (a local file or
+    folder), then ``hub_ids`` (hub name -> id on that hub). ``loader`` names the model loader
+    to use; empty means the one loader that says it can load the source.
     """
 
     kind: ClassVar[str] = "models"
@@ -215,7 +218,8 @@ class ModelRecord(Record):
     template: str = ""
     modality: str = "text"
     size: str = ""
-    loader: str = "hf"
+    loader: str = ""
+    path: str = ""
 
     def __post_init__(self) -> None:
         super().__post_init__()

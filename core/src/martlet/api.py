@@ -1,0 +1,218 @@
+"""The Python API: what the CLI does, one import away.
+
+Every function here is a thin layer over records and the registry, so a model or dataset
+registered with :func:`register_model` / :func:`register_dataset` is usable by every command
+run from the same process. Heavy libraries are imported by the plugins that do the work, when
+one of these functions is called — never when ``martlet`` is imported.
+
+The plugins that do the work: model loaders (``martlet_model_loaders``) load models and
+tokenizers, templates (``martlet_templates``) format chats, dataset sources
+(``martlet_dataset_sources``) read rows. ``martlet-hf`` and ``martlet-data`` provide the
+standard ones.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from martlet.errors import MartletError, PluginError, UnknownNameError
+from martlet.hookspecs import hookimpl
+from martlet.records import DatasetRecord, ModelRecord, Record
+
+_local_counter = itertools.count(1)
+
+
+def _manager():
+    from martlet.manager import get_manager
+
+    return get_manager()
+
+
+def _pick(kind: str, spec: str, method: str, *args: Any, **options: Any) -> Record:
+    """The one record of ``kind`` whose implementation's ``method(spec, ...)`` answers True."""
+    registry = _manager().registry
+    claims = []
+    for record in registry.records(kind):
+        if record.missing_requirements():
+            continue
+        try:
+            if getattr(record.load()(), method)(spec, *args, **options):
+                claims.append(record)
+        except MartletError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broken implementation must not hide others
+            raise PluginError(
+                f"{record.label} {record.name!r} failed while checking {spec!r}",
+                why=f"{type(exc).__name__}: {exc}",
+                fix=f"report it to the plugin {record.origin}",
+                cause=exc,
+            ) from exc
+    label = registry.records(kind)[0].label if registry.records(kind) else kind
+    if not claims:
+        names = ", ".join(registry.names(kind)) or "none"
+        raise UnknownNameError(
+            f"no {label} can read {spec!r}",
+            why=f"installed: {names}",
+            fix=f"check the name or path; `martlet plugins --kind {kind}` lists what is installed",
+        )
+    if len(claims) > 1:
+        names = ", ".join(r.name for r in claims)
+        raise MartletError(
+            f"{spec!r} could be read by several {kind.replace('_', ' ')}: {names}",
+            fix="name the one to use (e.g. loader=... / source=...)",
+        )
+    return claims[0]
+
+
+# ------------------------------------------------------------------------- models
+
+
+def resolve_model(model: str) -> tuple[str, ModelRecord | None]:
+    """Where ``model`` (a registered id, a local path or a hub id) is: ``(source, record)``.
+
+    For a registered id the record's ``impl`` (a resolver returning a local path, or None),
+    then its ``path``, then its Hugging Face hub id are tried in that order. Anything else is
+    returned unchanged as the source.
+    """
+    record = _manager().registry.find("models", model)
+    if record is None:
+        return model, None
+    assert isinstance(record, ModelRecord)
+    if record.impl:
+        found = record.load()(record)
+        if found:
+            return str(found), record
+    if record.path:
+        return record.path, record
+    for hub in ("huggingface", "modelscope"):
+        if record.hub_ids.get(hub):
+            return record.hub_ids[hub], record
+    raise MartletError(
+        f"model {record.name!r} names no place to load it from",
+        why="its record has no resolver, no path and no hub id",
+        fix=f"report it to the plugin {record.origin}",
+    )
+
+
+def model_loader(source: str, record: ModelRecord | None = None, loader: str | None = None):
+    """The model loader (an instance) for ``source``: the one named, the record's, or the one
+    loader that says it can load the source."""
+    name = loader or (record.loader if record is not None else "")
+    chosen = (
+        _manager().registry.get("model_loaders", name)
+        if name
+        else _pick("model_loaders", source, "can_load")
+    )
+    return chosen.load()()
+
+
+def load_model(model: str, *, loader: str | None = None, **options: Any) -> tuple[Any, Any]:
+    """Load a model and its tokenizer (or processor): ``(model, tokenizer)``.
+
+    Args:
+        model: a registered model id (``smollm2-135m-instruct``), a local folder or file, or a
+            hub id.
+        loader: the model loader to use; by default the one that says it can load the source.
+        options: passed to the loader, e.g. ``torch_dtype``, ``device_map``, ``attn_impl``,
+            ``max_memory``, ``trust_remote_code``.
+
+    Calls the ``martlet_model_loaded`` hook with the model and the options.
+    """
+    source, record = resolve_model(model)
+    loaded, tokenizer = model_loader(source, record, loader).load(source, **options)
+    _manager().model_loaded(loaded, options)
+    return loaded, tokenizer
+
+
+def load_tokenizer(model: str, *, loader: str | None = None, **options: Any) -> Any:
+    """Load only the tokenizer (or processor) of ``model``; see :func:`load_model`."""
+    source, record = resolve_model(model)
+    return model_loader(source, record, loader).load_tokenizer(source, **options)
+
+
+def load_template(tokenizer: Any, name: str | None = None, **options: Any) -> Any:
+    """A chat template bound to ``tokenizer``: the one named, else ``"auto"`` (the
+    tokenizer's own chat template). ``options`` (``system``, ``max_length``, ...) go to it."""
+    record = _manager().registry.get("templates", name or "auto")
+    return record.load()(tokenizer, **options)
+
+
+# ------------------------------------------------------------------------- datasets
+
+
+def load_dataset(spec: str, **options: Any) -> Any:
+    """Read a dataset as canonical rows (OpenAI-style ``messages`` and friends).
+
+    Args:
+        spec: ``NAME_OR_PATH[:subset][#N]`` — a registered dataset name, a local file or
+            folder, or a hub id.
+        options: passed to the dataset source, e.g. ``streaming``, ``columns``,
+            ``on_bad_rows``, ``split``, ``hub``, ``model_name``, ``model_author``.
+
+    Returns: a list of rows, or an iterable of rows when ``streaming=True``.
+    """
+    source = options.pop("source", None)
+    chosen = (
+        _manager().registry.get("dataset_sources", source)
+        if source
+        else _pick("dataset_sources", spec, "can_read", **_claim_options(options))
+    )
+    return chosen.load()().read(spec, **options)
+
+
+def _claim_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    # only what changes *which* source reads a spec is passed to can_read
+    return {k: options[k] for k in ("hub",) if k in options}
+
+
+# ------------------------------------------------------------------------- registering
+
+
+class _LocalRecords:
+    """A local plugin holding records registered from Python."""
+
+    MARTLET_API = 1
+
+    def __init__(self, models: Sequence[ModelRecord] = (), datasets: Sequence[DatasetRecord] = ()):
+        self.models = list(models)
+        self.datasets = list(datasets)
+
+    @hookimpl
+    def martlet_models(self):
+        return self.models
+
+    @hookimpl
+    def martlet_datasets(self):
+        return self.datasets
+
+
+def register_model(name: str, *, family: str = "custom", **fields: Any) -> ModelRecord:
+    """Register a model id for this process (``path=``, ``hub_ids=``, ``template=``, ...).
+
+    Raises:
+        RecordError: the fields do not make a valid :class:`~martlet.records.ModelRecord`.
+        PluginError: the name is already registered.
+    """
+    fields.setdefault("summary", f"registered from Python: {name}")
+    record = ModelRecord(name=name, family=family, **fields)
+    _manager().register(
+        _LocalRecords(models=[record]), name=f"python:{name}#{next(_local_counter)}"
+    )
+    return _manager().registry.get("models", name)  # with its origin filled in
+
+
+def register_dataset(name: str, **fields: Any) -> DatasetRecord:
+    """Register a named dataset for this process (``path=``, ``hub_ids=``, ``format=``, ...).
+
+    Raises:
+        RecordError: the fields do not make a valid :class:`~martlet.records.DatasetRecord`.
+        PluginError: the name is already registered.
+    """
+    fields.setdefault("summary", f"registered from Python: {name}")
+    record = DatasetRecord(name=name, **fields)
+    _manager().register(
+        _LocalRecords(datasets=[record]), name=f"python:{name}#{next(_local_counter)}"
+    )
+    return _manager().registry.get("datasets", name)
