@@ -12,7 +12,7 @@ kind                   ``record.load()`` returns
 =====================  ===========================================================
 accelerators           a class; ``cls()`` is an :class:`Accelerator`
 model_loaders          a class; ``cls()`` is a :class:`ModelLoader`
-templates              a class; ``cls(tokenizer)`` is a :class:`Template`
+templates              a class; ``cls(tokenizer, **options)`` is a :class:`Template`
 dataset_sources        a class; ``cls()`` is a :class:`DatasetSource`
 tuners                 a class; ``cls()`` is a :class:`Tuner`
 losses                 a function of log-probabilities or a :class:`Loss` class
@@ -78,10 +78,17 @@ class ModelLoader(Protocol):
     def load(self, source: str, **options: Any) -> tuple[Any, Any]:
         """Return ``(model, tokenizer)``; options include ``torch_dtype``, ``device_map``."""
 
+    def load_tokenizer(self, source: str, **options: Any) -> Any:
+        """Return only the tokenizer (or processor) of ``source``."""
+
 
 @runtime_checkable
 class Template(Protocol):
-    """Chat formatting for one tokenizer, with assistant-only labels for training."""
+    """Chat formatting for one tokenizer, with assistant-only labels for training.
+
+    Built as ``cls(tokenizer, **options)``; options include ``system`` (override or add the
+    system prompt), ``max_length``, ``truncation`` and ``loss_scope``.
+    """
 
     def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = False) -> str:
         """The prompt text for ``messages``."""
@@ -92,13 +99,13 @@ class Template(Protocol):
 
 @runtime_checkable
 class DatasetSource(Protocol):
-    """Reads rows from somewhere (files, a hub)."""
+    """Reads a dataset spec (``NAME_OR_PATH[:subset][#N]``) into canonical rows."""
 
-    def can_read(self, spec: str) -> bool:
-        """Whether this source understands ``spec`` (a path, ``hf::id``, ...)."""
+    def can_read(self, spec: str, *, hub: str | None = None) -> bool:
+        """Whether this source reads ``spec`` (cheap: nothing is downloaded or parsed)."""
 
     def read(self, spec: str, *, streaming: bool = False, **options: Any) -> Iterable[dict]:
-        """The raw rows of ``spec``; lazy when ``streaming``."""
+        """Canonical rows of ``spec`` (a list, or a lazy iterable when ``streaming``)."""
 
 
 @runtime_checkable

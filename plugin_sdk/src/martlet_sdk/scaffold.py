@@ -245,13 +245,20 @@ _SKELETON_FIELDS = (
 )
 
 _SKELETON_METHODS: dict[str, tuple[str, ...]] = {
-    "model_loaders": ("can_load(self, source)", "load(self, source, **options)"),
+    "model_loaders": (
+        "can_load(self, source)",
+        "load(self, source, **options)",
+        "load_tokenizer(self, source, **options)",
+    ),
     "templates": (
-        "__init__(self, tokenizer=None)",
+        "__init__(self, tokenizer=None, **options)",
         "render(self, messages, *, add_generation_prompt=False)",
         "encode(self, messages)",
     ),
-    "dataset_sources": ("can_read(self, spec)", "read(self, spec, *, streaming=False, **options)"),
+    "dataset_sources": (
+        "can_read(self, spec, *, hub=None)",
+        "read(self, spec, *, streaming=False, **options)",
+    ),
     "tuners": (
         "prepare(self, model, config)",
         "save(self, model, output_dir)",

@@ -21,7 +21,7 @@ class ModelLoaderContract(RecordContract):
     """A model loader: registration checks and the ModelLoader shape."""
 
     kind = "model_loaders"
-    interface = {"can_load": None, "load": None}
+    interface = {"can_load": None, "load": None, "load_tokenizer": None}
 
 
 class TemplateContract(RecordContract):
