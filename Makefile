@@ -21,6 +21,7 @@ $(STAMP): $(PYPROJECTS) Makefile
 	touch $(STAMP)
 
 test: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -n 2 -q
 
 demo: install

@@ -20,7 +20,7 @@ from martlet.records import (
 # A plugin whose implementations are real (if small) objects: a loader that "loads" a text
 # file as (content, upper-cased content), a template that joins messages, and a source that
 # reads lines of a file as rows.
-SOURCE = '''
+SOURCE = """
 from pathlib import Path
 
 class TextLoader:
@@ -58,7 +58,7 @@ class LinesSource:
 def resolve(record):
     import os
     return os.environ.get("API_TEST_MODEL_PATH")
-'''
+"""
 
 
 @pytest.fixture
@@ -168,7 +168,8 @@ def test_register_dataset_and_load_dataset(api_plugin, tmp_path):
     assert list(martlet.load_dataset(str(data), streaming=True)) == [{"text": "a"}, {"text": "b"}]
     with pytest.raises(UnknownNameError, match="no dataset source can read"):
         martlet.load_dataset(str(data), hub="modelscope")
-    assert martlet.load_dataset(str(data), source="lines", hub="x") == [{"text": "a"}, {"text": "b"}]
+    rows = martlet.load_dataset(str(data), source="lines", hub="x")
+    assert rows == [{"text": "a"}, {"text": "b"}]
     record = martlet.register_dataset("my-rows", path=str(data), format="text")
     assert api_plugin.registry.get("datasets", "my_rows") == record
     with pytest.raises(RecordError, match="says nowhere to find its data"):
