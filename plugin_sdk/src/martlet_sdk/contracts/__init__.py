@@ -2,13 +2,14 @@
 
 Every contract runs the registration checks of :class:`RecordContract`; the kinds whose
 interfaces are settled add behavioural checks (:class:`AcceleratorContract`,
-:class:`CommandContract`). The others check the implementation's shape against
-:mod:`martlet.interfaces` and gain behavioural checks as their capabilities land.
+:class:`CommandContract`, :class:`TunerContract`). The others check the implementation's shape
+against :mod:`martlet.interfaces` and gain behavioural checks as their capabilities land.
 """
 
 from martlet_sdk.contracts.accelerator import AcceleratorContract
 from martlet_sdk.contracts.base import RecordContract, contract_for, requires_capability
 from martlet_sdk.contracts.command import CommandContract
+from martlet_sdk.contracts.tuner import TunerContract, train_steps
 
 
 class ModelContract(RecordContract):
@@ -42,13 +43,6 @@ class DatasetSourceContract(RecordContract):
 
     kind = "dataset_sources"
     interface = {"can_read": None, "read": None}
-
-
-class TunerContract(RecordContract):
-    """A tuner: registration checks and the Tuner shape (``merge`` when it claims it)."""
-
-    kind = "tuners"
-    interface = {"prepare": None, "save": None, "load": None, "merge": "merge"}
 
 
 class LossContract(RecordContract):
@@ -117,4 +111,5 @@ __all__ = [
     "TunerContract",
     "contract_for",
     "requires_capability",
+    "train_steps",
 ]

@@ -1,0 +1,146 @@
+"""What every tuner shares: NEFTune, ``all-linear`` resolution, safetensors weights on disk."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from martlet.errors import ConfigError, MartletError
+
+WEIGHTS = "model.safetensors"
+
+
+class Tuner:
+    """Base class: subclasses implement ``_prepare``, ``save``, ``load`` (and ``merge``).
+
+    ``prepare`` adds what applies to every tuner (NEFTune noise) around ``_prepare``.
+    """
+
+    def prepare(self, model: Any, config: Any) -> Any:
+        model = self._prepare(model, config)
+        alpha = getattr(config, "neftune_noise_alpha", None)
+        if alpha:
+            enable_neftune(model, float(alpha))
+        return model
+
+    def _prepare(self, model: Any, config: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def create_optimizer(self, model: Any, config: Any) -> Any:
+        """None: the training loop builds its default optimizer over trainable parameters."""
+        return None
+
+
+def enable_neftune(model: Any, alpha: float) -> Any:
+    """NEFTune (Jain et al. 2023): while training, add Uniform(-1, 1) * alpha / sqrt(L * d)
+    noise to the input embeddings, where L is the sequence length and d the width."""
+    if alpha <= 0:
+        raise ConfigError(f"--neftune-noise-alpha must be positive, got {alpha}")
+    embeddings = model.get_input_embeddings()
+
+    def add_noise(module: Any, args: Any, output: Any) -> Any:
+        if not module.training:
+            return output
+        length, dim = output.shape[-2], output.shape[-1]
+        scale = alpha / (length * dim) ** 0.5
+        return output + output.new_empty(output.shape).uniform_(-scale, scale)
+
+    embeddings.register_forward_hook(add_noise)
+    return model
+
+
+def decoder_layers(model: Any) -> Any:
+    """The ``nn.ModuleList`` of decoder blocks of a causal LM (Llama, Qwen, Mistral, ...)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    for path in ("model.layers", "model.decoder.layers", "transformer.h", "gpt_neox.layers"):
+        obj = base
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if obj is not None:
+            return obj
+    raise MartletError(
+        f"cannot find the decoder layers of {type(base).__name__}",
+        why="this tuner works on decoder-only models laid out like Llama (model.layers)",
+        fix="choose another tuner, e.g. --tuner lora",
+    )
+
+
+def linear_module_names(model: Any, patterns: list[str]) -> list[str]:
+    """Resolve ``target_modules``: ``all-linear`` means every ``nn.Linear`` but the output head;
+    other entries are kept. Returns module-name suffixes as PEFT expects."""
+    import torch
+
+    if not any(p.lower().replace("_", "-") == "all-linear" for p in patterns):
+        return list(patterns)
+    head = model.get_output_embeddings()
+    names = set()
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and module is not head:
+            names.add(name.rsplit(".", 1)[-1])
+    others = [p for p in patterns if p.lower().replace("_", "-") != "all-linear"]
+    return sorted(names | set(others))
+
+
+def save_weights(model: Any, output_dir: str, names: list[str] | None = None) -> Path:
+    """Write the model's weights (or only ``names``) to ``output_dir/model.safetensors``."""
+    from safetensors.torch import save_file
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {
+        k: v.detach().contiguous().clone()
+        for k, v in model.state_dict().items()
+        if names is None or k in names
+    }
+    save_file(state, str(out / WEIGHTS), metadata={"format": "pt"})
+    return out
+
+
+def load_weights(model: Any, path: str, *, strict: bool = True) -> Any:
+    """Load ``path/model.safetensors`` (or every shard named by its index) into ``model``."""
+    from safetensors.torch import load_file
+
+    folder = Path(path)
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    elif (folder / WEIGHTS).is_file():
+        files = [WEIGHTS]
+    else:
+        raise MartletError(
+            f"no weights in {folder}",
+            why=f"expected {WEIGHTS} (or a sharded index) written by `martlet sft`",
+            fix="pass the output folder of a training run",
+        )
+    state: dict[str, Any] = {}
+    for name in files:
+        state.update(load_file(str(folder / name)))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = {k for k in missing if _is_tied(model, k)}
+    if strict and (set(missing) - tied or unexpected):
+        raise MartletError(
+            f"the weights in {folder} do not fit this model",
+            why=f"missing {sorted(set(missing) - tied)[:3]}, unexpected {sorted(unexpected)[:3]}",
+            fix="load them into the base model they were trained from",
+        )
+    return model
+
+
+def _is_tied(model: Any, key: str) -> bool:
+    return bool(getattr(model.config, "tie_word_embeddings", False)) and key.endswith(
+        "lm_head.weight"
+    )
+
+
+def compile_patterns(patterns: list[str]) -> list[re.Pattern[str]]:
+    try:
+        return [re.compile(p) for p in patterns]
+    except re.error as exc:
+        raise ConfigError(
+            f"--trainable-parameters has a bad regular expression: {exc.pattern!r}",
+            why=str(exc),
+        ) from None

@@ -1,0 +1,246 @@
+"""Tuners backed by the ``peft`` library: LoRA (with rsLoRA, DoRA, PiSSA/OLoRA init, LoRA+),
+AdaLoRA, IA3, VeRA, BOFT, LoHa, LoKr, prompt tuning and prefix tuning.
+
+Adapters are saved in PEFT's own format (``adapter_config.json`` +
+``adapter_model.safetensors``), so ``peft.PeftModel.from_pretrained`` loads them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from martlet.errors import ConfigError
+
+from martlet_peft.base import Tuner, linear_module_names
+
+
+class PeftTuner(Tuner):
+    """A PEFT method: subclasses build its ``peft`` config."""
+
+    def peft_config(self, model: Any, config: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _prepare(self, model: Any, config: Any) -> Any:
+        from peft import get_peft_model
+
+        peft_config = self.peft_config(model, config)
+        if hasattr(model, "enable_input_require_grads"):
+            # keeps gradient checkpointing working with frozen embeddings
+            model.enable_input_require_grads()
+        try:
+            return get_peft_model(model, peft_config)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{type(self).__name__} cannot adapt this model",
+                why=str(exc),
+                fix="check --target-modules against the model's module names",
+            ) from exc
+
+    def save(self, model: Any, output_dir: str) -> None:
+        model.save_pretrained(output_dir, safe_serialization=True)
+
+    def load(self, model: Any, path: str) -> Any:
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(model, path)
+
+    def merge(self, model: Any) -> Any:
+        return model.merge_and_unload()
+
+    def _targets(self, model: Any, config: Any) -> list[str]:
+        return linear_module_names(model, list(getattr(config, "target_modules", ["all-linear"])))
+
+
+def _task() -> Any:
+    from peft import TaskType
+
+    return TaskType.CAUSAL_LM
+
+
+class LoraTuner(PeftTuner):
+    """LoRA; rsLoRA, DoRA, PiSSA/OLoRA initialisation and LoRA+ through options."""
+
+    def peft_config(self, model: Any, config: Any) -> Any:
+        from peft import LoraConfig
+
+        init = str(getattr(config, "init_weights", "true")).lower()
+        init_value: Any = {"true": True, "false": False}.get(init, init)
+        if isinstance(init_value, str) and not (
+            init_value in {"gaussian", "olora", "pissa", "loftq", "eva", "corda"}
+            or init_value.startswith("pissa_niter_")
+        ):
+            raise ConfigError(
+                f"unknown LoRA initialisation {init!r}",
+                fix="use true, gaussian, pissa, pissa_niter_N or olora",
+            )
+        return LoraConfig(
+            task_type=_task(),
+            r=config.lora_rank,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=self._targets(model, config),
+            modules_to_save=list(config.modules_to_save) or None,
+            use_rslora=config.use_rslora,
+            use_dora=config.use_dora,
+            init_lora_weights=init_value,
+        )
+
+    def create_optimizer(self, model: Any, config: Any) -> Any:
+        ratio = getattr(config, "lora_plus_ratio", None)
+        if not ratio:
+            return None
+        import torch
+        from peft.optimizers import create_loraplus_optimizer
+
+        return create_loraplus_optimizer(
+            model,
+            torch.optim.AdamW,
+            lr=float(getattr(config, "learning_rate", 1e-4)),
+            loraplus_lr_ratio=float(ratio),
+            weight_decay=float(getattr(config, "weight_decay", 0.0)),
+        )
+
+
+class AdaLoraTuner(PeftTuner):
+    """AdaLoRA: LoRA whose rank budget is re-allocated by importance during training."""
+
+    def peft_config(self, model: Any, config: Any) -> Any:
+        from peft import AdaLoraConfig
+
+        total = config.adalora_total_step or getattr(config, "max_steps", -1)
+        if not total or total <= 0:
+            raise ConfigError(
+                "AdaLoRA needs the total number of training steps",
+                fix="pass --max-steps N or --adalora-total-step N",
+            )
+        return AdaLoraConfig(
+            task_type=_task(),
+            target_r=config.adalora_target_r,
+            init_r=config.adalora_init_r,
+            tinit=config.adalora_tinit,
+            tfinal=config.adalora_tfinal,
+            deltaT=config.adalora_deltaT,
+            orth_reg_weight=config.adalora_orth_reg_weight,
+            total_step=total,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=self._targets(model, config),
+        )
+
+    def regularization(self, model: Any) -> Any:
+        """The orthogonal regularisation AdaLoRA adds to the loss (as PEFT's forward would)."""
+        import torch
+
+        weight = model.peft_config[model.active_adapter].orth_reg_weight
+        terms = []
+        for name, param in model.named_parameters():
+            if ("lora_A" in name or "lora_B" in name) and param.requires_grad:
+                para_cov = param @ param.T if "lora_A" in name else param.T @ param
+                eye = torch.eye(*para_cov.size(), out=torch.empty_like(para_cov))
+                terms.append(torch.norm(para_cov - eye, p="fro"))
+        if not terms:
+            return None
+        return weight * torch.stack(terms).mean()
+
+    def on_step(self, model: Any, step: int) -> None:
+        model.base_model.update_and_allocate(step)
+
+
+class IA3Tuner(PeftTuner):
+    """IA3: learned rescaling vectors on activations."""
+
+    def peft_config(self, model: Any, config: Any) -> Any:
+        from peft import IA3Config
+
+        targets = self._targets(model, config)
+        feedforward = [m for m in config.ia3_feedforward_modules if m in targets]
+        return IA3Config(task_type=_task(), target_modules=targets, feedforward_modules=feedforward)
+
+
+class VeraTuner(PeftTuner):
+    """VeRA: shared frozen random projections with trained scaling vectors."""
+
+    def peft_config(self, model: Any, config: Any) -> Any:
+        from peft import VeraConfig
+
+        return VeraConfig(
+            task_type=_task(), r=config.vera_rank, target_modules=self._targets(model, config)
+        )
+
+
+class BoftTuner(PeftTuner):
+    """BOFT: butterfly-factorised orthogonal fine-tuning."""
+
+    def peft_config(self, model: Any, config: Any) -> Any:
+        from peft import BOFTConfig
+
+        return BOFTConfig(
+            task_type=_task(),
+            boft_block_size=config.boft_block_size,
+            boft_n_butterfly_factor=config.boft_n_butterfly_factor,
+            boft_dropout=config.boft_dropout,
+            target_modules=self._targets(model, config),
+        )
+
+
+class LohaTuner(PeftTuner):
+    """LoHa: low-rank Hadamard-product adapters."""
+
+    def peft_config(self, model: Any, config: Any) -> Any:
+        from peft import LoHaConfig
+
+        return LoHaConfig(
+            task_type=_task(),
+            r=config.loha_rank,
+            alpha=config.loha_alpha,
+            target_modules=self._targets(model, config),
+        )
+
+
+class LokrTuner(PeftTuner):
+    """LoKr: low-rank Kronecker-product adapters."""
+
+    def peft_config(self, model: Any, config: Any) -> Any:
+        from peft import LoKrConfig
+
+        return LoKrConfig(
+            task_type=_task(),
+            r=config.lokr_rank,
+            alpha=config.lokr_alpha,
+            target_modules=self._targets(model, config),
+        )
+
+
+class PromptTuningTuner(PeftTuner):
+    """Prompt tuning: trained virtual-token embeddings prepended to the input."""
+
+    def peft_config(self, model: Any, config: Any) -> Any:
+        from peft import PromptTuningConfig, PromptTuningInit
+
+        text = getattr(config, "prompt_tuning_init_text", None)
+        kwargs: dict[str, Any] = {}
+        if text:
+            kwargs = dict(
+                prompt_tuning_init=PromptTuningInit.TEXT,
+                prompt_tuning_init_text=text,
+                tokenizer_name_or_path=getattr(config, "model", None),
+            )
+        return PromptTuningConfig(
+            task_type=_task(), num_virtual_tokens=config.num_virtual_tokens, **kwargs
+        )
+
+    def merge(self, model: Any) -> Any:
+        raise ConfigError(
+            "prompt tuning cannot be merged into the model",
+            why="its virtual tokens are inputs, not weights",
+            fix="serve it with --adapters instead of --merge-lora",
+        )
+
+
+class PrefixTuningTuner(PromptTuningTuner):
+    """Prefix tuning: trained key/value prefixes at every attention layer."""
+
+    def peft_config(self, model: Any, config: Any) -> Any:
+        from peft import PrefixTuningConfig
+
+        return PrefixTuningConfig(task_type=_task(), num_virtual_tokens=config.num_virtual_tokens)
