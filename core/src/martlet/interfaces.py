@@ -124,6 +124,11 @@ class Tuner(Protocol):
     def merge(self, model: Any) -> Any:
         """Fold the trained weights into the base model (only when the record claims ``merge``)."""
 
+    # Optional, used by the training loop where present: create_optimizer(model, config) ->
+    # optimizer | None, regularization(model) -> loss term | None, on_step(model, step) after
+    # each optimizer step (gradients still present), may_change(model) -> parameter names,
+    # restore(model, path) -> model (load a save into a freshly prepared model, to resume).
+
 
 @runtime_checkable
 class Loss(Protocol):

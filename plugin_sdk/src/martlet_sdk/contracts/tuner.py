@@ -93,7 +93,8 @@ class TunerContract(RecordContract):
     (a loss term or None), ``on_step(model, step)`` after each optimizer step and before the
     gradients are cleared, and
     ``may_change(model)`` (names of the parameters training may change, when that is not just
-    those with ``requires_grad`` after ``prepare``).
+    those with ``requires_grad`` after ``prepare``), and ``restore(model, path)`` (load what
+    ``save`` wrote into a freshly *prepared* model, still trainable — how a run resumes).
     """
 
     kind = "tuners"
@@ -176,6 +177,26 @@ class TunerContract(RecordContract):
         fresh = tiny_model(seed=0, tokenizer=tiny_tokenizer)
         reloaded = tuner.load(fresh, str(tmp_path / "out"))
         torch.testing.assert_close(_logits(reloaded, batch), expected, atol=1e-6, rtol=1e-5)
+
+    def test_restore_into_a_prepared_model_resumes_exactly(
+        self, trained, tuner, impl, tiny_tokenizer, tuner_config, batch, tmp_path: Path
+    ) -> None:
+        import torch
+
+        from martlet_sdk.tiny import tiny_model
+
+        if getattr(tuner, "restore", None) is None:
+            pytest.skip("the tuner has no restore(); runs using it cannot resume")
+        model = trained["model"]
+        expected = _logits(model, batch)
+        tuner.save(model, str(tmp_path / "ckpt"))
+        torch.manual_seed(0)
+        again = impl()
+        prepared = again.prepare(tiny_model(seed=0, tokenizer=tiny_tokenizer), tuner_config)
+        restored = again.restore(prepared, str(tmp_path / "ckpt"))
+        torch.testing.assert_close(_logits(restored, batch), expected, atol=1e-6, rtol=1e-5)
+        trainable = {n for n, p in restored.named_parameters() if p.requires_grad}
+        assert trainable, "a restored model must still be trainable"
 
     @requires_capability("merge")
     def test_merge_gives_the_same_logits(self, trained, tuner, batch, record: Record) -> None:

@@ -28,6 +28,10 @@ class FullTuner(Tuner):
     def load(self, model: Any, path: str) -> Any:
         return load_weights(model, path)
 
+    def restore(self, model: Any, path: str) -> Any:
+        """Load saved weights into an already prepared model (resuming a run)."""
+        return load_weights(model, path)
+
     def merge(self, model: Any) -> Any:
         return model
 

@@ -92,5 +92,9 @@ class LlamaProTuner(Tuner):
         expand(model, json.loads(marker.read_text())["num_new_blocks"])
         return load_weights(model, path)
 
+    def restore(self, model: Any, path: str) -> Any:
+        """Load saved weights into an already expanded model (resuming a run)."""
+        return load_weights(model, path)
+
     def merge(self, model: Any) -> Any:
         return model  # the expanded model is a plain model already

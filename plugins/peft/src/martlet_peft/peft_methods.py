@@ -7,9 +7,10 @@ Adapters are saved in PEFT's own format (``adapter_config.json`` +
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from martlet.errors import ConfigError
+from martlet.errors import ConfigError, MartletError
 
 from martlet_peft.base import Tuner, linear_module_names
 
@@ -43,6 +44,24 @@ class PeftTuner(Tuner):
         from peft import PeftModel
 
         return PeftModel.from_pretrained(model, path)
+
+    def restore(self, model: Any, path: str) -> Any:
+        """Load saved adapter weights into an already prepared (trainable) model."""
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        file = Path(path) / "adapter_model.safetensors"
+        if not file.is_file():
+            raise MartletError(f"no adapter in {path}", why=f"{file.name} is missing")
+        result = set_peft_model_state_dict(model, load_file(str(file)))
+        # prompt learning loads its embeddings apart and still lists them as unexpected
+        unexpected = [k for k in getattr(result, "unexpected_keys", []) if k != "prompt_embeddings"]
+        if unexpected:
+            raise MartletError(
+                f"the adapter in {path} does not fit this model",
+                why=f"unexpected keys {unexpected[:3]}",
+            )
+        return model
 
     def merge(self, model: Any) -> Any:
         return model.merge_and_unload()
@@ -144,6 +163,10 @@ class AdaLoraTuner(PeftTuner):
 
     def on_step(self, model: Any, step: int) -> None:
         model.base_model.update_and_allocate(step)
+
+    # A saved AdaLoRA adapter is pruned to its allocated ranks and its importance statistics
+    # are not saved, so a run cannot continue from it exactly.
+    restore = None
 
 
 class IA3Tuner(PeftTuner):

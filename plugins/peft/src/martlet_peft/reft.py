@@ -106,3 +106,10 @@ class ReftTuner(Tuner):
         interventions.load_state_dict(load_file(str(folder / WEIGHTS)))
         model.requires_grad_(False)
         return model
+
+    def restore(self, model: Any, path: str) -> Any:
+        """Load saved interventions into a prepared model (resuming a run)."""
+        from safetensors.torch import load_file
+
+        getattr(model, ATTR).load_state_dict(load_file(str(Path(path) / WEIGHTS)))
+        return model
