@@ -1,0 +1,1 @@
+"""Martlet's training loop and the ``sft`` / ``pt`` commands."""

@@ -1,0 +1,491 @@
+"""The training loop, readable top to bottom.
+
+One optimizer step = ``gradient_accumulation_steps`` micro-batches. Their loss is the summed
+token loss divided by the number of target tokens in the *whole step* (every micro-batch, every
+rank), so the update does not depend on how the step is split. Logging, evaluation and saving
+happen on the main process; checkpoints go through one :class:`Checkpointer`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from martlet.errors import ConfigError
+
+from martlet_train.checkpoint import Checkpointer, resolve_resume
+from martlet_train.losses import IGNORE, causal_lm_loss
+from martlet_train.optim import create_optimizer, create_scheduler
+
+Row = dict[str, Any]
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) run returns."""
+
+    output_dir: Path
+    global_step: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    stopped_early: bool = False
+    interrupted: bool = False
+    last_checkpoint: Path | None = None
+
+
+class Trainer:
+    """Trains a prepared model on encoded rows.
+
+    Args:
+        model: the model after ``tuner.prepare``.
+        tuner: the tuner instance (its optional ``create_optimizer``, ``regularization``,
+            ``on_step``, ``restore`` and its ``save`` are used).
+        options: the run's options (:class:`~martlet_train.options.TrainOptions` fields, plus
+            whatever the tuner reads).
+        train_rows: encoded rows (``input_ids``, ``labels``, ...).
+        collate: turns a list of rows into a batch of tensors.
+        eval_rows: rows for the evaluation loss, or None.
+        tokenizer: saved with every checkpoint and the result.
+        loss_fn: ``(model, batch) -> (loss_sum, target_count, metrics)``.
+        callbacks: objects with ``on_log(step, metrics)`` and ``on_end()``.
+        accelerator: an ``accelerate.Accelerator`` (default: one for ``options.device``).
+        checkpointer: writes/reads checkpoints (default: :class:`Checkpointer`).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tuner: Any,
+        options: Any,
+        *,
+        train_rows: Sequence[Row],
+        collate: Callable[[list[Row]], dict[str, Any]],
+        eval_rows: Sequence[Row] | None = None,
+        tokenizer: Any = None,
+        loss_fn: Callable[..., tuple[Any, Any, dict[str, float]]] = causal_lm_loss,
+        callbacks: Sequence[Any] = (),
+        accelerator: Any = None,
+        checkpointer: Checkpointer | None = None,
+    ) -> None:
+        if not train_rows:
+            raise ConfigError("no training rows", fix="check --dataset and its filters")
+        self.options = options
+        self.tuner = tuner
+        self.train_rows = train_rows
+        self.eval_rows = eval_rows or []
+        self.collate = collate
+        self.tokenizer = tokenizer
+        self.loss_fn = loss_fn
+        self.callbacks = list(callbacks)
+        self.output_dir = Path(options.output_dir)
+        self.accelerator = accelerator or make_accelerator(options)
+        self.checkpointer = checkpointer or Checkpointer(self.output_dir, options.save_total_limit)
+        self.world = self.accelerator.num_processes
+        self.rank = self.accelerator.process_index
+        self.is_main = self.accelerator.is_main_process
+
+        optimizer = None
+        if hasattr(tuner, "create_optimizer"):
+            optimizer = tuner.create_optimizer(model, options)
+        optimizer = optimizer or create_optimizer(model, options)
+        self.steps_per_epoch = math.ceil(
+            len(self._epoch_batches(0)) / options.gradient_accumulation_steps
+        )
+        if options.max_steps and options.max_steps > 0:
+            self.total_steps = options.max_steps
+        else:
+            self.total_steps = max(1, math.ceil(options.num_train_epochs * self.steps_per_epoch))
+        scheduler = create_scheduler(optimizer, options, self.total_steps)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.scheduler = scheduler
+        self._stop_requested = False
+
+    # ----------------------------------------------------------------- data
+
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        """This rank's micro-batches (row indexes) for ``epoch``: a seeded shuffle, optionally
+        grouped by length, split across ranks."""
+        import torch
+
+        o = self.options
+        generator = torch.Generator().manual_seed(o.seed + epoch)
+        order = torch.randperm(len(self.train_rows), generator=generator).tolist()
+        size = o.per_device_train_batch_size
+        if o.group_by_length:
+            chunk = size * o.gradient_accumulation_steps * self.world * 16
+            grouped = []
+            for i in range(0, len(order), chunk):
+                part = order[i : i + chunk]
+                part.sort(key=lambda j: -len(self.train_rows[j]["input_ids"]))
+                grouped.extend(part)
+            order = grouped
+        mine = order[self.rank :: self.world]
+        return [mine[i : i + size] for i in range(0, len(mine), size)]
+
+    def _batches(self, indexes: list[int]) -> dict[str, Any]:
+        batch = self.collate([self.train_rows[i] for i in indexes])
+        return {
+            k: v.to(self.accelerator.device) if hasattr(v, "to") else v for k, v in batch.items()
+        }
+
+    # ----------------------------------------------------------------- loop
+
+    def train(self) -> TrainResult:
+        o = self.options
+        state = {
+            "global_step": 0,
+            "epoch": 0,
+            "position": 0,
+            "best_eval_loss": None,
+            "evals_without_improvement": 0,
+        }
+        resume = resolve_resume(o.resume_from_checkpoint, self.output_dir)
+        if resume is not None:
+            state.update(
+                self.checkpointer.load(
+                    resume,
+                    tuner=self.tuner,
+                    model=self.accelerator.unwrap_model(self.model),
+                    optimizer=self.optimizer,
+                    scheduler=self.scheduler,
+                )
+            )
+            self._print(f"resumed from {resume} at step {state['global_step']}")
+        step, epoch, position = state["global_step"], state["epoch"], state["position"]
+        eval_every = o.eval_steps or o.save_steps
+        window_stats = _Window()
+        progress = self._progress(step)
+        last_checkpoint: Path | None = resume
+        stopped_early = interrupted = False
+        self.model.train()
+        with self._catch_interrupt():
+            while step < self.total_steps:
+                batches = self._epoch_batches(epoch)
+                while position < len(batches) and step < self.total_steps:
+                    window = batches[position : position + o.gradient_accumulation_steps]
+                    self._optimizer_step([self._batches(b) for b in window], window_stats)
+                    step, position = step + 1, position + len(window)
+                    state.update(global_step=step, epoch=epoch, position=position)
+                    if step % o.logging_steps == 0 or step == self.total_steps:
+                        metrics = window_stats.flush()
+                        metrics.update(
+                            step=step,
+                            epoch=round(epoch + position / len(batches), 4),
+                            learning_rate=self.scheduler.get_last_lr()[0],
+                        )
+                        self._log(metrics, progress)
+                    if self.eval_rows and step % eval_every == 0:
+                        stopped_early = self._evaluate(step, state, progress)
+                    progress.update(1)
+                    if step % o.save_steps == 0 and step < self.total_steps:
+                        last_checkpoint = self._save_checkpoint(step, state)
+                    if stopped_early or self._stop_requested:
+                        break
+                if stopped_early or self._stop_requested:
+                    break
+                epoch, position = epoch + 1, 0
+                state.update(epoch=epoch, position=position)
+        progress.close()
+        if self._stop_requested and step < self.total_steps:
+            interrupted = True
+            last_checkpoint = self._save_checkpoint(step, state)
+            self._print(
+                f"interrupted: checkpoint saved at {last_checkpoint}; continue with "
+                "--resume-from-checkpoint auto"
+            )
+        elif self.eval_rows and step % eval_every != 0:
+            self._evaluate(step, state, None)
+        final = self._finish(state)
+        return TrainResult(
+            self.output_dir, step, final, stopped_early, interrupted, last_checkpoint
+        )
+
+    def _optimizer_step(self, micro_batches: list[dict[str, Any]], stats: _Window) -> None:
+        """One optimizer step over ``micro_batches`` (this rank's share of the step)."""
+        import torch
+
+        acc = self.accelerator
+        local_targets = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in micro_batches)
+        total_targets = int(
+            acc.reduce(torch.tensor(local_targets, device=acc.device), reduction="sum")
+        )
+        if total_targets == 0:
+            return  # nothing to learn from in this step (every label masked)
+        started = time.perf_counter()
+        step_loss = 0.0
+        for i, batch in enumerate(micro_batches):
+            last = i == len(micro_batches) - 1
+            sync = contextlib.nullcontext() if last else acc.no_sync(self.model)
+            with sync, acc.autocast():
+                loss_sum, _count, _metrics = self.loss_fn(self.model, batch)
+                # DDP averages gradients over ranks, hence the world size factor
+                loss = loss_sum * self.world / total_targets
+                regularization = getattr(self.tuner, "regularization", None)
+                extra = regularization(acc.unwrap_model(self.model)) if regularization else None
+                if extra is not None:
+                    loss = loss + extra / len(micro_batches)
+            acc.backward(loss)
+            step_loss += float(loss_sum.detach())
+        grad_norm = None
+        if self.options.max_grad_norm and self.options.max_grad_norm > 0:
+            grad_norm = acc.clip_grad_norm_(self.model.parameters(), self.options.max_grad_norm)
+        self.optimizer.step()
+        on_step = getattr(self.tuner, "on_step", None)
+        if on_step is not None:
+            on_step(acc.unwrap_model(self.model), self.scheduler.last_epoch + 1)
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        real = sum(int(_real_tokens(b)) for b in micro_batches)
+        positions = sum(int(b["input_ids"].numel()) for b in micro_batches)
+        stats.add(
+            loss_sum=step_loss,
+            targets=local_targets,
+            real=real,
+            positions=positions,
+            seconds=time.perf_counter() - started,
+            grad_norm=float(grad_norm) if grad_norm is not None else None,
+        )
+
+    # ----------------------------------------------------------------- eval, save, log
+
+    def evaluate(self) -> float:
+        """The token-averaged loss on the evaluation rows."""
+        import torch
+
+        o = self.options
+        self.model.eval()
+        total = torch.zeros(2, dtype=torch.float64, device=self.accelerator.device)
+        rows = list(range(self.rank, len(self.eval_rows), self.world))
+        with torch.no_grad():
+            for i in range(0, len(rows), o.per_device_eval_batch_size):
+                idx = rows[i : i + o.per_device_eval_batch_size]
+                batch = self.collate([self.eval_rows[j] for j in idx])
+                batch = {k: v.to(self.accelerator.device) for k, v in batch.items()}
+                with self.accelerator.autocast():
+                    loss_sum, count, _ = self.loss_fn(self.model, batch)
+                total += torch.stack([loss_sum.double(), count.double()])
+        total = self.accelerator.reduce(total, reduction="sum")
+        self.model.train()
+        return float(total[0] / total[1].clamp(min=1))
+
+    def _evaluate(self, step: int, state: dict[str, Any], progress: Any) -> bool:
+        eval_loss = self.evaluate()
+        self._log({"step": step, "eval_loss": eval_loss}, progress)
+        best = state["best_eval_loss"]
+        if best is None or eval_loss < best:
+            state.update(best_eval_loss=eval_loss, evals_without_improvement=0)
+        else:
+            state["evals_without_improvement"] += 1
+        patience = self.options.early_stopping_patience
+        if patience and state["evals_without_improvement"] >= patience:
+            self._print(
+                f"early stopping at step {step}: eval loss has not improved for "
+                f"{patience} evaluations (best {state['best_eval_loss']:.4f})"
+            )
+            return True
+        return False
+
+    def _save_checkpoint(self, step: int, state: dict[str, Any]) -> Path | None:
+        path = None
+        if self.is_main:
+            path = self.checkpointer.save(
+                step,
+                tuner=self.tuner,
+                model=self.accelerator.unwrap_model(self.model),
+                tokenizer=self.tokenizer,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                state=dict(state),
+            )
+        self.accelerator.wait_for_everyone()
+        return path
+
+    def _finish(self, state: dict[str, Any]) -> dict[str, float]:
+        history = self.read_metrics()
+        train = [m for m in history if "loss" in m]
+        evals = [m for m in history if "eval_loss" in m]
+        final: dict[str, float] = {"global_step": float(state["global_step"])}
+        if train:
+            final["train_loss"] = train[-1]["loss"]
+            speeds = [m["tokens_per_second"] for m in train if "tokens_per_second" in m]
+            if speeds:
+                final["tokens_per_second"] = sum(speeds) / len(speeds)
+            pads = [m["padding_fraction"] for m in train if "padding_fraction" in m]
+            if pads:
+                final["padding_fraction"] = sum(pads) / len(pads)
+        if evals:
+            final["eval_loss"] = evals[-1]["eval_loss"]
+        if self.is_main:
+            model = self.accelerator.unwrap_model(self.model)
+            self.tuner.save(model, str(self.output_dir))
+            if self.tokenizer is not None:
+                self.tokenizer.save_pretrained(str(self.output_dir))
+            (self.output_dir / "trainer_state.json").write_text(
+                json.dumps({**state, "total_steps": self.total_steps, "final": final}, indent=2)
+            )
+            plot_losses(history, self.output_dir / "loss.png")
+        for callback in self.callbacks:
+            callback.on_end()
+        self.accelerator.wait_for_everyone()
+        return final
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """The metrics logged so far (``metrics.jsonl``)."""
+        path = self.output_dir / "metrics.jsonl"
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def _log(self, metrics: dict[str, Any], progress: Any) -> None:
+        if not self.is_main:
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.output_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(metrics) + "\n")
+        for callback in self.callbacks:
+            callback.on_log(int(metrics["step"]), metrics)
+        if progress is not None and "loss" in metrics:
+            progress.set_postfix(
+                loss=f"{metrics['loss']:.4f}",
+                lr=f"{metrics['learning_rate']:.2e}",
+                tok_s=f"{metrics.get('tokens_per_second', 0):.0f}",
+            )
+        line = " ".join(f"{k}={_fmt(v)}" for k, v in metrics.items())
+        (progress.write if progress is not None else self._print)(line)
+
+    def _progress(self, start: int) -> Any:
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=self.total_steps,
+            initial=start,
+            desc="train",
+            unit="step",
+            disable=not self.is_main or self.options.disable_progress_bar,
+            dynamic_ncols=True,
+        )
+
+    def _print(self, text: str) -> None:
+        if self.is_main:
+            print(text, flush=True)
+
+    @contextlib.contextmanager
+    def _catch_interrupt(self) -> Iterator[None]:
+        """Ctrl-C finishes the current step, saves a checkpoint and stops; a second one stops
+        at once."""
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            self._print("\nstopping after this step to save a checkpoint (Ctrl-C again to quit)")
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def request_stop(self) -> None:
+        """Stop after the current step and save a checkpoint (what Ctrl-C does)."""
+        self._stop_requested = True
+
+
+class _Window:
+    """Running totals between two log lines."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss_sum = 0.0
+        self.targets = self.real = self.positions = 0
+        self.seconds = 0.0
+        self.grad_norms: list[float] = []
+
+    def add(
+        self,
+        *,
+        loss_sum: float,
+        targets: int,
+        real: int,
+        positions: int,
+        seconds: float,
+        grad_norm: float | None,
+    ) -> None:
+        self.loss_sum += loss_sum
+        self.targets += targets
+        self.real += real
+        self.positions += positions
+        self.seconds += seconds
+        if grad_norm is not None:
+            self.grad_norms.append(grad_norm)
+
+    def flush(self) -> dict[str, float]:
+        out = {
+            "loss": self.loss_sum / max(self.targets, 1),
+            "tokens_per_second": self.real / max(self.seconds, 1e-9),
+            "padding_fraction": 1.0 - self.real / max(self.positions, 1),
+        }
+        if self.grad_norms:
+            out["grad_norm"] = sum(self.grad_norms) / len(self.grad_norms)
+        self.reset()
+        return out
+
+
+def _real_tokens(batch: dict[str, Any]) -> Any:
+    if "attention_mask" in batch and batch["attention_mask"] is not None:
+        return batch["attention_mask"].sum()
+    return batch["input_ids"].numel()
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def make_accelerator(options: Any) -> Any:
+    """An ``accelerate.Accelerator`` for ``--device`` and ``--mixed-precision``."""
+    from accelerate import Accelerator
+
+    device = getattr(options, "device", None)
+    precision = getattr(options, "mixed_precision", "no")
+    return Accelerator(mixed_precision=precision, cpu=(device == "cpu"))
+
+
+def plot_losses(history: list[dict[str, Any]], path: Path) -> Path | None:
+    """Write the loss curve (train, and eval where logged) as a PNG."""
+    train = [(m["step"], m["loss"]) for m in history if "loss" in m]
+    evals = [(m["step"], m["eval_loss"]) for m in history if "eval_loss" in m]
+    if not train and not evals:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if train:
+        ax.plot(*zip(*train, strict=True), label="train loss")
+    if evals:
+        ax.plot(*zip(*evals, strict=True), marker="o", label="eval loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,72 @@
+"""The options of the training loop (``--learning-rate``, ``--save-steps``, ...).
+
+Names follow ms-swift and transformers' ``TrainingArguments`` where they have one, so existing
+command lines and YAML files work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from martlet.config import option
+
+
+@dataclass(kw_only=True)
+class TrainOptions:
+    """How the loop runs: steps, batches, optimizer, schedule, precision, logging, saving."""
+
+    output_dir: str = option("output", help="The run directory (weights, metrics, checkpoints).")
+    overwrite_output_dir: bool = option(
+        False, help="Start afresh in an output directory that already holds a run."
+    )
+    num_train_epochs: float = option(1.0, help="Passes over the training data.")
+    max_steps: int = option(-1, help="Stop after this many optimizer steps (-1: by epochs).")
+    per_device_train_batch_size: int = option(
+        1, help="Rows per micro-batch on each device.", aliases=("batch_size",)
+    )
+    per_device_eval_batch_size: int = option(1, help="Rows per evaluation batch.")
+    gradient_accumulation_steps: int = option(
+        1, help="Micro-batches per optimizer step.", aliases=("grad_accum",)
+    )
+    learning_rate: float = option(1e-4, help="Peak learning rate.", aliases=("lr",))
+    lr_scheduler_type: Literal["cosine", "linear", "constant", "constant_with_warmup"] = option(
+        "cosine", help="Learning-rate schedule after warm-up."
+    )
+    warmup_ratio: float = option(0.0, help="Fraction of the steps spent warming up.")
+    warmup_steps: int = option(0, help="Warm-up steps (wins over --warmup-ratio).")
+    weight_decay: float = option(0.0, help="Decoupled weight decay.")
+    max_grad_norm: float = option(1.0, help="Clip the gradient norm to this (0: no clipping).")
+    optim: Literal["adamw", "adamw_8bit", "sgd", "adafactor"] = option(
+        "adamw",
+        help="Optimizer (a tuner may bring its own, e.g. GaLore, LoRA+).",
+        aliases=("optimizer",),
+    )
+    adam_beta1: float = option(0.9, help="AdamW beta1.")
+    adam_beta2: float = option(0.999, help="AdamW beta2.")
+    adam_epsilon: float = option(1e-8, help="AdamW epsilon.")
+    mixed_precision: Literal["no", "bf16", "fp16"] = option(
+        "no", help="Autocast the forward pass to this dtype, keeping float32 weights."
+    )
+    gradient_checkpointing: bool = option(
+        False, help="Recompute activations in the backward pass to save memory."
+    )
+    seed: int = option(42, help="Random seed for initialisation, data order and dropout.")
+    logging_steps: int = option(5, help="Log metrics every N optimizer steps.")
+    eval_steps: int | None = option(None, help="Evaluate every N steps (default: as --save-steps).")
+    save_steps: int = option(500, help="Save a checkpoint every N optimizer steps.")
+    save_total_limit: int | None = option(2, help="Keep only the newest N checkpoints.")
+    resume_from_checkpoint: str | None = option(
+        None, help="A checkpoint folder to continue from, or `auto` for the newest one."
+    )
+    early_stopping_patience: int | None = option(
+        None, help="Stop when eval loss has not improved for N evaluations."
+    )
+    group_by_length: bool = option(
+        False, help="Batch rows of similar length together to waste less on padding."
+    )
+    report_to: list[str] = option(
+        default_factory=list, help="Loggers: tensorboard, wandb (each from its plugin)."
+    )
+    device: str | None = option(None, help="cpu, cuda, mps, ... (default: the best available).")
+    disable_progress_bar: bool = option(False, help="No progress bar (logs still print).")

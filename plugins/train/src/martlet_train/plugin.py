@@ -1,0 +1,34 @@
+"""Registers the training objectives and loggers of martlet-train (no torch import here)."""
+
+from martlet import hookimpl
+from martlet.records import CallbackRecord, LossRecord
+
+MARTLET_API = 1
+
+
+@hookimpl
+def martlet_losses():
+    yield LossRecord(
+        name="sft",
+        impl="martlet_train.losses:causal_lm_loss",
+        data="messages",
+        summary="Cross-entropy on assistant tokens (supervised fine-tuning).",
+        aliases=("causal-lm",),
+    )
+    yield LossRecord(
+        name="pt",
+        impl="martlet_train.losses:causal_lm_loss",
+        data="text",
+        summary="Cross-entropy on every token (continued pre-training).",
+        aliases=("pretrain",),
+    )
+
+
+@hookimpl
+def martlet_callbacks():
+    yield CallbackRecord(
+        name="tensorboard",
+        impl="martlet_train.callbacks:TensorBoardCallback",
+        requires=("tensorboard",),
+        summary="Write metrics as TensorBoard scalars under OUTPUT_DIR/runs.",
+    )
