@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import pytest
@@ -62,4 +63,29 @@ def isolated_cache(tmp_path, monkeypatch) -> Path:
     """An empty Martlet cache of the test's own (for download records)."""
     path = tmp_path / "martlet-cache"
     monkeypatch.setenv("MARTLET_CACHE", str(path))
+    return path
+
+
+@pytest.fixture
+def write_gguf():
+    """``write_gguf(path, {key: value})``: a GGUF file holding only that header (str, int or
+    list-of-str values) and no tensors."""
+    return _write_gguf
+
+
+def _write_gguf(path: Path, metadata: dict[str, object]) -> Path:
+    def string(text: str) -> bytes:
+        data = text.encode()
+        return struct.pack("<Q", len(data)) + data
+
+    body = b""
+    for key, value in metadata.items():
+        body += string(key)
+        if isinstance(value, str):
+            body += struct.pack("<I", 8) + string(value)
+        elif isinstance(value, list):  # an array of strings
+            body += struct.pack("<IIQ", 9, 8, len(value)) + b"".join(string(v) for v in value)
+        else:
+            body += struct.pack("<I", 4) + struct.pack("<I", value)
+    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, len(metadata)) + body)
     return path

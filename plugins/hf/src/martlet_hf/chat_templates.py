@@ -9,6 +9,12 @@ the originals of some of them, none appends a token after the last turn.)
 
 from __future__ import annotations
 
+# tokenizers without a BOS (or EOS) token render these as empty text
+_TOKENS = (
+    "{% set bos_token = bos_token if bos_token is defined and bos_token else '' %}"
+    "{% set eos_token = eos_token if eos_token is defined and eos_token else '' %}"
+)
+
 CHATML = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
@@ -72,7 +78,7 @@ QWEN = _qwen("You are Qwen, created by Alibaba Cloud. You are a helpful assistan
 QWEN3 = _qwen("")
 
 LLAMA2 = (
-    "{% if messages[0]['role'] == 'system' %}"
+    _TOKENS + "{% if messages[0]['role'] == 'system' %}"
     "{% set system = messages[0]['content'] %}{% set loop_messages = messages[1:] %}"
     "{% else %}{% set system = '' %}{% set loop_messages = messages %}{% endif %}"
     "{% for message in loop_messages %}"
@@ -88,7 +94,7 @@ LLAMA2 = (
 )
 
 LLAMA3 = (
-    "{{ bos_token }}"
+    _TOKENS + "{{ bos_token }}"
     "{% for message in messages %}"
     "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' "
     "+ message['content'] | trim + '<|eot_id|>' }}"
@@ -99,7 +105,7 @@ LLAMA3 = (
 )
 
 MISTRAL = (
-    "{% if messages[0]['role'] == 'system' %}"
+    _TOKENS + "{% if messages[0]['role'] == 'system' %}"
     "{% set system = messages[0]['content'] %}{% set loop_messages = messages[1:] %}"
     "{% else %}{% set system = '' %}{% set loop_messages = messages %}{% endif %}"
     "{{ bos_token }}"
@@ -115,7 +121,7 @@ MISTRAL = (
 )
 
 ALPACA = (
-    "{% if messages[0]['role'] == 'system' %}"
+    _TOKENS + "{% if messages[0]['role'] == 'system' %}"
     "{{ messages[0]['content'] + '\n\n' }}{% set loop_messages = messages[1:] %}"
     "{% else %}"
     "{{ 'Below is an instruction that describes a task. "
@@ -132,7 +138,7 @@ ALPACA = (
 )
 
 GEMMA = (
-    "{{ bos_token }}"
+    _TOKENS + "{{ bos_token }}"
     "{% if messages[0]['role'] == 'system' %}"
     "{% set system = messages[0]['content'] %}{% set loop_messages = messages[1:] %}"
     "{% else %}{% set system = '' %}{% set loop_messages = messages %}{% endif %}"
@@ -161,7 +167,7 @@ PHI4 = (
 )
 
 DEEPSEEK_R1 = (
-    "{{ bos_token }}"
+    _TOKENS + "{{ bos_token }}"
     "{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}{% endif %}"
     "{% for message in messages %}"
     "{% if message['role'] == 'user' %}{{ '<｜User｜>' + message['content'] }}"
@@ -180,4 +186,4 @@ GLM4 = (
     "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
 )
 
-INTERNLM2 = "{{ bos_token }}" + CHATML
+INTERNLM2 = _TOKENS + "{{ bos_token }}" + CHATML

@@ -363,8 +363,9 @@ def convert_gguf(path: str | Path) -> Path:
         return folder
     from filelock import FileLock
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder) + ".lock"):
+    locks = folder.parent / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(locks / f"{folder.name}.lock")):
         if is_converted(folder):
             return folder
         print(
