@@ -1,0 +1,179 @@
+"""Canonical rows -> encoded rows (token ids and labels) through a chat template.
+
+:func:`encode_rows` is what a training command calls between reading rows and batching them::
+
+    template = martlet.load_template(tokenizer, max_length=2048)
+    encoded = encode_rows(rows, template)        # EncodedRows, with .stats
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from martlet.errors import ConfigError
+
+from martlet_data.formats import rejected_conversation, row_kind
+
+log = logging.getLogger("martlet.data")
+IGNORE_INDEX = -100
+
+
+@dataclass
+class EncodeStats:
+    """What :func:`encode_rows` did.
+
+    Attributes:
+        rows: rows given.
+        encoded: rows returned.
+        truncated: rows the template cut to ``max_length`` (it reported ``truncated`` > 0).
+        truncated_tokens: tokens cut from them in all.
+        deleted: reason -> rows left out (``longer than max_length``: the template returned
+            None, or an encoding longer than ``max_length``; ``no target tokens``: nothing was
+            left to learn after truncation).
+    """
+
+    rows: int = 0
+    encoded: int = 0
+    truncated: int = 0
+    truncated_tokens: int = 0
+    deleted: Counter = field(default_factory=Counter)
+
+    @property
+    def deleted_rows(self) -> int:
+        return sum(self.deleted.values())
+
+    def summary(self) -> str:
+        text = f"encoded {self.encoded} of {self.rows} rows"
+        if self.truncated:
+            text += f"; truncated {self.truncated} (cut {self.truncated_tokens} tokens)"
+        if self.deleted:
+            reasons = ", ".join(f"{n} {r}" for r, n in self.deleted.most_common())
+            text += f"; deleted {self.deleted_rows} ({reasons})"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "encoded": self.encoded,
+            "truncated": self.truncated,
+            "truncated_tokens": self.truncated_tokens,
+            "deleted": dict(self.deleted),
+        }
+
+
+class EncodedRows(list):
+    """Encoded rows (a list of dicts) with :class:`EncodeStats` as ``stats``."""
+
+    def __init__(self, rows: Iterable[dict] = (), stats: EncodeStats | None = None) -> None:
+        super().__init__(rows)
+        self.stats = stats or EncodeStats()
+
+
+def _encode_messages(template: Any, messages: list, tools: Any) -> dict[str, Any] | None:
+    if tools:
+        return template.encode(messages, tools=tools)
+    return template.encode(messages)
+
+
+def _encode_text(text: str, tokenizer: Any, max_length: int | None) -> dict[str, Any]:
+    ids = list(tokenizer(text, add_special_tokens=True)["input_ids"])
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if eos is not None and (not ids or ids[-1] != eos):
+        ids.append(eos)
+    cut = 0
+    if max_length is not None and len(ids) > max_length:
+        cut = len(ids) - max_length
+        ids = ids[:max_length]
+    return {
+        "input_ids": ids,
+        "attention_mask": [1] * len(ids),
+        "labels": list(ids),
+        "truncated": cut,
+    }
+
+
+def encode_rows(
+    rows: Iterable[Mapping[str, Any]],
+    template: Any,
+    *,
+    tokenizer: Any = None,
+    max_length: int | None = None,
+) -> EncodedRows:
+    """Encode canonical rows for training.
+
+    Args:
+        rows: canonical rows (``messages`` rows, preference rows, KTO rows or ``text`` rows).
+        template: an object with ``encode(messages) -> {"input_ids", "attention_mask",
+            "labels"}`` or None for a row it deletes (martlet-hf's templates; they may add
+            ``truncated``: tokens cut). A row's ``tools`` are passed as ``encode(..., tools=)``.
+        tokenizer: for ``text`` rows (pretraining); default ``template.tokenizer``. Text rows
+            get the EOS token appended, labels equal to the ids, and are cut to ``max_length``.
+        max_length: rows still longer than this after encoding are deleted (a safety net for
+            templates without a limit of their own).
+
+    Returns:
+        :class:`EncodedRows`: dicts with ``input_ids``, ``attention_mask`` and ``labels``
+        (lists of ints); preference rows add ``rejected_input_ids``,
+        ``rejected_attention_mask`` and ``rejected_labels``; KTO rows keep ``label``.
+        ``.stats`` counts truncated and deleted rows (also logged).
+
+    Raises:
+        ConfigError: a text row and no tokenizer to encode it.
+    """
+    stats = EncodeStats()
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        stats.rows += 1
+        kind = row_kind(row)
+        if kind == "text":
+            tok = tokenizer if tokenizer is not None else getattr(template, "tokenizer", None)
+            if tok is None:
+                raise ConfigError(
+                    "cannot encode text rows: no tokenizer",
+                    fix="pass tokenizer= to encode_rows (the template has none)",
+                )
+            encoded = _encode_text(row["text"], tok, max_length)
+        else:
+            encoded = _encode_messages(template, list(row["messages"]), row.get("tools"))
+        if encoded is not None and kind == "preference":
+            rejected = _encode_messages(template, rejected_conversation(row), row.get("tools"))
+            if rejected is None:
+                encoded = None
+            else:
+                encoded = dict(encoded)
+                encoded["truncated"] = int(encoded.get("truncated") or 0) + int(
+                    rejected.get("truncated") or 0
+                )
+                for key in ("input_ids", "attention_mask", "labels"):
+                    encoded[f"rejected_{key}"] = list(rejected[key])
+        if encoded is None:
+            stats.deleted["longer than max_length"] += 1
+            continue
+        encoded = dict(encoded)
+        cut = int(encoded.pop("truncated", 0) or 0)
+        longest = max(len(encoded["input_ids"]), len(encoded.get("rejected_input_ids", ())))
+        if max_length is not None and longest > max_length:
+            stats.deleted["longer than max_length"] += 1
+            continue
+        sides = [encoded["labels"]] + (
+            [encoded["rejected_labels"]] if "rejected_labels" in encoded else []
+        )
+        if any(all(t == IGNORE_INDEX for t in labels) for labels in sides):
+            stats.deleted["no target tokens"] += 1
+            continue
+        if cut:
+            stats.truncated += 1
+            stats.truncated_tokens += cut
+        if kind == "kto":
+            encoded["label"] = bool(row["label"])
+        out.append(encoded)
+    stats.encoded = len(out)
+    if stats.truncated or stats.deleted:
+        log.warning("%s", stats.summary())
+    else:
+        log.info("%s", stats.summary())
+    return EncodedRows(out, stats)

@@ -1,0 +1,255 @@
+"""Options: :class:`DataOptions`, the option group commands compose into their configs, and
+:class:`ReadOptions`, what one dataset source's ``read`` accepts.
+
+Field names are unique across Martlet's option groups so a command can compose several
+(``class SftConfig(ModelOptions, DataOptions, ...)``); aliases are ms-swift's spellings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from martlet.config import option
+from martlet.errors import ConfigError
+
+from martlet_data.formats import normalize_format
+from martlet_data.spec import normalize_hub
+
+BAD_ROWS = ("error", "skip")
+DEFAULT_SEED = 42
+
+
+def check_columns(columns: Any, where: str = "--columns") -> dict[str, str] | None:
+    """A column mapping ``{"their_name": "our_name"}`` (or None).
+
+    Raises:
+        ConfigError: not a mapping of names to names.
+    """
+    if columns is None or columns == {}:
+        return None
+    if isinstance(columns, str):
+        import json
+
+        try:
+            columns = json.loads(columns)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"{where} expects a JSON object, got {columns!r}",
+                why=str(exc),
+                fix='e.g. --columns \'{"question": "query", "answer": "response"}\'',
+            ) from None
+    if not isinstance(columns, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) and k and v for k, v in columns.items()
+    ):
+        raise ConfigError(
+            f"{where} must map column names to column names, got {columns!r}",
+            fix='e.g. --columns \'{"question": "query", "answer": "response"}\'',
+        )
+    return dict(columns)
+
+
+def _names(value: Any, flag: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = (value,) if isinstance(value, str) else tuple(value)
+    if not all(isinstance(v, str) and v.strip() for v in items) or len(items) > 2:
+        raise ConfigError(
+            f"{flag} takes one or two names (English, then Chinese), got {value!r}",
+            fix=f"e.g. {flag} Aria 阿莉亚",
+        )
+    return tuple(v.strip() for v in items)
+
+
+@dataclass(kw_only=True)
+class ReadOptions:
+    """What a dataset source's ``read(spec, **options)`` accepts; unknown names are errors.
+
+    Attributes:
+        streaming: read lazily (a :class:`~martlet_data.rows.RowStream`).
+        columns: rename raw columns first, ``{"their_name": "our_name"}``; targets that are no
+            format field are kept in the canonical rows.
+        on_bad_rows: ``"error"`` (stop at the first bad row) or ``"skip"`` (skip and report).
+        format: force the input format (``alpaca``, ``sharegpt``, ...) instead of detecting it.
+        hub: ``"huggingface"`` or ``"modelscope"`` for hub ids and registered datasets.
+        split: the split to read from a hub (default: the dataset's first split, or train).
+        seed: the seed of ``#N`` sampling.
+        model_name, model_author: for ``self-cognition`` (one or two names each).
+        txt_unit: ``"line"`` or ``"paragraph"``: what one row of a ``.txt`` file is.
+        num_proc: processes for preparing a hub dataset (``datasets``' ``num_proc``).
+    """
+
+    streaming: bool = False
+    columns: dict[str, str] | None = None
+    on_bad_rows: str = "error"
+    format: str | None = None
+    hub: str | None = None
+    split: str | None = None
+    seed: int = DEFAULT_SEED
+    model_name: tuple[str, ...] = ()
+    model_author: tuple[str, ...] = ()
+    txt_unit: str = "line"
+    num_proc: int | None = None
+
+    def __post_init__(self) -> None:
+        self.columns = check_columns(self.columns)
+        if self.on_bad_rows not in BAD_ROWS:
+            raise ConfigError(
+                f"on_bad_rows must be 'error' or 'skip', got {self.on_bad_rows!r}",
+                fix="--on-bad-rows skip skips bad rows and reports them; error stops at the first",
+            )
+        try:
+            self.format = normalize_format(self.format)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self.hub = normalize_hub(self.hub)
+        self.model_name = _names(self.model_name, "--model-name")
+        self.model_author = _names(self.model_author, "--model-author")
+        if self.txt_unit not in ("line", "paragraph"):
+            raise ConfigError(f"txt_unit must be 'line' or 'paragraph', got {self.txt_unit!r}")
+        if not isinstance(self.seed, int):
+            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> ReadOptions:
+        """Build from ``read``'s keyword options.
+
+        Raises:
+            ConfigError: an unknown option (with the closest name) or a bad value.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = [k for k in options if k not in names]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(names), n=1)
+            raise ConfigError(
+                f"unknown dataset option {unknown[0]!r}",
+                why=f"did you mean {close[0]!r}?" if close else None,
+                fix=f"known options: {', '.join(sorted(names))}",
+            )
+        return cls(**options)
+
+    def preprocess_options(self) -> dict[str, Any]:
+        """What a registered dataset's preprocessor receives."""
+        return {"model_name": self.model_name, "model_author": self.model_author}
+
+
+@dataclass(kw_only=True)
+class DatasetReadOptions:
+    """Which datasets to read, and how: the options of ``martlet dataset info|prepare``, and
+    the base of :class:`DataOptions`."""
+
+    dataset: list[str] = option(
+        default_factory=list,
+        help="Datasets to read: NAME_OR_PATH[:subset][#N], several allowed "
+        "(a registered name, a local file or folder, or a hub id).",
+        metavar="SPEC",
+    )
+    streaming: bool = option(
+        False, help="Read datasets lazily instead of loading them into memory."
+    )
+    columns: dict[str, str] | None = option(
+        None,
+        help='Rename columns before conversion, as JSON: \'{"their_name": "our_name"}\'; '
+        "a target that is no format field is kept in the rows.",
+    )
+    on_bad_rows: Literal["error", "skip"] = option(
+        "error",
+        help="What to do with a row that cannot be used: stop with an error naming it, or "
+        "skip it and report the skipped rows by reason.",
+    )
+    dataset_format: str | None = option(
+        None,
+        help="Force the input format (messages, sharegpt, alpaca, query_response, preference, "
+        "kto, text) instead of detecting it per row.",
+    )
+    dataset_hub: Literal["huggingface", "modelscope"] | None = option(
+        None,
+        help="The hub of hub ids and registered datasets (default: Hugging Face where the "
+        "dataset is there); hf::org/name and ms::org/name choose per dataset.",
+    )
+    dataset_split: str | None = option(
+        None, help="The split to read from a hub (default: the dataset's first split)."
+    )
+    model_name: list[str] = option(
+        default_factory=list,
+        help="The assistant's name for self-cognition data: English, then optionally Chinese.",
+        metavar="NAME",
+    )
+    model_author: list[str] = option(
+        default_factory=list,
+        help="Who made the assistant, for self-cognition data: English, then optionally Chinese.",
+        metavar="AUTHOR",
+    )
+    dataset_num_proc: int = option(
+        1, help="Processes for preparing hub datasets.", aliases=("num_proc",)
+    )
+    data_seed: int = option(
+        DEFAULT_SEED, help="Seed for #N sampling, shuffling and the validation split."
+    )
+
+    def __post_init__(self) -> None:
+        self.columns = check_columns(self.columns)
+        if self.dataset_num_proc < 1:
+            raise ConfigError(f"--dataset-num-proc must be at least 1, got {self.dataset_num_proc}")
+        _names(self.model_name, "--model-name")
+        _names(self.model_author, "--model-author")
+        try:
+            normalize_format(self.dataset_format)
+        except ValueError as exc:
+            raise ConfigError(f"--dataset-format: {exc}") from None
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:
+            parent()
+
+    def read_options(self) -> dict[str, Any]:
+        """The keyword options for :func:`martlet.load_dataset` / :func:`load_datasets`."""
+        out: dict[str, Any] = {
+            "streaming": self.streaming,
+            "on_bad_rows": self.on_bad_rows,
+            "seed": self.data_seed,
+        }
+        if self.columns:
+            out["columns"] = self.columns
+        if self.dataset_format:
+            out["format"] = self.dataset_format
+        if self.dataset_hub:
+            out["hub"] = self.dataset_hub
+        if self.dataset_split:
+            out["split"] = self.dataset_split
+        if self.model_name:
+            out["model_name"] = tuple(self.model_name)
+        if self.model_author:
+            out["model_author"] = tuple(self.model_author)
+        if self.dataset_num_proc > 1:
+            out["num_proc"] = self.dataset_num_proc
+        return out
+
+
+@dataclass(kw_only=True)
+class DataOptions(DatasetReadOptions):
+    """The data options of a training command (``martlet sft``, ``pt``, ``rlhf``):
+    :class:`DatasetReadOptions` plus validation data, shuffling and packing."""
+
+    val_dataset: list[str] = option(
+        default_factory=list,
+        help="Validation datasets, in the same syntax; none: split them off --dataset "
+        "with --split-dataset-ratio.",
+        metavar="SPEC",
+    )
+    split_dataset_ratio: float = option(
+        0.0,
+        help="Fraction of --dataset rows held out for validation when --val-dataset is empty.",
+    )
+    dataset_shuffle: bool = option(True, help="Shuffle the training rows (seeded by --data-seed).")
+    packing: bool = option(False, help="Bin-pack encoded rows up to --max-length for training.")
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.split_dataset_ratio < 1.0:
+            raise ConfigError(
+                f"--split-dataset-ratio must be in [0, 1), got {self.split_dataset_ratio}",
+                fix="e.g. --split-dataset-ratio 0.01 holds out 1% for validation",
+            )
+        super().__post_init__()

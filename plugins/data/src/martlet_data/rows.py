@@ -1,0 +1,136 @@
+"""From raw rows to canonical rows: conversion, the bad-row policy, ``#N`` selection, and the
+two shapes a read returns — :class:`Rows` (a list) and :class:`RowStream` (lazy)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from typing import Any
+
+from martlet_data.errors import BadRowError, BadRowReport, RowProblem
+from martlet_data.formats import apply_columns, to_canonical
+
+Preprocess = Callable[..., Any]
+
+
+class Rows(list):
+    """Canonical rows (a plain ``list`` of dicts) with what reading them found.
+
+    Attributes:
+        report: the :class:`~martlet_data.errors.BadRowReport` of skipped rows.
+        formats: how many rows were read in each input format (``alpaca``, ``sharegpt``, ...).
+        specs: the dataset specs the rows came from.
+    """
+
+    def __init__(
+        self,
+        rows: Iterable[dict] = (),
+        report: BadRowReport | None = None,
+        formats: Counter | None = None,
+        specs: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(rows)
+        self.report = report if report is not None else BadRowReport()
+        self.formats = formats if formats is not None else Counter()
+        self.specs = specs
+
+
+class RowStream:
+    """Canonical rows read lazily: iterating reads the source again from the start, one row at
+    a time, so a file of any size streams in bounded memory.
+
+    ``report`` and ``formats`` describe the most recent (or current) pass.
+    ``take(n)`` gives a stream of at most ``n`` rows.
+    """
+
+    def __init__(
+        self,
+        make: Callable[[BadRowReport, Counter], Iterator[dict]],
+        label: str,
+        specs: tuple[str, ...] = (),
+        limit: int | None = None,
+    ) -> None:
+        self._make = make
+        self.label = label
+        self.specs = specs
+        self.limit = limit
+        self.report = BadRowReport()
+        self.formats: Counter = Counter()
+
+    def __iter__(self) -> Iterator[dict]:
+        self.report, self.formats = BadRowReport(), Counter()
+        produced = 0
+        try:
+            for row in self._make(self.report, self.formats):
+                if self.limit is not None and produced >= self.limit:
+                    return
+                produced += 1
+                yield row
+        finally:
+            self.report.log(self.label)
+
+    def take(self, n: int) -> RowStream:
+        limit = n if self.limit is None else min(n, self.limit)
+        return RowStream(self._make, self.label, self.specs, limit)
+
+    def __repr__(self) -> str:
+        return f"RowStream({self.label!r}, limit={self.limit})"
+
+
+def canonical_rows(
+    raw: Iterable[tuple[str, Any]],
+    *,
+    report: BadRowReport,
+    formats: Counter,
+    format: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    keep: Collection[str] = (),
+    preprocess: Preprocess | None = None,
+    preprocess_options: Mapping[str, Any] | None = None,
+    on_bad_rows: str = "error",
+) -> Iterator[dict]:
+    """Convert ``(where, raw row)`` pairs to canonical rows, lazily.
+
+    A row that cannot be used raises :class:`BadRowError` (naming ``where``), or with
+    ``on_bad_rows="skip"`` is counted in ``report`` and left out.
+    """
+    options = dict(preprocess_options or {})
+    keep = set(keep) | set(getattr(preprocess, "keep", ())) | set((columns or {}).values())
+    for where, row in raw:
+        try:
+            if isinstance(row, RowProblem):
+                raise row
+            row = apply_columns(row, columns)
+            produced = preprocess(row, **options) if preprocess is not None else row
+            items = produced if isinstance(produced, list) else [produced]
+            for item in items:
+                out, used = to_canonical(item, format, keep=keep)
+                formats[used] += 1
+                yield out
+        except RowProblem as problem:
+            if on_bad_rows != "skip":
+                raise BadRowError(where, problem) from None
+            report.add(where, problem)
+
+
+def select(rows: list, count: int | None, seed: int) -> list:
+    """``#N`` selection on a list of rows.
+
+    * ``N`` smaller than the rows: ``N`` rows sampled without replacement by
+      ``random.Random(seed)``, kept in their original order.
+    * ``N`` equal: all rows.
+    * ``N`` larger: every row ``N // len`` times, then a seeded sample of the remainder
+      (ms-swift's upsampling), in order within each repetition.
+    """
+    if count is None or count == len(rows):
+        return rows
+    if not rows:
+        return rows
+    rng = random.Random(seed)
+    if count < len(rows):
+        picked = sorted(rng.sample(range(len(rows)), count))
+        return [rows[i] for i in picked]
+    repeats, remainder = divmod(count, len(rows))
+    picked = sorted(rng.sample(range(len(rows)), remainder))
+    return rows * repeats + [rows[i] for i in picked]
