@@ -22,6 +22,15 @@ PROVIDERS: dict[str, dict[str, str]] = {
         "eval": "martlet-eval",
         "web-ui": "martlet-webui",
     },
+    "models": {"smollm2-135m-instruct": "martlet-hf"},
+    "model_loaders": {"hf": "martlet-hf", "gguf": "martlet-hf"},
+    "templates": {
+        name: "martlet-hf"
+        for name in (
+            "auto chatml qwen qwen2 qwen3 llama2 llama3 mistral alpaca gemma phi3 phi4 "
+            "deepseek-r1 glm4 internlm2"
+        ).split()
+    },
     "accelerators": {
         "cpu": "martlet-accel",
         "cuda": "martlet-accel",
