@@ -101,3 +101,9 @@ def test_an_encoded_batch_masks_exactly_the_assistant_tokens(smollm2_tokenizer):
     assert labelled == expected
     # the default system prompt SmolLM2's template adds is input, not a target
     assert "SmolLM" in smollm2_tokenizer.decode(row["input_ids"])
+
+
+def test_the_gguf_file_itself_loads_from_the_cache(smollm2_tokenizer):
+    gguf = embedded.package_gguf()
+    tokenizer = martlet.load_tokenizer(str(gguf))
+    assert Path(tokenizer.name_or_path) == gguf_cache_folder(gguf)

@@ -253,3 +253,28 @@ def test_a_gguf_transformers_cannot_read_is_a_clear_error(tmp_path, write_gguf):
     assert "transformers cannot load the GGUF file" in info.value.what
     cache = gguf_cache_folder(gguf).parent
     assert not list(cache.glob("odd-*")) and not list(cache.glob(".odd-*"))  # no leftovers
+
+
+def test_a_folder_with_a_processor_loads_the_processor(tiny_model_dir, tmp_path):
+    pytest.importorskip("PIL", reason="image processors need Pillow")
+    from martlet_sdk.tiny import tiny_tokenizer
+    from transformers import CLIPImageProcessor, LlavaProcessor
+
+    folder = tmp_path / "with-processor"
+    shutil.copytree(tiny_model_dir, folder)
+    tokenizer = tiny_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    LlavaProcessor(
+        image_processor=CLIPImageProcessor(),
+        tokenizer=tokenizer,
+        patch_size=14,
+        chat_template=tokenizer.chat_template,
+    ).save_pretrained(folder)
+    model, processor = martlet.load_model(str(folder))
+    assert type(processor).__name__ == "LlavaProcessor" and processor.tokenizer.is_fast
+    # a template takes the processor: it renders with it and tokenizes with its tokenizer
+    row = martlet.load_template(processor).encode(
+        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    )
+    labelled = [t for t, label in zip(row["input_ids"], row["labels"], strict=True) if label >= 0]
+    assert processor.tokenizer.decode(labelled) == "Hello<|im_end|>"

@@ -165,3 +165,12 @@ def test_model_info_of_an_unregistered_hub_id(martlet_cli, tmp_path, monkeypatch
 def test_help(martlet_cli, command):
     result = martlet_cli(*command, "--help")
     assert result.exit_code == 0 and "Usage:" in result.stdout
+
+
+def test_the_core_knows_which_names_martlet_hf_provides():
+    from martlet.providers import PROVIDERS
+
+    for kind, table in PROVIDERS.items():
+        ours = {name for name, dist in table.items() if dist == "martlet-hf"}
+        assert ours <= set(names(kind)), (kind, sorted(ours - set(names(kind))))
+    assert {n for n, d in PROVIDERS["templates"].items() if d == "martlet-hf"} == set(TEMPLATES)
