@@ -278,3 +278,14 @@ def test_a_folder_with_a_processor_loads_the_processor(tiny_model_dir, tmp_path)
     )
     labelled = [t for t, label in zip(row["input_ids"], row["labels"], strict=True) if label >= 0]
     assert processor.tokenizer.decode(labelled) == "Hello<|im_end|>"
+
+
+def test_an_unwritable_cache_is_a_clear_error(tmp_path, monkeypatch, write_gguf):
+    gguf = write_gguf(tmp_path / "m.gguf", {"general.architecture": "llama"})
+    not_a_folder = tmp_path / "cache-is-a-file"
+    not_a_folder.write_text("")
+    monkeypatch.setenv("MARTLET_CACHE", str(not_a_folder))
+    with pytest.raises(ModelLoadError) as info:
+        convert_gguf(gguf)
+    assert "cannot write the converted copy of m.gguf" in info.value.what
+    assert "MARTLET_CACHE" in info.value.fix

@@ -44,8 +44,8 @@ def check_hub(hub: str) -> str:
         ConfigError: an unknown hub.
     """
     key = hub.strip().lower().replace("_", "").replace("-", "")
-    aliases = {"hf": "huggingface", "huggingface": "huggingface", "ms": "modelscope"}
-    aliases["modelscope"] = "modelscope"
+    aliases = {"hf": "huggingface", "huggingface": "huggingface"}
+    aliases.update(ms="modelscope", modelscope="modelscope")
     if key not in aliases:
         raise ConfigError(f"unknown hub {hub!r}", fix=f"use one of: {', '.join(HUBS)}")
     return aliases[key]

@@ -361,6 +361,18 @@ def convert_gguf(path: str | Path) -> Path:
     folder = gguf_cache_folder(file)
     if is_converted(folder):
         return folder
+    try:
+        return _convert_locked(file, folder, meta)
+    except OSError as exc:
+        raise ModelLoadError(
+            f"cannot write the converted copy of {file.name} to {folder.parent}",
+            why=f"{type(exc).__name__}: {exc}",
+            fix="free some disk space, or point MARTLET_CACHE at a writable folder",
+            cause=exc,
+        ) from exc
+
+
+def _convert_locked(file: Path, folder: Path, meta: dict[str, Any]) -> Path:
     from filelock import FileLock
 
     locks = folder.parent / ".locks"
