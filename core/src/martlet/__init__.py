@@ -32,6 +32,10 @@ def __getattr__(name: str) -> Any:
         from martlet import api
 
         return getattr(api, name)
+    if name in ("read_run", "load_run"):
+        from martlet import runs
+
+        return getattr(runs, name)
     raise AttributeError(f"module 'martlet' has no attribute {name!r}")
 
 
@@ -47,6 +51,8 @@ _API = (
 
 __all__ = [
     *_API,
+    "load_run",
+    "read_run",
     "PLUGIN_API",
     "MartletError",
     "__version__",

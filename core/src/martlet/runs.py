@@ -1,0 +1,90 @@
+"""Reading a training run back from its directory alone.
+
+A run directory (what ``martlet sft`` writes) holds ``config.yaml`` — the fully resolved options,
+including the base ``model``, the ``tuner`` and the ``template`` — next to the trained weights.
+``infer``, ``export``, ``deploy`` and ``eval`` take ``--adapters DIR`` (or ``--model DIR``) and
+find everything else here. A ``checkpoint-N`` folder inside a run works too: its config is the
+run's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from martlet.errors import MartletError
+
+CONFIG = "config.yaml"
+
+
+@dataclass
+class Run:
+    """A run directory and its resolved config."""
+
+    path: Path
+    config: dict[str, Any]
+
+    @property
+    def model(self) -> str:
+        """The base model the run trained."""
+        return str(self.config["model"])
+
+    @property
+    def tuner(self) -> str:
+        return str(self.config.get("tuner") or "lora")
+
+    @property
+    def template(self) -> str | None:
+        return self.config.get("template")
+
+    def template_options(self) -> dict[str, Any]:
+        """The chat-template options the run trained with (``system``, ...)."""
+        return {k: self.config[k] for k in ("system",) if self.config.get(k) is not None}
+
+
+def is_run(path: str | Path) -> bool:
+    """Whether ``path`` is a run directory or a checkpoint inside one."""
+    p = Path(path)
+    return (p / CONFIG).is_file() or (p.parent / CONFIG).is_file()
+
+
+def read_run(path: str | Path) -> Run:
+    """The run at ``path`` (a run directory or one of its checkpoints).
+
+    Raises:
+        MartletError: no ``config.yaml`` there (nor in the parent, for a checkpoint), or it
+            names no base model.
+    """
+    import yaml
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise MartletError(f"run directory {str(path)!r} not found", fix="check the path")
+    file = folder / CONFIG
+    if not file.is_file() and (folder.parent / CONFIG).is_file():
+        file = folder.parent / CONFIG
+    if not file.is_file():
+        raise MartletError(
+            f"{folder} is not a Martlet run directory",
+            why=f"it has no {CONFIG} (written by `martlet sft` / `pt` / `rlhf`)",
+            fix="pass the output directory of a training run, or --model for a plain model",
+        )
+    config = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    if not config.get("model"):
+        raise MartletError(f"{file} names no base model", fix="add `model: ID_OR_PATH` to it")
+    return Run(folder, config)
+
+
+def load_run(path: str | Path, **load_options: Any) -> tuple[Any, Any, Run]:
+    """Load the run's base model, apply what it trained, and return ``(model, tokenizer, run)``.
+
+    ``load_options`` go to :func:`martlet.load_model` (``torch_dtype``, ``device_map``, ...).
+    """
+    from martlet import api
+    from martlet.manager import get_manager
+
+    run = read_run(path)
+    model, tokenizer = api.load_model(run.model, **load_options)
+    tuner = get_manager().registry.get("tuners", run.tuner).load()()
+    return tuner.load(model, str(run.path)), tokenizer, run

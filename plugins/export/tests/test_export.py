@@ -1,0 +1,110 @@
+"""`martlet export --merge-lora` writes a model AutoModelForCausalLM loads, with the same logits
+as the adapter-on model; bad requests are clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+from martlet_sdk.contracts import CommandContract
+
+
+class TestExportCommand(CommandContract):
+    @pytest.fixture
+    def plugin(self):
+        return "export"
+
+    @pytest.fixture
+    def record_name(self):
+        return "export"
+
+
+@pytest.fixture
+def run_dir(tmp_path, tiny_model_dir):
+    """A run directory as `martlet sft` leaves it: config.yaml + a trained LoRA adapter."""
+    from martlet_peft.options import TunerOptions
+    from martlet_peft.peft_methods import LoraTuner
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tuner = LoraTuner()
+    model = tuner.prepare(base, TunerOptions(lora_rank=4, init_weights="gaussian"))
+    with torch.no_grad():  # a "trained" adapter: B is no longer zero
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.05)
+    run = tmp_path / "run"
+    tuner.save(model, str(run))
+    (run / "config.yaml").write_text(
+        yaml.safe_dump({"model": str(tiny_model_dir), "tuner": "lora", "template": None})
+    )
+    ids = torch.tensor([[5, 17, 42, 99, 7, 3]])
+    with torch.no_grad():
+        expected = model.eval()(input_ids=ids).logits
+    return run, ids, expected
+
+
+def test_merge_lora_gives_a_plain_model_with_the_same_logits(
+    martlet_manager, martlet_cli, run_dir, tmp_path
+):
+    from transformers import AutoModelForCausalLM
+
+    martlet_manager("export", "hf", "peft")
+    run, ids, expected = run_dir
+    out = tmp_path / "merged"
+    result = martlet_cli(
+        "export", "--adapters", str(run), "--merge_lora", "true", "--output-dir", str(out)
+    )
+    assert result.exit_code == 0, result.stderr
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    assert not list(out.glob("adapter_*"))
+    merged = AutoModelForCausalLM.from_pretrained(out).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(merged(input_ids=ids).logits, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--output-dir", "X"], "nothing to export"),
+        (["--model", "m", "--output-dir", "X"], "nothing to do"),
+        (["--model", "m", "--merge-lora", "--output-dir", "X"], "--merge-lora needs --adapters"),
+        (
+            ["--model", "m", "--quant-method", "gptq", "--output-dir", "X"],
+            "provided by martlet-gptq",
+        ),
+        (["--adapters", "/no/such/run", "--merge-lora", "--output-dir", "X"], "not found"),
+    ],
+)
+def test_bad_requests_are_clear_errors(martlet_manager, martlet_cli, args, message, tmp_path):
+    martlet_manager("export", "hf", "peft")
+    args = [a if a != "X" else str(tmp_path / "out") for a in args]
+    result = martlet_cli("export", *args)
+    assert result.exit_code != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_non_mergeable_tuner_is_refused(martlet_manager, martlet_cli, run_dir, tmp_path):
+    martlet_manager("export", "hf", "peft")
+    run, _, _ = run_dir
+    (run / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "model": yaml.safe_load((run / "config.yaml").read_text())["model"],
+                "tuner": "prompt-tuning",
+            }
+        )
+    )
+    result = martlet_cli(
+        "export", "--adapters", str(run), "--merge-lora", "--output-dir", str(tmp_path / "o")
+    )
+    assert result.exit_code != 0
+    assert "cannot be merged" in result.stderr
+
+
+def test_a_folder_that_is_not_a_run(martlet_manager, martlet_cli, tmp_path):
+    martlet_manager("export", "hf", "peft")
+    result = martlet_cli(
+        "export", "--adapters", str(tmp_path), "--merge-lora", "--output-dir", str(tmp_path / "o")
+    )
+    assert "is not a Martlet run directory" in result.stderr
