@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
+import sys
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +22,23 @@ from martlet.errors import ConfigError, MartletError
 from martlet.manager import get_manager
 
 from martlet_data.options import DatasetReadOptions
+
+
+@contextlib.contextmanager
+def warnings_to_stderr() -> Iterator[None]:
+    """Show martlet-data's warnings (skipped rows, truncation) on stderr while a command runs,
+    whatever logging the process has set up."""
+    logger = logging.getLogger("martlet.data")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("martlet: warning: %(message)s"))
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 @click.group(
@@ -176,8 +197,9 @@ def info(config: InfoConfig) -> None:
     from martlet_data.loading import load_datasets
 
     specs = _need_specs(config)
-    rows = load_datasets(specs, **config.read_options())
-    report = describe(rows, specs, config.model)
+    with warnings_to_stderr():
+        rows = load_datasets(specs, **config.read_options())
+        report = describe(rows, specs, config.model)
     if config.json:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
         return
@@ -248,13 +270,16 @@ def prepare(config: PrepareConfig) -> None:
     specs = _need_specs(config)
     if not config.output.strip():
         raise ConfigError("--output is empty", fix="name a .jsonl file")
-    rows = load_datasets(specs, **config.read_options())
-    try:
-        count = write_jsonl(rows, config.output)
-    except OSError as exc:
-        raise MartletError(
-            f"cannot write {config.output!r}", why=str(exc), fix="check the path and permissions"
-        ) from exc
+    with warnings_to_stderr():
+        rows = load_datasets(specs, **config.read_options())
+        try:
+            count = write_jsonl(rows, config.output)
+        except OSError as exc:
+            raise MartletError(
+                f"cannot write {config.output!r}",
+                why=str(exc),
+                fix="check the path and permissions",
+            ) from exc
     skipped = rows.report.skipped
     note = f" (skipped {skipped} bad rows; see the warning above)" if skipped else ""
     click.echo(f"wrote {count} rows to {config.output}{note}")

@@ -89,11 +89,13 @@ def canonical_rows(
     preprocess: Preprocess | None = None,
     preprocess_options: Mapping[str, Any] | None = None,
     on_bad_rows: str = "error",
+    trace: list[str] | None = None,
 ) -> Iterator[dict]:
     """Convert ``(where, raw row)`` pairs to canonical rows, lazily.
 
     A row that cannot be used raises :class:`BadRowError` (naming ``where``), or with
-    ``on_bad_rows="skip"`` is counted in ``report`` and left out.
+    ``on_bad_rows="skip"`` is counted in ``report`` and left out. ``formats`` counts the input
+    format of each row produced; ``trace``, when given, gets each one appended in order.
     """
     options = dict(preprocess_options or {})
     keep = set(keep) | set(getattr(preprocess, "keep", ())) | set((columns or {}).values())
@@ -107,6 +109,8 @@ def canonical_rows(
             for item in items:
                 out, used = to_canonical(item, format, keep=keep)
                 formats[used] += 1
+                if trace is not None:
+                    trace.append(used)
                 yield out
         except RowProblem as problem:
             if on_bad_rows != "skip":

@@ -21,6 +21,7 @@ canonical rows with a bad-row report) or, with ``streaming=True``, a
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections import Counter
@@ -61,7 +62,9 @@ def build(
 ) -> Rows | RowStream:
     """Rows (or a stream) of canonical rows from a factory of raw rows."""
 
-    def make(report: BadRowReport, formats: Counter) -> Iterator[dict]:
+    def make(
+        report: BadRowReport, formats: Counter, trace: list[str] | None = None
+    ) -> Iterator[dict]:
         return canonical_rows(
             raw(),
             report=report,
@@ -72,14 +75,22 @@ def build(
             preprocess=preprocess,
             preprocess_options=opts.preprocess_options() if preprocess else None,
             on_bad_rows=opts.on_bad_rows,
+            trace=trace,
         )
 
     if opts.streaming:
         return RowStream(make, label, specs=(spec.text,), limit=spec.count)
-    report, formats = BadRowReport(), Counter()
-    rows = list(make(report, formats))
+    report, trace = BadRowReport(), []
+    rows = list(make(report, Counter(), trace))
     report.log(label)
-    return Rows(select(rows, spec.count, opts.seed), report, formats, specs=(spec.text,))
+    picked = select(list(range(len(rows))), spec.count, opts.seed)
+    formats = Counter(trace[i] for i in picked)
+    seen: set[int] = set()
+    out = []
+    for i in picked:  # rows repeated by upsampling are copies, not the same objects
+        out.append(rows[i] if i not in seen else copy.deepcopy(rows[i]))
+        seen.add(i)
+    return Rows(out, report, formats, specs=(spec.text,))
 
 
 def _local_raw(files: list[Path], opts: ReadOptions) -> RawFactory:
@@ -124,7 +135,11 @@ class HfSource:
             wanted = normalize_hub(hub)
         except ConfigError:
             return False
-        return wanted in (None, "huggingface") and parsed.looks_like_hub_id and not parsed.is_path
+        return (
+            wanted in (None, "huggingface")
+            and parsed.looks_like_hub_id
+            and not parsed.looks_like_path
+        )
 
     def read(self, spec: str, streaming: bool = False, **options: Any) -> Rows | RowStream:
         from martlet_data.hubs import hf_rows
@@ -154,7 +169,7 @@ class ModelScopeSource:
             wanted = normalize_hub(hub)
         except ConfigError:
             return False
-        return wanted == "modelscope" and parsed.looks_like_hub_id and not parsed.is_path
+        return wanted == "modelscope" and parsed.looks_like_hub_id and not parsed.looks_like_path
 
     def read(self, spec: str, streaming: bool = False, **options: Any) -> Rows | RowStream:
         from martlet_data.hubs import ms_rows
