@@ -136,7 +136,11 @@ def test_embedded_dataset_by_name_and_alias_spellings():
 def test_unknown_name_suggests_close_ones():
     with pytest.raises(UnknownNameError) as info:
         martlet.load_dataset("sample-sfft")
-    assert "sample-sft" in info.value.message()
+    assert "sample-sft" in info.value.why
+    with pytest.raises(UnknownNameError) as info:
+        martlet.load_dataset("squad")
+    assert info.value.what == "unknown dataset 'squad'"
+    assert "hf::squad" in info.value.fix and "./squad" in info.value.fix
 
 
 def test_named_dataset_without_subsets_refuses_one():

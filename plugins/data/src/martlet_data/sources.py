@@ -30,7 +30,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from martlet.errors import ConfigError
+from martlet.errors import ConfigError, UnknownNameError
 
 from martlet_data.errors import BadRowReport, DataError
 from martlet_data.options import ReadOptions
@@ -230,7 +230,15 @@ class NamedSource:
 
         opts = ReadOptions.from_options({**options, "streaming": streaming})
         parsed = parse_spec(spec)
-        record = get_manager().registry.get("datasets", parsed.name)
+        try:
+            record = get_manager().registry.get("datasets", parsed.name)
+        except UnknownNameError as exc:
+            raise UnknownNameError(
+                f"unknown dataset {parsed.name!r}",
+                why=exc.why or "it is not a registered name, a local path or an org/name hub id",
+                fix="`martlet dataset list` shows the registered names; write a local file as "
+                f"./{parsed.name}, and a hub dataset without an org as hf::{parsed.name}",
+            ) from None
         impl = record.load() if record.impl else None
         try:
             format = normalize_format(record.format)
