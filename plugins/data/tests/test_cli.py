@@ -233,3 +233,12 @@ def test_print_config(martlet_cli):
     result = martlet_cli("dataset", "prepare", "sample-pt", "--output", "o.jsonl", "--print-config")
     assert result.exit_code == 0
     assert "dataset:\n- sample-pt" in result.stdout and "output: o.jsonl" in result.stdout
+
+
+def test_prepare_to_an_unwritable_place_is_a_clear_error(martlet_cli, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = martlet_cli("dataset", "prepare", "sample-pt", "--output", str(blocker / "o.jsonl"))
+    assert result.exit_code == 1 and "cannot write" in result.stderr
+    result = martlet_cli("dataset", "prepare", "sample-pt", "--output", " ")
+    assert result.exit_code == 2 and "--output is empty" in result.stderr

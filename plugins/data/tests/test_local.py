@@ -350,3 +350,15 @@ def test_relative_paths(tmp_path, monkeypatch):
     Path("data/train.jsonl").write_text('{"text": "rel"}\n', encoding="utf-8")
     assert martlet.load_dataset("data/train.jsonl") == [{"text": "rel"}]
     assert martlet.load_dataset("data") == [{"text": "rel"}]
+
+
+def test_txt_that_is_not_utf8(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DataError, match="is not UTF-8 text"):
+        martlet.load_dataset(str(path))
+
+
+def test_seed_must_be_an_integer(write_jsonl):
+    with pytest.raises(ConfigError, match="seed must be an integer"):
+        martlet.load_dataset(str(write_jsonl(ROWS)), seed="x")

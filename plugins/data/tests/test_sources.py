@@ -325,3 +325,37 @@ def test_load_datasets_concatenates_and_merges_reports(write_jsonl):
 def test_load_dataset_with_a_named_source():
     rows = martlet.load_dataset("sample-pt#2", source="named")
     assert len(rows) == 2
+
+
+def test_a_registered_path_in_a_missing_package():
+    from martlet_data.errors import DataError
+
+    martlet.register_dataset("ghost", path="no_such_package_xyz:data/rows.jsonl")
+    with pytest.raises(DataError, match="names package 'no_such_package_xyz', which is not"):
+        martlet.load_dataset("ghost")
+
+
+def test_a_registered_dataset_on_a_hub_nobody_reads():
+    from martlet_data.errors import DataError
+
+    martlet.register_dataset("elsewhere", hub_ids={"kaggle": "someone/rows"})
+    with pytest.raises(DataError, match="names no hub this plugin reads"):
+        martlet.load_dataset("elsewhere")
+
+
+@pytest.mark.parametrize(
+    "exc,kind,message",
+    [
+        (type("DatasetNotFoundError", (Exception,), {})("no"), HubError, "has no dataset"),
+        (ValueError("BuilderConfig 'zz' not found"), ConfigError, "has no subset 'zz'"),
+        (ConnectionError("Couldn't reach"), HubError, "cannot reach the Hugging Face Hub"),
+        (RuntimeError("disk full"), Exception, "cannot read Hugging Face dataset"),
+    ],
+)
+def test_datasets_errors_become_errors_users_can_act_on(monkeypatch, exc, kind, message):
+    from martlet_data.hubs import _hf_error
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("HF_DATASETS_OFFLINE")
+    error = _hf_error(exc, "org/name", "zz", "train")
+    assert isinstance(error, kind) and message in error.message()

@@ -306,3 +306,8 @@ def test_packed_collator_pads_positions_as_one_more_row():
     assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 0], [0, 1, 2, 0, 1]]
     assert batch["attention_mask"].shape == (2, 1, 5, 5)
     assert "attention_mask" not in PackedCollator(0, mask="position_ids")(packed)
+
+
+def test_pack_rows_refuses_labels_of_another_length():
+    with pytest.raises(ConfigError, match="labels and input_ids differ"):
+        pack_rows([{"input_ids": [1, 2], "labels": [1]}], 4)
