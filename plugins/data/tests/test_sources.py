@@ -359,3 +359,27 @@ def test_datasets_errors_become_errors_users_can_act_on(monkeypatch, exc, kind, 
     monkeypatch.delenv("HF_DATASETS_OFFLINE")
     error = _hf_error(exc, "org/name", "zz", "train")
     assert isinstance(error, kind) and message in error.message()
+
+
+def test_a_script_dataset_is_read_from_the_hubs_parquet_conversion(monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load(name, subset, **kwargs):
+        calls.append(kwargs.get("revision"))
+        if kwargs.get("revision") is None:
+            raise RuntimeError("Dataset scripts are no longer supported, but found cmmlu.py")
+        return [{"Question": "q?", "A": "1", "B": "2", "C": "3", "D": "4", "Answer": "C"}]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    rows = martlet.load_dataset("cmmlu:anatomy")
+    assert calls == [None, "refs/convert/parquet"]
+    assert rows[0]["answer"] == "C"
+
+    def always_fails(name, subset, **kwargs):
+        raise RuntimeError("Dataset scripts are no longer supported, but found piqa.py")
+
+    monkeypatch.setattr(datasets, "load_dataset", always_fails)
+    with pytest.raises(Exception, match="cannot read Hugging Face dataset 'ybisk/piqa'"):
+        martlet.load_dataset("piqa")

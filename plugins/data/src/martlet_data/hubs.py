@@ -24,6 +24,8 @@ log = logging.getLogger("martlet.data")
 HUB_LABELS = {"huggingface": "the Hugging Face Hub", "modelscope": "ModelScope"}
 PROBE_TIMEOUT = float(os.environ.get("MARTLET_HUB_TIMEOUT", "5"))
 _TRUE = {"1", "true", "yes", "on"}
+#: the branch where the Hub keeps its automatic parquet conversion of a dataset
+PARQUET_REVISION = "refs/convert/parquet"
 
 
 class HubError(DataError):
@@ -126,7 +128,15 @@ def _hf_load(dataset: str, subset: str | None, split: str, streaming: bool, num_
     try:
         return datasets.load_dataset(dataset, subset, **kwargs)
     except Exception as exc:  # noqa: BLE001 - translated to what users can act on
-        raise _hf_error(exc, dataset, subset, split) from exc
+        if "scripts are no longer supported" not in str(exc):
+            raise _hf_error(exc, dataset, subset, split) from exc
+        # a dataset published as a loading script (CMMLU, PIQA, ...): datasets >= 4 runs no
+        # scripts, but the Hub keeps an automatic parquet conversion of most of them
+        log.info("%s is a script dataset; reading the Hub's parquet conversion instead", dataset)
+        try:
+            return datasets.load_dataset(dataset, subset, revision=PARQUET_REVISION, **kwargs)
+        except Exception:  # noqa: BLE001 - the original error says more
+            raise _hf_error(exc, dataset, subset, split) from exc
 
 
 def _hf_error(exc: Exception, dataset: str, subset: str | None, split: str) -> Exception:
