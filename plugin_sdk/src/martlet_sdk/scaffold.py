@@ -76,7 +76,7 @@ class Test${class_name}($contract):
     @pytest.fixture
     def record_name(self):
         return "$record_name"
-''')
+$extra_fixtures''')
 
 _README = Template("""\
 # $dist
@@ -218,6 +218,54 @@ def $func(model, batch, **options):
 ''',
         (),
     ),
+    "tuners": (
+        '        name="$record_name",\n'
+        '        impl="$module.impl:$cls",\n'
+        '        requires=("torch", "safetensors"),\n'
+        '        capabilities={"train", "merge"},\n'
+        '        summary="Train only the normalisation weights (a tuner from $dist).",\n',
+        '''\
+"""The $record_name tuner: only the weights of normalisation layers train.
+
+Replace the parameter selection in prepare() with your method; keep save/load/restore/merge.
+"""
+
+from pathlib import Path
+
+FILE = "norm_weights.safetensors"
+
+
+class $cls:
+    def prepare(self, model, config):
+        model.requires_grad_(False)
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.requires_grad_(True)
+        return model
+
+    def save(self, model, output_dir):
+        from safetensors.torch import save_file
+
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        trained = {n: p.detach().contiguous() for n, p in model.named_parameters() if "norm" in n}
+        save_file(trained, str(Path(output_dir) / FILE))
+
+    def load(self, model, path):
+        from safetensors.torch import load_file
+
+        missing, unexpected = model.load_state_dict(load_file(str(Path(path) / FILE)), strict=False)
+        if unexpected:
+            raise ValueError(f"weights in {path} do not fit this model: {unexpected[:3]}")
+        return model
+
+    def restore(self, model, path):
+        return self.load(model, path)
+
+    def merge(self, model):
+        return model  # the trained weights are the model's own
+''',
+        ("torch", "safetensors"),
+    ),
     "models": (
         '        name="$record_name",\n'
         '        family="smollm2",\n'
@@ -235,6 +283,16 @@ def $func(model, batch, **options):
         "",
         (),
     ),
+}
+
+_EXTRA_FIXTURES = {
+    "tuners": """
+    @pytest.fixture
+    def tuner_config(self):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(learning_rate=1e-2)  # your tuner's options object
+""",
 }
 
 _SKELETON_FIELDS = (
@@ -258,11 +316,6 @@ _SKELETON_METHODS: dict[str, tuple[str, ...]] = {
     "dataset_sources": (
         "can_read(self, spec, *, hub=None)",
         "read(self, spec, *, streaming=False, **options)",
-    ),
-    "tuners": (
-        "prepare(self, model, config)",
-        "save(self, model, output_dir)",
-        "load(self, model, path)",
     ),
     "parallel_strategies": (
         "wrap(self, model, optimizer)",
@@ -357,6 +410,7 @@ def new_plugin(name: str, kind: str, output: str | Path = ".", force: bool = Fal
         f'"{d}"' for d in (f"martlet-core>={major}.{minor},<{major}.{minor + 1}", *deps)
     )
     values["fields"] = Template(fields).substitute(values)
+    values["extra_fixtures"] = _EXTRA_FIXTURES.get(kind, "")
     files = {
         "pyproject.toml": _PYPROJECT.substitute(values),
         "README.md": _README.substitute(values),
