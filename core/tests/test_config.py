@@ -446,3 +446,30 @@ def test_to_dict_and_yaml_round_trip(tmp_path: Path):
     assert data["target_modules"] == ["q"] and data["model_kwargs"] == {"a": 1}
     path = write(tmp_path, "round.yaml", to_yaml(cfg))
     assert run(["--config", str(path)]) == cfg
+
+
+def test_an_option_of_another_command_or_plugin_says_where_it_lives(tmp_path):
+    from dataclasses import dataclass as _dc
+    from typing import ClassVar
+
+    from martlet.config import build, option, parse_flags
+    from martlet.errors import ConfigError
+
+    @_dc
+    class Cmd:
+        foreign_options: ClassVar[dict[str, str]] = {"beta": "`martlet rlhf` (martlet-align)",
+                                                     "deepspeed_config": "martlet-deepspeed"}
+        lr: float = option(1e-4, help="lr")
+
+    with pytest.raises(ConfigError, match="flag --beta is not an option") as err:
+        parse_flags(Cmd, ["--beta", "0.1"])
+    assert "martlet rlhf" in err.value.why
+    file = tmp_path / "c.yaml"
+    file.write_text("rlhf_args:\n  beta: 0.1\n")
+    with pytest.raises(ConfigError, match="rlhf_args.beta"):
+        build(Cmd, file=file)
+    file.write_text("deepspeed_config:\n  zero_stage: 2\n")
+    with pytest.raises(ConfigError, match="martlet-deepspeed"):
+        build(Cmd, file=file)
+    with pytest.raises(ConfigError, match="did you mean"):
+        parse_flags(Cmd, ["--lrr", "1"])

@@ -143,6 +143,29 @@ def _suggest(name: str, table: Mapping[str, str], prefix: str = "") -> str | Non
     return f"did you mean {prefix}{close[0].replace('_', '-') if prefix else close[0]}?"
 
 
+def _foreign(cls: type) -> dict[str, str]:
+    return {key(k): v for k, v in getattr(cls, "foreign_options", {}).items()}
+
+
+def unknown_option(
+    cls: type, raw: str, label: str, table: Mapping[str, str], prefix: str = ""
+) -> ConfigError:
+    """The error for an unknown option: a suggestion, or — for an option another command or
+    plugin provides (the config class's ``foreign_options``, name -> where) — where it lives."""
+    elsewhere = _foreign(cls).get(key(raw))
+    if elsewhere:
+        return ConfigError(
+            f"{label} is not an option of this command",
+            why=f"it belongs to {elsewhere}",
+            fix="use that command or install that plugin, or drop the option",
+        )
+    return ConfigError(
+        f"unknown {label}",
+        why=_suggest(raw, table, prefix=prefix),
+        fix="`--help` lists the options of this command",
+    )
+
+
 # ---------------------------------------------------------------------------- types
 
 
@@ -324,14 +347,10 @@ def flatten(cls: type, data: Mapping[str, Any], source: str) -> dict[str, Any]:
             ):
                 name = None  # a section named like an option (`model:` holding `model: ...`)
             if name is None:
-                if isinstance(value, Mapping):
+                if isinstance(value, Mapping) and key(str(raw)) not in _foreign(cls):
                     visit(value, here)
                     continue
-                raise ConfigError(
-                    f"unknown option {here!r} in {source}",
-                    why=_suggest(str(raw), table),
-                    fix="`--help` lists the options of this command",
-                )
+                raise unknown_option(cls, str(raw), f"option {here!r} in {source}", table)
             if name in out and out[name] != value:
                 raise ConfigError(
                     f"option {name!r} is set twice in {source}: {where[name]!r} and {here!r}",
@@ -404,11 +423,7 @@ def parse_flags(cls: type, args: Sequence[str]) -> ParsedArgs:
             if all_specs[table[k[3:]]].is_bool:
                 k, negated = k[3:], True
         if k not in table:
-            raise ConfigError(
-                f"unknown flag --{name}",
-                why=_suggest(name, table, prefix="--"),
-                fix="`--help` lists the options of this command",
-            )
+            raise unknown_option(cls, name, f"flag --{name}", table, prefix="--")
         spec = all_specs[table[k]]
         if negated:
             parsed.values[spec.name] = False
@@ -481,10 +496,9 @@ def build(
         for raw, value in (mapping or {}).items():
             name = table.get(key(raw))
             if name is None:
-                raise ConfigError(
-                    f"unknown option {raw!r}",
-                    why=_suggest(raw, table, prefix="--" if source == "flag" else ""),
-                )
+                label = f"flag --{raw}" if source == "flag" else f"option {raw!r}"
+                prefix = "--" if source == "flag" else ""
+                raise unknown_option(cls, raw, label, table, prefix=prefix)
             label = all_specs[name].flag if source == "flag" else f"option {name!r}"
             merged[name] = (value, label)
     kwargs: dict[str, Any] = {}
