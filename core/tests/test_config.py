@@ -450,16 +450,18 @@ def test_to_dict_and_yaml_round_trip(tmp_path: Path):
 
 def test_an_option_of_another_command_or_plugin_says_where_it_lives(tmp_path):
     from dataclasses import dataclass as _dc
-    from typing import ClassVar
 
     from martlet.config import build, option, parse_flags
     from martlet.errors import ConfigError
 
     @_dc
     class Cmd:
-        foreign_options: ClassVar[dict[str, str]] = {"beta": "`martlet rlhf` (martlet-align)",
-                                                     "deepspeed_config": "martlet-deepspeed"}
         lr: float = option(1e-4, help="lr")
+
+    Cmd.foreign_options = {  # a class attribute, not a field
+        "beta": "`martlet rlhf` (martlet-align)",
+        "deepspeed_config": "martlet-deepspeed",
+    }
 
     with pytest.raises(ConfigError, match="flag --beta is not an option") as err:
         parse_flags(Cmd, ["--beta", "0.1"])
