@@ -183,8 +183,9 @@ class PaddingCollator(_PaddingStats):
 
     Calling it on a list of encoded rows returns tensors: ``input_ids``, ``attention_mask``
     (0 on padding) and ``labels`` (-100 on padding); preference rows also give the
-    ``rejected_`` trio padded to the same length; KTO rows give ``label`` (bool).
-    ``padding_fraction`` (all batches so far) and ``last_padding_fraction`` report padding.
+    ``rejected_`` trio padded to the same length; KTO rows give ``label`` (bool);
+    ``num_tokens`` counts the real tokens. ``padding_fraction`` (all batches so far) and
+    ``last_padding_fraction`` report padding.
     """
 
     def __init__(
@@ -236,6 +237,7 @@ class PaddingCollator(_PaddingStats):
             batch[f"{p}labels"] = torch.tensor(labels, dtype=torch.long)
         if "label" in rows[0]:
             batch["label"] = torch.tensor([bool(r["label"]) for r in rows])
+        batch["num_tokens"] = torch.tensor(real)  # real (non-padding) tokens, for throughput
         self._count(real, length * len(rows) * len(prefixes))
         return batch
 
@@ -252,7 +254,8 @@ class PackedCollator(_PaddingStats):
         dtype: the dtype of the 4D mask (the model's compute dtype is best).
         pad_to_multiple_of: round the padded length up to a multiple of this.
 
-    Returns tensors ``input_ids``, ``labels`` (-100 on padding), ``position_ids`` (restarting
+    Returns tensors ``num_tokens`` (real tokens in the batch), ``input_ids``, ``labels`` (-100
+    on padding), ``position_ids`` (restarting
     at 0 for every packed row; padding counts on as one more row) and, with ``mask="4d"``,
     ``attention_mask``.
     """
@@ -296,5 +299,6 @@ class PackedCollator(_PaddingStats):
         }
         if self.mask == "4d":
             batch["attention_mask"] = block_diagonal_mask(seq_lens, length, self.dtype)
+        batch["num_tokens"] = torch.tensor(real)  # real (non-padding) tokens, for throughput
         self._count(real, length * len(rows))
         return batch

@@ -445,8 +445,12 @@ class _Window:
 
 
 def _real_tokens(batch: dict[str, Any]) -> Any:
-    if "attention_mask" in batch and batch["attention_mask"] is not None:
-        return batch["attention_mask"].sum()
+    """Non-padding tokens of a batch: the collator's count, else the 2-D attention mask's."""
+    if "num_tokens" in batch:
+        return batch["num_tokens"]
+    mask = batch.get("attention_mask")
+    if mask is not None and mask.dim() == 2:
+        return mask.sum()
     return batch["input_ids"].numel()
 
 
