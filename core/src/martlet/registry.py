@@ -91,7 +91,8 @@ class Registry:
         close = difflib.get_close_matches(
             normalize(name), [normalize(k) for k in known], n=3, cutoff=0.6
         )
-        close_names = sorted({self._index[cls.kind][c].name for c in close})
+        # best match first, as difflib ranks them; aliases of one record count once
+        close_names = list(dict.fromkeys(self._index[cls.kind][c].name for c in close))
         why = f"did you mean {', '.join(repr(c) for c in close_names)}?" if close_names else None
         if dist:
             fix = f"it is provided by {dist}: pip install {dist}"

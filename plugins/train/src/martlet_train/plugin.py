@@ -1,7 +1,7 @@
 """Registers the training objectives and loggers of martlet-train (no torch import here)."""
 
 from martlet import hookimpl
-from martlet.records import CallbackRecord, LossRecord
+from martlet.records import CallbackRecord, CommandRecord, LossRecord
 
 MARTLET_API = 1
 
@@ -31,4 +31,18 @@ def martlet_callbacks():
         impl="martlet_train.callbacks:TensorBoardCallback",
         requires=("tensorboard",),
         summary="Write metrics as TensorBoard scalars under OUTPUT_DIR/runs.",
+    )
+
+
+@hookimpl
+def martlet_commands():
+    yield CommandRecord(
+        name="sft",
+        impl="martlet_train.cli:sft",
+        summary="Fine-tune a model on chat data (LoRA and other tuners, or full).",
+    )
+    yield CommandRecord(
+        name="pt",
+        impl="martlet_train.cli:pt",
+        summary="Continue pre-training a model on raw text.",
     )

@@ -1,0 +1,289 @@
+"""``martlet sft`` and ``martlet pt``: from a config to a trained run directory.
+
+    config ──> model + tokenizer (martlet.load_model) ──> template (martlet.load_template)
+           ──> rows (martlet-data) ──> encoded, packed or padded batches
+           ──> tuner.prepare ──> Trainer ──> OUTPUT_DIR
+
+The run directory is self-describing: ``config.yaml`` (the resolved options), ``plugins.lock.json``
+(every plugin and version used), the trained weights in safetensors, the tokenizer,
+``trainer_state.json``, ``metrics.jsonl`` and ``loss.png``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from martlet.config import build, option, to_yaml
+from martlet.errors import ConfigError, MartletError
+from martlet_data.options import DataOptions
+from martlet_hf.options import ModelOptions, TemplateOptions
+from martlet_peft.options import TunerOptions
+
+from martlet_train.loop import TrainResult
+from martlet_train.options import TrainOptions
+
+#: options users bring from ms-swift or from later issues, and where they live
+FOREIGN_OPTIONS = {
+    "method": "`martlet rlhf` (martlet-align)",
+    "rlhf_type": "`martlet rlhf` (martlet-align)",
+    "beta": "`martlet rlhf` (martlet-align)",
+    "reference_free": "`martlet rlhf` (martlet-align)",
+    "ref_model": "`martlet rlhf` (martlet-align)",
+    "train_dataset": "`martlet rlhf` (martlet-align); for sft use --dataset",
+    "deepspeed": "the martlet-deepspeed parallel strategy",
+    "deepspeed_config": "the martlet-deepspeed parallel strategy",
+    "fsdp": "the martlet-dist parallel strategy",
+    "fsdp_config": "the martlet-dist parallel strategy",
+    "eval_dataset": "`martlet eval` (martlet-eval)",
+    "infer_backend": "`martlet infer` (martlet-serve)",
+    "quant_method": "`martlet export` (martlet-export)",
+}
+
+
+@dataclass(kw_only=True)
+class SftConfig(ModelOptions, TemplateOptions, DataOptions, TunerOptions, TrainOptions):
+    """Every option of ``martlet sft`` / ``martlet pt``."""
+
+    foreign_options: ClassVar[dict[str, str]] = FOREIGN_OPTIONS
+
+    quantization_bit: int | None = option(
+        None,
+        help="Load the base model quantized to this many bits for QLoRA (4 or 8).",
+        aliases=("quant_bits", "load_in_bits"),
+    )
+    quant_method_load: str = option(
+        "bnb",
+        help="The quantizer that loads the model with --quantization-bit.",
+        aliases=("quantization_method",),
+    )
+    parallel: str = option(
+        "single",
+        help="Parallel strategy: single (one process), or ddp, fsdp, deepspeed from their plugins.",
+        aliases=("parallel_strategy",),
+    )
+    use_npu: bool = option(False, help="Train on Ascend NPUs (the martlet-npu plugin).")
+    fallback_on_cpu: bool = option(
+        True, help="When the chosen accelerator is missing, train on the CPU instead of failing."
+    )
+    half_precision_backend: str = option(
+        "auto", help="Accepted for transformers compatibility: autocast is Martlet's backend."
+    )
+
+
+def _require(kind: str, name: str) -> Any:
+    from martlet.manager import get_manager
+
+    return get_manager().registry.get(kind, name)
+
+
+def check(config: SftConfig) -> None:
+    """Resolve every name the run will need before any model or data is loaded, so a typo or a
+    missing plugin fails in a second, not after the model has loaded."""
+    from martlet.providers import PROVIDERS
+    from martlet.records import normalize
+
+    tuner = normalize(config.tuner)
+    if tuner in PROVIDERS["parallel_strategies"]:
+        raise ConfigError(
+            f"{config.tuner!r} is a parallel strategy, not a tuner",
+            why="ms-swift's --train_type names the tuner (lora, full, ...)",
+            fix=f"pass --tuner lora (or full, ...) and --parallel {tuner} "
+            f"(from {PROVIDERS['parallel_strategies'][tuner]})",
+        )
+    _require("tuners", config.tuner)
+    if config.parallel != "single":
+        _require("parallel_strategies", config.parallel)
+        raise ConfigError(
+            f"--parallel {config.parallel} is not wired into the training loop yet",
+            fix="train with --parallel single",
+        )
+    if config.quantization_bit:
+        _require("quantizers", config.quant_method_load)
+    if config.use_npu:
+        _require("accelerators", "npu")
+    for name in config.report_to:
+        if name.lower() not in ("none", ""):
+            _require("callbacks", name)
+    if config.packing and not config.max_length:
+        raise ConfigError("--packing needs --max-length", fix="e.g. --max-length 2048")
+    if config.gradient_accumulation_steps < 1 or config.per_device_train_batch_size < 1:
+        raise ConfigError("batch sizes and --gradient-accumulation-steps must be at least 1")
+
+
+def prepare_output_dir(config: SftConfig) -> Path:
+    from martlet_train.checkpoint import list_checkpoints
+
+    out = Path(config.output_dir)
+    previous = (out / "config.yaml").is_file() or bool(list_checkpoints(out))
+    if previous and not config.resume_from_checkpoint and not config.overwrite_output_dir:
+        raise ConfigError(
+            f"{out} already holds a run",
+            fix="continue it with --resume-from-checkpoint auto, pass --overwrite-output-dir, "
+            "or choose another --output-dir",
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def write_run_files(config: SftConfig, out: Path, objective: str) -> None:
+    """``config.yaml`` and ``plugins.lock.json``: what a run directory says about itself."""
+    from martlet.manager import get_manager
+
+    (out / "config.yaml").write_text(
+        f"# martlet {objective}: the resolved options of this run\n{to_yaml(config)}",
+        encoding="utf-8",
+    )
+    plugins = [
+        {
+            k: v
+            for k, v in info.to_dict().items()
+            if k in ("name", "distribution", "version", "status")
+        }
+        for info in get_manager().plugins
+    ]
+    (out / "plugins.lock.json").write_text(json.dumps(plugins, indent=2))
+
+
+def run(config: SftConfig | Mapping[str, Any], objective: str = "sft") -> TrainResult:
+    """Train; the Python form of ``martlet sft`` (``objective="pt"`` for ``martlet pt``)."""
+    import martlet
+    from martlet_data.encode import encode_rows
+    from martlet_data.loading import load_train_val
+
+    if not isinstance(config, SftConfig):
+        config = build(SftConfig, values=dict(config))
+    check(config)
+    _seed(config.seed)
+    out = prepare_output_dir(config)
+    accelerator = _accelerator(config)
+    if accelerator.is_main_process:
+        write_run_files(config, out, objective)
+
+    model, tokenizer = martlet.load_model(config.model, **_load_options(config))
+    template = martlet.load_template(tokenizer, config.template, **config.template_options())
+    train_rows, val_rows = load_train_val(config)
+    train = _encode(encode_rows, train_rows, template, tokenizer, config, objective)
+    val = _encode(encode_rows, val_rows, template, tokenizer, config, objective) if val_rows else []
+    collate = _collator(config, tokenizer, model)
+    if config.packing:
+        from martlet_data.packing import pack_rows
+
+        train = pack_rows(train, config.max_length)
+        val = pack_rows(val, config.max_length) if val else val
+
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    tuner = _require("tuners", config.tuner).load()()
+    model = tuner.prepare(model, config)
+    _report_trainable(model, accelerator)
+
+    from martlet_train.loop import Trainer
+
+    trainer = Trainer(
+        model,
+        tuner,
+        config,
+        train_rows=train,
+        eval_rows=val,
+        collate=collate,
+        tokenizer=tokenizer,
+        callbacks=_callbacks(config),
+        accelerator=accelerator,
+    )
+    result = trainer.train()
+    if accelerator.is_main_process:
+        summary = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
+        print(f"run saved to {out} ({summary})", flush=True)
+    return result
+
+
+def sft(config: SftConfig | Mapping[str, Any]) -> TrainResult:
+    """Supervised fine-tuning: loss on the assistant tokens of chat rows."""
+    return run(config, "sft")
+
+
+def pt(config: SftConfig | Mapping[str, Any]) -> TrainResult:
+    """Continued pre-training: loss on every token."""
+    return run(config, "pt")
+
+
+# ------------------------------------------------------------------------- pieces
+
+
+def _seed(seed: int) -> None:
+    from transformers import set_seed
+
+    set_seed(seed)
+
+
+def _accelerator(config: SftConfig) -> Any:
+    from martlet_train.loop import make_accelerator
+
+    if config.device and config.device != "cpu" and config.fallback_on_cpu:
+        import torch
+
+        module = getattr(torch, config.device.split(":")[0], None)
+        if module is None or not getattr(module, "is_available", lambda: False)():
+            print(f"no {config.device} device here: training on the CPU (--fallback-on-cpu)")
+            config.device = "cpu"
+    return make_accelerator(config)
+
+
+def _load_options(config: SftConfig) -> dict[str, Any]:
+    options = config.loader_options()
+    if config.quantization_bit:
+        quantizer = _require("quantizers", config.quant_method_load).load()()
+        options["quantization_config"] = quantizer.quantize_on_load(config.quantization_bit)
+    return options
+
+
+def _encode(
+    encode_rows: Any, rows: Any, template: Any, tokenizer: Any, config: SftConfig, objective: str
+) -> list[dict[str, Any]]:
+    encoded = list(encode_rows(rows, template, tokenizer=tokenizer, max_length=config.max_length))
+    if objective == "pt":  # every token is a target
+        for row in encoded:
+            row["labels"] = list(row["input_ids"])
+    if not encoded:
+        raise MartletError(
+            "no rows left to train on after encoding",
+            why="every row was too long for --max-length or had no target tokens",
+            fix="raise --max-length, use --truncation-strategy left|right, or check the data",
+        )
+    return encoded
+
+
+def _collator(config: SftConfig, tokenizer: Any, model: Any) -> Any:
+    from martlet_data.packing import PackedCollator, PaddingCollator
+
+    pad = tokenizer.pad_token_id
+    if pad is None:
+        pad = tokenizer.eos_token_id
+    if config.packing:
+        return PackedCollator(pad, dtype=next(model.parameters()).dtype)
+    return PaddingCollator(pad)
+
+
+def _callbacks(config: SftConfig) -> list[Any]:
+    out = []
+    for name in config.report_to:
+        if name.lower() in ("none", ""):
+            continue
+        out.append(_require("callbacks", name).load()(output_dir=config.output_dir))
+    return out
+
+
+def _report_trainable(model: Any, accelerator: Any) -> None:
+    if not accelerator.is_main_process:
+        return
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(
+        f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.3f}%)",
+        flush=True,
+    )
