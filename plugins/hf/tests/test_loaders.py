@@ -172,9 +172,13 @@ def test_a_hub_id_not_on_this_machine_says_to_download_it(tmp_path, monkeypatch)
 
 def test_an_unknown_model_id_suggests_registered_ones(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
-    with pytest.raises(ModelLoadError) as info:
+    with pytest.raises(UnknownNameError) as info:
         martlet.load_model("smollm2-135m-instrct")
-    assert "did you mean smollm2-135m-instruct" in info.value.why
+    assert info.value.what == "unknown model 'smollm2-135m-instrct'"
+    assert info.value.why.startswith("did you mean 'smollm2-135m-instruct'")
+    with pytest.raises(ModelLoadError) as info:  # a bare name like no model id: a hub id
+        martlet.load_model("gpt2")
+    assert "nor is 'gpt2' a registered model id" in info.value.why
 
 
 def fake_hf_cache(root: Path, repo_id: str, files: Path) -> Path:

@@ -8,6 +8,7 @@ id looks only on disk: first the folders ``martlet download`` recorded (any hub,
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from martlet.errors import ConfigError, MartletError, MissingDependencyError
+from martlet.errors import ConfigError, MartletError, MissingDependencyError, UnknownNameError
 from martlet.paths import cache_dir
 
 HUBS = ("huggingface", "modelscope")
@@ -209,8 +210,30 @@ def download(
     return Download(hub=hub, repo_id=repo_id, path=str(path), model=name)
 
 
+def close_models(model: str) -> list[str]:
+    """Registered model ids close to ``model`` (aliases count), the closest first."""
+    from martlet.records import normalize
+    from martlet.registry import records
+
+    known = {normalize(n): r.name for r in records("models") for n in r.names}
+    close = difflib.get_close_matches(normalize(model), list(known), n=3, cutoff=0.6)
+    return list(dict.fromkeys(known[c] for c in close))
+
+
+def unknown_model(model: str) -> UnknownNameError:
+    """The error for a name that is no registered model id, no path and no ``org/name`` id:
+    close registered ids, and where to see them all."""
+    suggestions = close_models(model)
+    return UnknownNameError(
+        f"unknown model {model!r}",
+        why=f"did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else None,
+        fix="`martlet model list` shows the registered ids; or give a local folder, a .gguf "
+        "file, or a hub id as org/name",
+    )
+
+
 def _repo_for(model: str, hub: str) -> tuple[str, str]:
-    from martlet.registry import find, get
+    from martlet.registry import find
 
     record = find("models", model)
     if record is not None:
@@ -225,16 +248,17 @@ def _repo_for(model: str, hub: str) -> tuple[str, str]:
         return repo_id, record.name
     if looks_like_hub_id(model) and "/" in model:
         return model, ""
-    get("models", model)  # an unknown bare name: the registry's error, with suggestions
-    return model, ""  # pragma: no cover - get raised
+    raise unknown_model(model)
 
 
 def _unreachable(hub: str, repo_id: str, exc: BaseException | str) -> HubError:
+    network = "unset HF_HUB_OFFLINE" if "HF_HUB_OFFLINE" in str(exc) else "check the network"
+    endpoint = "MODELSCOPE_DOMAIN" if hub == "modelscope" else "HF_ENDPOINT"
     return HubError(
         f"cannot reach {HUB_LABELS[hub]} to download {repo_id!r}",
         why=str(exc) if not isinstance(exc, BaseException) else f"{type(exc).__name__}: {exc}",
-        fix="check the network (and HF_ENDPOINT / HTTPS_PROXY), or pass a local folder that "
-        "already holds the model instead of a hub id",
+        fix=f"{network} (and {endpoint} / HTTPS_PROXY), or pass a local folder that already "
+        "holds the model instead of a hub id",
         cause=exc if isinstance(exc, BaseException) else None,
     )
 

@@ -27,7 +27,7 @@ from typing import Any
 from martlet.errors import ConfigError, MartletError
 from martlet.paths import cache_dir
 
-from martlet_hf.hub import find_local, looks_like_hub_id
+from martlet_hf.hub import close_models, find_local, looks_like_hub_id, unknown_model
 
 #: accepted spellings -> the dtype name transformers takes
 DTYPES = {
@@ -229,10 +229,12 @@ class HfLoader:
         found = find_local(source, revision)
         if found:
             return Path(found[1])
+        if "/" not in source and close_models(source):
+            raise unknown_model(source)  # a mistyped model id, most likely
         raise ModelLoadError(
             f"model {source!r} is not on this machine",
             why="a hub id loads only from disk (a `martlet download` folder or the local "
-            "Hugging Face cache); nothing is downloaded implicitly" + _did_you_mean(source),
+            "Hugging Face cache); nothing is downloaded implicitly" + _not_registered(source),
             fix=f"run `martlet download {source}` (needs the network), or pass the path of a "
             "local folder that holds the model",
         )
@@ -249,21 +251,10 @@ class HfLoader:
         return _load_tokenizer(self.folder(source, opts.get("revision")), opts)
 
 
-def _did_you_mean(source: str) -> str:
+def _not_registered(source: str) -> str:
     if "/" in source:
         return ""
-    try:
-        from martlet.registry import names
-
-        known = names("models")
-    except Exception:  # noqa: BLE001 - suggestions are a courtesy
-        return ""
-    close = difflib.get_close_matches(source.lower(), known, n=3, cutoff=0.6)
-    return (
-        f"; {source!r} is also no registered model id (did you mean {', '.join(close)}?)"
-        if (close)
-        else f"; {source!r} is also no registered model id (`martlet model list` shows them)"
-    )
+    return f"; nor is {source!r} a registered model id (`martlet model list` shows them)"
 
 
 def _load_tokenizer(folder: Path, opts: dict[str, Any]) -> Any:

@@ -80,12 +80,13 @@ def locate(model: str) -> Location:
             hub id (the message suggests close model ids).
     """
     from martlet.api import resolve_model
-    from martlet.registry import get
+
+    from martlet_hf.hub import unknown_model
 
     source, record = resolve_model(model)
     if record is None and not Path(source).expanduser().exists():
         if not looks_like_hub_id(source) or "/" not in source:
-            get("models", model)  # an unknown name: the registry's error with suggestions
+            raise unknown_model(model)
     return Location(*_classify(source), record=record)
 
 
