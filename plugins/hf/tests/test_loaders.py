@@ -165,7 +165,9 @@ def test_a_hub_id_not_on_this_machine_says_to_download_it(tmp_path, monkeypatch)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     with pytest.raises(ModelLoadError) as info:
         martlet.load_model("acme/not-downloaded")
-    assert "is not on this machine" in info.value.what
+    assert info.value.what == (
+        "the Hugging Face Hub model 'acme/not-downloaded' is not on this machine"
+    )
     assert "nothing is downloaded implicitly" in info.value.why
     assert "martlet download acme/not-downloaded" in info.value.fix
 

@@ -232,7 +232,7 @@ class HfLoader:
         if "/" not in source and close_models(source):
             raise unknown_model(source)  # a mistyped model id, most likely
         raise ModelLoadError(
-            f"model {source!r} is not on this machine",
+            f"the Hugging Face Hub model {source!r} is not on this machine",
             why="a hub id loads only from disk (a `martlet download` folder or the local "
             "Hugging Face cache); nothing is downloaded implicitly" + _not_registered(source),
             fix=f"run `martlet download {source}` (needs the network), or pass the path of a "
