@@ -166,3 +166,45 @@ def test_bad_requests_are_clear_errors(cli, tiny_model_dir, args, message):
     assert result.exit_code != 0
     assert message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_batch_rows_need_no_answer(cli, tiny_model_dir, tmp_path):
+    rows = tmp_path / "prompts.jsonl"
+    rows.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {
+                    "messages": [
+                        {"role": "system", "content": "Be brief."},
+                        {"role": "user", "content": "Hi"},
+                    ]
+                },
+                {"query": "What is two plus two?"},
+                {"instruction": "Name a colour.", "input": "Not red."},
+                {"conversations": [{"from": "human", "value": "Hello"}]},
+            ]
+        )
+        + "\n"
+    )
+    result = cli(
+        "infer", "--model", str(tiny_model_dir), "--input", str(rows), "--max-new-tokens", "3"
+    )
+    assert result.exit_code == 0, result.stderr
+    answers = [json.loads(x) for x in result.stdout.splitlines()]
+    assert [a["messages"][-1]["content"] for a in answers] == [
+        "Hi",
+        "What is two plus two?",
+        "Name a colour.\nNot red.",
+        "Hello",
+    ]
+    assert answers[0]["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert all("reference" not in a for a in answers)
+
+
+def test_a_row_with_nothing_to_answer_names_its_line(cli, tiny_model_dir, tmp_path):
+    rows = tmp_path / "bad.jsonl"
+    rows.write_text(json.dumps({"messages": [{"role": "assistant", "content": "Hi"}]}) + "\n")
+    result = cli("infer", "--model", str(tiny_model_dir), "--input", str(rows))
+    assert result.exit_code != 0
+    assert "bad.jsonl" in result.stderr and "line 1" in result.stderr

@@ -630,6 +630,56 @@ def to_canonical(
     return out, used
 
 
+def to_prompt(
+    row: Any, format: str | None = None, *, keep: Collection[str] = ()
+) -> tuple[dict[str, Any], str]:
+    """``(row to answer, format used)`` for inference and evaluation inputs.
+
+    The row's ``messages`` end with the last user turn; a final assistant turn, when the row
+    has one, becomes ``reference``. Besides every training format, rows without an answer are
+    accepted: ``messages``/``conversations`` that end with the user, and a lone query column
+    (``query``, ``prompt``, ``question``, ``instruction`` [+ ``input``]).
+
+    Raises:
+        RowProblem: nothing to answer (no user turn, an empty prompt).
+    """
+    if not isinstance(row, Mapping):
+        raise RowProblem("wrong type", f"a row must be an object, got {type(row).__name__}")
+    try:
+        out, used = to_canonical(row, format, keep=keep)
+        messages = list(out.get("messages") or [])
+    except RowProblem as problem:
+        if problem.reason not in ("no assistant turn", "no usable fields"):
+            raise
+        used = format or "prompt"
+        out = {k: row[k] for k in keep if k in row}
+        if row.get("messages") is not None:
+            messages = conversation(row["messages"], "messages", check=False)
+        elif row.get("conversations") is not None:
+            messages = conversation(row["conversations"], "conversations", check=False)
+        else:
+            key, query = _first(row, QUERY_KEYS)
+            if key is None:
+                raise
+            text = (
+                alpaca_query(row.get("instruction"), row.get("input"))
+                if key in ("instruction", "input")
+                else _text(query, key)
+            )
+            messages = _history(row.get("history")) + [{"role": "user", "content": text}]
+        messages = _system_first(messages, row.get("system"))
+    if "text" in out and not messages:
+        raise RowProblem("no usable fields", "a text row has no question to answer")
+    reference = None
+    if messages and messages[-1]["role"] == "assistant":
+        reference = messages.pop()["content"]
+    if not messages or messages[-1]["role"] != "user" or _blank(messages[-1]["content"]):
+        raise RowProblem("empty prompt", "the row ends with no user message to answer")
+    out = {**{k: v for k, v in out.items() if k != "messages"}, "messages": messages}
+    out["reference"] = reference
+    return out, used
+
+
 # columns a format turns into messages (not carried over as extras even when mapped)
 _CONSUMED: dict[str, tuple[str, ...]] = {
     "messages": ("messages", "system"),

@@ -80,6 +80,8 @@ class ReadOptions:
         model_name, model_author: for ``self-cognition`` (one or two names each).
         txt_unit: ``"line"`` or ``"paragraph"``: what one row of a ``.txt`` file is.
         num_proc: processes for preparing a hub dataset (``datasets``' ``num_proc``).
+        prompts: the rows are questions to answer (inference, evaluation): an answer is
+            optional and, when present, becomes the row's ``reference``.
     """
 
     streaming: bool = False
@@ -93,6 +95,7 @@ class ReadOptions:
     model_author: tuple[str, ...] = ()
     txt_unit: str = "line"
     num_proc: int | None = None
+    prompts: bool = False
 
     def __post_init__(self) -> None:
         self.columns = check_columns(self.columns)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
 from martlet_data.errors import BadRowError, BadRowReport, RowProblem
-from martlet_data.formats import apply_columns, to_canonical
+from martlet_data.formats import apply_columns, to_canonical, to_prompt
 
 Preprocess = Callable[..., Any]
 
@@ -90,13 +90,16 @@ def canonical_rows(
     preprocess_options: Mapping[str, Any] | None = None,
     on_bad_rows: str = "error",
     trace: list[str] | None = None,
+    prompts: bool = False,
 ) -> Iterator[dict]:
     """Convert ``(where, raw row)`` pairs to canonical rows, lazily.
 
     A row that cannot be used raises :class:`BadRowError` (naming ``where``), or with
     ``on_bad_rows="skip"`` is counted in ``report`` and left out. ``formats`` counts the input
     format of each row produced; ``trace``, when given, gets each one appended in order.
+    With ``prompts`` the rows are questions to answer (:func:`to_prompt`), not training rows.
     """
+    convert = to_prompt if prompts else to_canonical
     options = dict(preprocess_options or {})
     keep = set(keep) | set(getattr(preprocess, "keep", ())) | set((columns or {}).values())
     for where, row in raw:
@@ -107,7 +110,7 @@ def canonical_rows(
             produced = preprocess(row, **options) if preprocess is not None else row
             items = produced if isinstance(produced, list) else [produced]
             for item in items:
-                out, used = to_canonical(item, format, keep=keep)
+                out, used = convert(item, format, keep=keep)
                 formats[used] += 1
                 if trace is not None:
                     trace.append(used)

@@ -76,6 +76,7 @@ def build(
             preprocess_options=opts.preprocess_options() if preprocess else None,
             on_bad_rows=opts.on_bad_rows,
             trace=trace,
+            prompts=opts.prompts,
         )
 
     if opts.streaming:

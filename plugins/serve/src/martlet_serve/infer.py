@@ -11,7 +11,7 @@ from typing import Any
 import click
 from martlet.cli import config_command
 from martlet.config import option
-from martlet.errors import ConfigError, MartletError
+from martlet.errors import ConfigError
 from martlet_hf.options import ModelOptions, TemplateOptions
 
 
@@ -120,20 +120,11 @@ def batch(engine: Any, config: InferConfig) -> Path | None:
     import martlet
     from tqdm.auto import tqdm
 
-    rows = list(martlet.load_dataset(config.input))
-    requests, references = [], []
-    for i, row in enumerate(rows):
-        messages = list(row.get("messages") or [])
-        reference = None
-        if messages and messages[-1].get("role") == "assistant":
-            reference = messages.pop()["content"]
-        if not messages:
-            raise MartletError(
-                f"row {i + 1} of {config.input} has nothing to answer",
-                why="it holds no user message",
-            )
-        requests.append([{k: m[k] for k in ("role", "content") if k in m} for m in messages])
-        references.append(reference)
+    rows = list(martlet.load_dataset(config.input, prompts=True))
+    requests = [
+        [{k: m[k] for k in ("role", "content") if k in m} for m in row["messages"]] for row in rows
+    ]
+    references = [row.get("reference") for row in rows]
     out = open(config.output, "w", encoding="utf-8") if config.output else sys.stdout  # noqa: SIM115
     try:
         with tqdm(total=len(requests), desc="infer", unit="row", file=sys.stderr) as progress:
