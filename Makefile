@@ -26,8 +26,7 @@ test: install
 	$(PY) -m pytest -n 2 -q
 
 demo: install
-	$(VENV)/bin/martlet doctor
-	$(VENV)/bin/martlet plugins
+	$(PY) demo/demo.py
 
 bench: install
 	$(PY) bench/startup.py
