@@ -1,0 +1,147 @@
+"""LoRA SFT throughput on the embedded SmolLM2-135M-Instruct.
+
+Each variant runs `martlet sft` in its own process on the same data (the embedded `sample-sft`,
+256 chat rows) and hyperparameters (LoRA r8 all-linear, batch 4, max length 512), and reports
+real (non-padding) tokens/s — the median of the logged windows after the first —, the padding
+fraction and the peak RSS of that process. It also measures this CPU's bf16 and fp32
+matrix-product rates, to say what fraction of the hardware the training reaches.
+
+    python bench/sft_throughput.py [--steps 16] [--variants fp32,fp32-packed,bf16,bf16-packed]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODEL = "smollm2-135m-instruct"
+COMMON = dict(
+    model=MODEL,
+    tuner="lora",
+    lora_rank=8,
+    lora_alpha=32,
+    lora_dropout=0.05,
+    target_modules=["all-linear"],
+    dataset=["sample-sft#256"],
+    per_device_train_batch_size=4,
+    gradient_accumulation_steps=1,
+    learning_rate=1e-4,
+    max_length=512,
+    logging_steps=4,
+    save_steps=100000,
+    disable_progress_bar=True,
+    seed=0,
+    dataset_shuffle=True,
+)
+VARIANTS = {
+    "fp32": dict(torch_dtype="float32"),
+    "fp32-packed": dict(torch_dtype="float32", packing=True),
+    "bf16": dict(torch_dtype="float32", mixed_precision="bf16"),
+    "bf16-packed": dict(torch_dtype="float32", mixed_precision="bf16", packing=True),
+    "bf16-weights-packed": dict(torch_dtype="bfloat16", packing=True),
+}
+
+CHILD = """
+import json, sys
+from martlet_train.job import sft
+result = sft(json.loads(sys.argv[1]))
+print("RESULT " + json.dumps(result.metrics))
+"""
+
+
+def run_variant(name: str, steps: int, workdir: Path) -> dict:
+    options = {**COMMON, **VARIANTS[name], "max_steps": steps, "output_dir": str(workdir / name)}
+    started = time.perf_counter()
+    log = workdir / f"{name}.log"
+    with open(log, "w") as out:  # a file, not a pipe: a full pipe would block the child
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, json.dumps(options)], stdout=out, stderr=subprocess.STDOUT
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise RuntimeError(f"{name} failed:\n{log.read_text()[-3000:]}")
+    metrics = [
+        json.loads(line) for line in (workdir / name / "metrics.jsonl").read_text().splitlines()
+    ]
+    train = [m for m in metrics if "tokens_per_second" in m]
+    speeds = [m["tokens_per_second"] for m in train[1:]] or [train[0]["tokens_per_second"]]
+    return {
+        "variant": name,
+        "tokens_per_second": statistics.median(speeds),
+        "padding_fraction": statistics.mean(m["padding_fraction"] for m in train),
+        "peak_rss_gib": usage.ru_maxrss / 2**20,  # kilobytes on Linux
+        "wall_s": time.perf_counter() - started,
+        "final_loss": train[-1]["loss"],
+    }
+
+
+def matmul_rate(dtype_name: str, n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of an n×n matrix product in ``dtype`` on this CPU (best of ``repeats``)."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def flops_per_token() -> float:
+    """Matrix-product FLOPs per trained token for LoRA on a frozen base: forward (2N) plus the
+    activation gradients of the backward pass (2N), N = parameters in matrix products."""
+    import martlet
+    from transformers import AutoConfig
+
+    source, _ = martlet.resolve_model(MODEL)
+    config = AutoConfig.from_pretrained(source)
+    h, i, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    kv = config.num_key_value_heads * (h // config.num_attention_heads)
+    per_layer = h * h * 2 + h * kv * 2 + 3 * h * i
+    n = layers * per_layer + config.vocab_size * h  # + the output head
+    return 4.0 * n
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    args = parser.parse_args()
+    names = [v for v in args.variants.split(",") if v]
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; {args.steps} optimizer steps per variant"
+    )
+    fp32, bf16 = matmul_rate("float32"), matmul_rate("bfloat16")
+    print(f"matrix products: fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s")
+    per_token = flops_per_token()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            rows.append(run_variant(name, args.steps, Path(tmp)))
+            print(f"  done: {name}", flush=True)
+    print("\n| variant | real tokens/s | padding | peak RSS GiB | matmul GFLOP/s | of bf16 limit |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        rate = r["tokens_per_second"] * per_token / 1e9
+        print(
+            f"| {r['variant']} | {r['tokens_per_second']:.0f} | {r['padding_fraction']:.1%} | "
+            f"{r['peak_rss_gib']:.2f} | {rate:.0f} | {rate / bf16:.0%} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
