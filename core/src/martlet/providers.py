@@ -31,6 +31,7 @@ PROVIDERS: dict[str, dict[str, str]] = {
             "deepseek-r1 glm4 internlm2"
         ).split()
     },
+    "callbacks": {"tensorboard": "martlet-train", "wandb": "martlet-wandb"},
     "accelerators": {
         "cpu": "martlet-accel",
         "cuda": "martlet-accel",

@@ -75,9 +75,14 @@ class SftConfig(ModelOptions, TemplateOptions, DataOptions, TunerOptions, TrainO
 
 
 def _require(kind: str, name: str) -> Any:
+    """The record of ``name``; a missing package it needs is an error now, saying what to
+    install, rather than after the model has loaded."""
     from martlet.manager import get_manager
 
-    return get_manager().registry.get(kind, name)
+    record = get_manager().registry.get(kind, name)
+    if record.missing_requirements():
+        record.load()  # raises MissingDependencyError with the pip command
+    return record
 
 
 def check(config: SftConfig) -> None:

@@ -1,0 +1,123 @@
+"""The same LoRA SFT work as `bench/sft_throughput.py`'s fp32 variant, run by ms-swift.
+
+ms-swift must be installed in a separate virtual environment (its pins differ from ours):
+
+    python3 -m venv /tmp/swiftvenv && /tmp/swiftvenv/bin/pip install torch==2.13.0 ms-swift
+    python bench/msswift_sft.py --swift /tmp/swiftvenv/bin/swift [--steps 16]
+
+Same model files (the safetensors folder Martlet converted from the embedded GGUF), same rows
+(`sample-sft#256` written out as JSON Lines), same hyperparameters (LoRA r8 alpha 32
+all-linear, batch 4, max length 512, fp32, learning rate 1e-4). ms-swift reports its training
+runtime; real tokens/s = the tokens of the rows it trained on (counted with the model's chat
+template) / that runtime. Peak RSS is the swift process's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--swift", required=True, help="the `swift` executable of ms-swift")
+    parser.add_argument("--steps", type=int, default=16)
+    args = parser.parse_args()
+
+    import martlet
+
+    source, _ = martlet.resolve_model("smollm2-135m-instruct")
+    if not Path(source, "config.json").is_file():  # the GGUF itself: convert it once
+        martlet.load_model("smollm2-135m-instruct")
+        source, _ = martlet.resolve_model("smollm2-135m-instruct")
+    rows = list(martlet.load_dataset("sample-sft#256"))
+    tokenizer = martlet.load_tokenizer(source)
+    template = martlet.load_template(tokenizer)
+    lengths = [min(len(template.encode(r["messages"])["input_ids"]), 512) for r in rows]
+    mean_tokens = sum(lengths) / len(lengths)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp, "rows.jsonl")
+        data.write_text("".join(json.dumps({"messages": r["messages"]}) + "\n" for r in rows))
+        cmd = [
+            # ms-swift has no SmolLM2 entry: it is a Llama architecture with a ChatML template
+            args.swift,
+            "sft",
+            "--model",
+            source,
+            "--model_type",
+            "llama",
+            "--template",
+            "chatml",
+            "--tuner_type",
+            "lora",
+            "--lora_rank",
+            "8",
+            "--lora_alpha",
+            "32",
+            "--lora_dropout",
+            "0.05",
+            "--target_modules",
+            "all-linear",
+            "--dataset",
+            str(data),
+            "--per_device_train_batch_size",
+            "4",
+            "--gradient_accumulation_steps",
+            "1",
+            "--max_length",
+            "512",
+            "--torch_dtype",
+            "float32",
+            "--learning_rate",
+            "1e-4",
+            "--max_steps",
+            str(args.steps),
+            "--logging_steps",
+            "4",
+            "--save_steps",
+            "100000",
+            "--split_dataset_ratio",
+            "0",
+            "--dataset_num_proc",
+            "1",
+            "--dataloader_num_workers",
+            "0",
+            "--report_to",
+            "none",
+            "--output_dir",
+            str(Path(tmp, "out")),
+            "--seed",
+            "0",
+        ]
+        print("$ " + " ".join(cmd), flush=True)
+        log = Path(tmp, "swift.log")
+        with open(log, "w") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+            _, status, usage = os.wait4(proc.pid, 0)
+        text = log.read_text()
+        if status != 0:
+            print(text[-4000:])
+            return 1
+    runtime = float(re.findall(r"'train_runtime': '?([0-9.]+)", text)[-1])
+    # ms-swift states the mean token length of its encoded rows; prefer it to ours
+    stated = re.findall(r"Dataset Token Length: ([0-9.]+)", text)
+    if stated:
+        mean_tokens = float(stated[-1])
+    tokens = mean_tokens * 4 * args.steps
+    print(
+        f"ms-swift: {args.steps} steps in {runtime:.1f} s of training; "
+        f"~{tokens:.0f} real tokens -> {tokens / runtime:.0f} tokens/s; "
+        f"peak RSS {usage.ru_maxrss / 2**20:.2f} GiB"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
