@@ -47,6 +47,7 @@ VARIANTS = {
     "bf16": dict(torch_dtype="float32", mixed_precision="bf16"),
     "bf16-packed": dict(torch_dtype="float32", mixed_precision="bf16", packing=True),
     "bf16-weights-packed": dict(torch_dtype="bfloat16", packing=True),
+    "fp32-checkpointing": dict(torch_dtype="float32", gradient_checkpointing=True),
 }
 
 CHILD = """
