@@ -1,6 +1,7 @@
 """Fixtures for the cross-package tests: fake installed distributions and a CLI runner.
 
-A :class:`FakeSite` is a folder of ``*.dist-info`` directories (``METADATA`` and
+A :class:`~martlet_sdk.testing.FakeSite` is a folder of ``*.dist-info`` directories
+(``METADATA`` and
 ``entry_points.txt``) plus the plugin modules they point at. Put on ``PYTHONPATH`` it is seen by
 ``importlib.metadata`` exactly like installed packages, ahead of the real site-packages, so a
 fake distribution shadows an installed one of the same name. :func:`martlet` runs the real CLI
@@ -13,47 +14,14 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from martlet_sdk.testing import FakeSite
 
 CLI = "import sys; from martlet.cli import main; sys.exit(main())"
-
-
-class FakeSite:
-    """A folder of fake installed distributions."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-
-    def module(self, name: str, source: str) -> Path:
-        path = self.root / f"{name}.py"
-        path.write_text(textwrap.dedent(source), encoding="utf-8")
-        return path
-
-    def dist(
-        self,
-        name: str,
-        version: str = "1.0",
-        *,
-        entry_points: dict[str, str],
-        modules: dict[str, str] | None = None,
-    ) -> Path:
-        """Install distribution ``name`` with ``[martlet]`` entry points ``{ep_name: module}``."""
-        info = self.root / f"{name.replace('-', '_')}-{version}.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(
-            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", encoding="utf-8"
-        )
-        lines = ["[martlet]"] + [f"{ep} = {mod}" for ep, mod in entry_points.items()]
-        (info / "entry_points.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        for mod, source in (modules or {}).items():
-            self.module(mod, source)
-        return info
 
 
 @dataclass

@@ -5,7 +5,6 @@ contract tests."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from martlet_sdk import hookdoc
+from martlet_sdk.testing import env_with, install_into
 
 REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "docs" / "plugins.md"
@@ -49,25 +49,8 @@ def test_the_worked_example_works_from_the_page_alone(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(body, encoding="utf-8")
     site = tmp_path / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(site),
-            str(tmp_path / "acme-greet"),
-        ],
-        check=True,
-    )
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
-    }
+    install_into([tmp_path / "acme-greet"], site)
+    env = env_with(site)
     cli = [sys.executable, "-c", "import sys; from martlet.cli import main; sys.exit(main())"]
 
     listed = json.loads(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from martlet.manager import PluginManager, PluginWarning, set_manager
+from martlet_sdk.testing import FakeSite
 
 
 @pytest.fixture
@@ -39,39 +40,6 @@ def _plugin_module(name: str, source: str) -> types.ModuleType:
 def make_module():
     """``make_module(name, source)``: a module object built from source, not in sys.modules."""
     return _plugin_module
-
-
-class FakeSite:
-    """A folder of fake installed distributions (``*.dist-info`` + modules)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-
-    def module(self, name: str, source: str) -> Path:
-        path = self.root / f"{name}.py"
-        path.write_text(textwrap.dedent(source), encoding="utf-8")
-        return path
-
-    def dist(
-        self,
-        name: str,
-        version: str = "1.0",
-        *,
-        entry_points: dict[str, str],
-        modules: dict[str, str] | None = None,
-    ) -> Path:
-        """Install distribution ``name`` with ``[martlet]`` entry points ``{ep: module}``."""
-        info = self.root / f"{name.replace('-', '_')}-{version}.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(
-            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", encoding="utf-8"
-        )
-        lines = ["[martlet]"] + [f"{ep} = {mod}" for ep, mod in entry_points.items()]
-        (info / "entry_points.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        for mod, source in (modules or {}).items():
-            self.module(mod, source)
-        return info
 
 
 @pytest.fixture

@@ -6,38 +6,14 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from martlet.errors import ConfigError
 from martlet.records import KINDS
 from martlet_sdk.scaffold import new_plugin
+from martlet_sdk.testing import env_with, install_into
 
 pytestmark = pytest.mark.slow
-
-
-def _install(packages: list[Path], target: Path) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            *map(str, packages),
-        ],
-        check=True,
-    )
-
-
-def _env(site: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
-    return env
 
 
 def _martlet(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -68,8 +44,8 @@ def test_a_generated_plugin_of_every_kind_installs_lists_and_passes_its_contract
         if kind != "commands":
             roots.append(new_plugin(f"acme-{kind.replace('_', '-')}", kind, out))
     site = tmp_path / "site"
-    _install(roots, site)
-    env = _env(site)
+    install_into(roots, site)
+    env = env_with(site)
 
     listed = json.loads(_martlet("plugins", "--json", env=env).stdout)
     by_name = {p["name"]: p for p in listed}
