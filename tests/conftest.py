@@ -1,8 +1,8 @@
 """Fixtures for the cross-package tests: fake installed distributions and a CLI runner.
 
 A :class:`~martlet_sdk.testing.FakeSite` is a folder of ``*.dist-info`` directories
-(``METADATA`` and
-``entry_points.txt``) plus the plugin modules they point at. Put on ``PYTHONPATH`` it is seen by
+(``METADATA`` and ``entry_points.txt``) plus the plugin modules they point at. Put on
+``PYTHONPATH`` it is seen by
 ``importlib.metadata`` exactly like installed packages, ahead of the real site-packages, so a
 fake distribution shadows an installed one of the same name. :func:`martlet` runs the real CLI
 in a fresh interpreter with such a site.
