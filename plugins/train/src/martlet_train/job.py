@@ -156,7 +156,6 @@ def write_run_files(config: SftConfig, out: Path, objective: str) -> None:
 def run(config: SftConfig | Mapping[str, Any], objective: str = "sft") -> TrainResult:
     """Train; the Python form of ``martlet sft`` (``objective="pt"`` for ``martlet pt``)."""
     import martlet
-    from martlet_data.encode import encode_rows
     from martlet_data.loading import load_train_val
 
     if not isinstance(config, SftConfig):
@@ -171,8 +170,8 @@ def run(config: SftConfig | Mapping[str, Any], objective: str = "sft") -> TrainR
     model, tokenizer = martlet.load_model(config.model, **_load_options(config))
     template = martlet.load_template(tokenizer, config.template, **config.template_options())
     train_rows, val_rows = load_train_val(config)
-    train = _encode(encode_rows, train_rows, template, tokenizer, config, objective)
-    val = _encode(encode_rows, val_rows, template, tokenizer, config, objective) if val_rows else []
+    train = _encode(train_rows, template, tokenizer, config, objective)
+    val = _encode(val_rows, template, tokenizer, config, objective) if val_rows else []
     collate = _collator(config, tokenizer, model)
     if config.packing:
         from martlet_data.packing import pack_rows
@@ -248,8 +247,10 @@ def _load_options(config: SftConfig) -> dict[str, Any]:
 
 
 def _encode(
-    encode_rows: Any, rows: Any, template: Any, tokenizer: Any, config: SftConfig, objective: str
+    rows: Any, template: Any, tokenizer: Any, config: SftConfig, objective: str
 ) -> list[dict[str, Any]]:
+    from martlet_data.encode import encode_rows
+
     encoded = list(encode_rows(rows, template, tokenizer=tokenizer, max_length=config.max_length))
     if objective == "pt":  # every token is a target
         for row in encoded:

@@ -128,8 +128,9 @@ class Trainer:
         mine = order[self.rank :: self.world]
         return [mine[i : i + size] for i in range(0, len(mine), size)]
 
-    def _batches(self, indexes: list[int]) -> dict[str, Any]:
-        batch = self.collate([self.train_rows[i] for i in indexes])
+    def _batch(self, rows: Sequence[Row], indexes: list[int]) -> dict[str, Any]:
+        """``rows[indexes]`` collated and moved to the device."""
+        batch = self.collate([rows[i] for i in indexes])
         return {
             k: v.to(self.accelerator.device) if hasattr(v, "to") else v for k, v in batch.items()
         }
@@ -169,7 +170,9 @@ class Trainer:
                 batches = self._epoch_batches(epoch)
                 while position < len(batches) and step < self.total_steps:
                     window = batches[position : position + o.gradient_accumulation_steps]
-                    self._optimizer_step([self._batches(b) for b in window], window_stats)
+                    self._optimizer_step(
+                        [self._batch(self.train_rows, b) for b in window], window_stats
+                    )
                     step, position = step + 1, position + len(window)
                     state.update(global_step=step, epoch=epoch, position=position)
                     if step % o.logging_steps == 0 or step == self.total_steps:
@@ -265,8 +268,7 @@ class Trainer:
         with torch.no_grad():
             for i in range(0, len(rows), o.per_device_eval_batch_size):
                 idx = rows[i : i + o.per_device_eval_batch_size]
-                batch = self.collate([self.eval_rows[j] for j in idx])
-                batch = {k: v.to(self.accelerator.device) for k, v in batch.items()}
+                batch = self._batch(self.eval_rows, idx)
                 with self.accelerator.autocast():
                     loss_sum, count, _ = self.loss_fn(self.model, batch)
                 total += torch.stack([loss_sum.double(), count.double()])
