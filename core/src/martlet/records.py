@@ -329,13 +329,30 @@ class LossRecord(Record):
     """A training objective.
 
     ``data`` is the row shape it trains on: ``"messages"``, ``"text"``, ``"preference"``,
-    ``"kto"``; ``reference`` says whether it needs a reference model.
+    ``"kto"``; ``reference`` says whether it needs a reference model. ``inputs`` says what the
+    implementation is called with:
+
+    - ``"batch"``: ``impl(model, batch) -> (loss_sum, count, metrics)`` (SFT, pre-training);
+    - ``"logps"``: per-sequence log-probabilities of the policy (and of the reference where
+      ``reference``) -> an output with ``losses``, ``chosen_rewards``, ``rejected_rewards``;
+    - ``"rewards"``: scalar scores of a reward head for chosen and rejected sequences;
+    - ``"logits"``: student and teacher logits (distillation).
     """
 
     kind: ClassVar[str] = "losses"
     label: ClassVar[str] = "loss"
+    INPUTS: ClassVar[tuple[str, ...]] = ("batch", "logps", "rewards", "logits")
     data: str = "messages"
     reference: bool = False
+    inputs: str = "batch"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.inputs not in self.INPUTS:
+            raise RecordError(
+                f"loss record {self.name!r}: inputs must be one of {', '.join(self.INPUTS)}, "
+                f"got {self.inputs!r}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
