@@ -7,6 +7,8 @@ batch of 8 rows and 4 micro-batches of 2 give the same update, and so do 1 rank 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 IGNORE = -100
@@ -35,13 +37,61 @@ def causal_lm_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, Any, dict[st
 
     ``batch`` holds ``input_ids``, ``labels`` and ``attention_mask`` or (packed rows)
     ``position_ids``. Returns ``(loss_sum, target_count, metrics)``.
+
+    The output layer runs only at the positions that predict a target token (see
+    :func:`logits_only_at`): the vocabulary-wide logits of prompt and padding positions are
+    never built, which is most of a small model's activation memory.
     """
+    import torch.nn.functional as F
+
     inputs = {
         k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "position_ids")
     }
-    logits = model(**inputs).logits
     labels = batch["labels"]
+    predicts = labels[:, 1:] != IGNORE  # position t predicts labels[:, t + 1]
+    keep = F.pad(predicts, (0, 1), value=False)
+    with logits_only_at(model, keep) as selected:
+        logits = model(**inputs).logits
+    if not selected:
+        return token_cross_entropy(_last_columns(logits, labels), labels) + ({},)
+    targets = labels[:, 1:][predicts].to(logits.device)
+    loss = F.cross_entropy(logits.float(), targets, reduction="sum")
+    return loss, predicts.sum(), {}
+
+
+def _last_columns(logits: Any, labels: Any) -> Any:
     if logits.shape[1] != labels.shape[1]:  # prompt tuning prepends virtual tokens
-        logits = logits[:, -labels.shape[1] :]
-    loss, count = token_cross_entropy(logits, labels)
-    return loss, count, {}
+        return logits[:, -labels.shape[1] :]
+    return logits
+
+
+@contextlib.contextmanager
+def logits_only_at(model: Any, keep: Any) -> Iterator[bool]:
+    """While active, the model's output layer sees only the hidden states where ``keep``
+    (``[batch, seq]`` bool) is true, so ``model(...).logits`` is ``[keep.sum(), vocab]`` in
+    row-major order. Yields False (and changes nothing) for a model without
+    ``get_output_embeddings``. Virtual tokens prepended by prompt tuning are never kept.
+    """
+    import torch.nn.functional as F
+
+    get_head = getattr(model, "get_output_embeddings", None)
+    head = get_head() if callable(get_head) else None
+    if head is None:
+        yield False
+        return
+
+    def select(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        hidden, *rest = args
+        mask = keep.to(hidden.device)
+        if hidden.dim() != 3 or hidden.shape[0] != mask.shape[0]:
+            return args
+        extra = hidden.shape[1] - mask.shape[1]
+        if extra > 0:
+            mask = F.pad(mask, (extra, 0), value=False)
+        return (hidden[mask], *rest)
+
+    handle = head.register_forward_pre_hook(select)
+    try:
+        yield True
+    finally:
+        handle.remove()
