@@ -2,13 +2,15 @@
 
 Every contract runs the registration checks of :class:`RecordContract`; the kinds whose
 interfaces are settled add behavioural checks (:class:`AcceleratorContract`,
-:class:`CommandContract`, :class:`TunerContract`). The others check the implementation's shape
-against :mod:`martlet.interfaces` and gain behavioural checks as their capabilities land.
+:class:`CommandContract`, :class:`TunerContract`, :class:`LossContract`). The others check the
+implementation's shape against :mod:`martlet.interfaces` and gain behavioural checks as their
+capabilities land.
 """
 
 from martlet_sdk.contracts.accelerator import AcceleratorContract
 from martlet_sdk.contracts.base import RecordContract, contract_for, requires_capability
 from martlet_sdk.contracts.command import CommandContract
+from martlet_sdk.contracts.loss import LossContract
 from martlet_sdk.contracts.tuner import TunerContract, train_steps
 
 
@@ -43,13 +45,6 @@ class DatasetSourceContract(RecordContract):
 
     kind = "dataset_sources"
     interface = {"can_read": None, "read": None}
-
-
-class LossContract(RecordContract):
-    """A loss: registration checks; the implementation is callable."""
-
-    kind = "losses"
-    interface = {"__call__": None}
 
 
 class ParallelContract(RecordContract):
