@@ -1,0 +1,62 @@
+"""Registers the alignment and distillation losses (no torch import here)."""
+
+from martlet import hookimpl
+from martlet.records import LossRecord
+
+MARTLET_API = 1
+
+
+@hookimpl
+def martlet_losses():
+    yield LossRecord(
+        name="dpo",
+        impl="martlet_align.preference:dpo",
+        data="preference",
+        reference=True,
+        inputs="logps",
+        summary="Direct Preference Optimization and its variants (ipo, hinge, robust, apo, ...).",
+    )
+    yield LossRecord(
+        name="simpo",
+        impl="martlet_align.preference:simpo",
+        data="preference",
+        inputs="logps",
+        summary="SimPO: reference-free preference loss on length-averaged log-probs with a margin.",
+    )
+    yield LossRecord(
+        name="cpo",
+        impl="martlet_align.preference:cpo",
+        data="preference",
+        inputs="logps",
+        summary="Contrastive Preference Optimization: reference-free preference loss plus NLL.",
+    )
+    yield LossRecord(
+        name="orpo",
+        impl="martlet_align.preference:orpo",
+        data="preference",
+        inputs="logps",
+        summary="ORPO: NLL on the chosen response plus an odds-ratio preference term.",
+    )
+    yield LossRecord(
+        name="kto",
+        impl="martlet_align.kto:kto",
+        data="kto",
+        reference=True,
+        inputs="logps",
+        summary="Kahneman-Tversky Optimization on unpaired desirable/undesirable completions.",
+    )
+    yield LossRecord(
+        name="rm",
+        impl="martlet_align.reward:bradley_terry",
+        data="preference",
+        inputs="rewards",
+        aliases=("reward-model", "reward"),
+        summary="Bradley-Terry reward-model loss on chosen/rejected scores.",
+    )
+    yield LossRecord(
+        name="gkd",
+        impl="martlet_align.distill:gkd",
+        data="messages",
+        inputs="logits",
+        summary="Generalized knowledge distillation: generalized JSD between student and teacher.",
+    )
