@@ -98,7 +98,7 @@ def _log1mexp(x: torch.Tensor) -> torch.Tensor:
 
 def _scalars(**values: torch.Tensor) -> dict[str, float]:
     """Detached means as floats, fetched from the device in one transfer."""
-    means = torch.stack([v.detach().float().mean() for v in values.values()]).tolist()
+    means = torch.stack([v.detach().double().mean() for v in values.values()]).tolist()
     return dict(zip(values, means, strict=True))
 
 
