@@ -9,6 +9,10 @@ the local Hugging Face cache); when it is not there, the error says to run ``mar
 A GGUF file is dequantized by transformers once and cached as a safetensors folder under the
 Martlet cache directory (``gguf/<name>-<key>``, the key built from the file's path, size and
 modification time), so the next load reads safetensors and takes well under a second.
+
+``task_type="seq_cls"`` (alias ``reward``) loads the model body with a sequence classification
+head of ``num_labels`` outputs (``AutoModelForSequenceClassification``; a reward model has one)
+instead of the language-model head, from a folder or a GGUF file's cached folder alike.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from martlet.errors import ConfigError, MartletError
 from martlet.paths import cache_dir
 
 from martlet_hf.hub import close_models, find_local, looks_like_hub_id, unknown_model
+from martlet_hf.options import check_num_labels, check_task_type
 
 #: accepted spellings -> the dtype name transformers takes
 DTYPES = {
@@ -59,6 +64,8 @@ MODEL_OPTIONS = (
     "revision",
     "quantization_config",
     "model_kwargs",
+    "task_type",
+    "num_labels",
 )
 #: other names accepted for options (ms-swift's and transformers')
 OPTION_ALIASES = {
@@ -83,7 +90,7 @@ def normalize_options(options: Mapping[str, Any]) -> dict[str, Any]:
 
     Raises:
         ConfigError: an unknown option, or a bad dtype, attention implementation,
-            ``device_map`` or ``max_memory``.
+            ``device_map``, ``max_memory``, ``task_type`` or ``num_labels``.
     """
     out: dict[str, Any] = {}
     for raw, value in options.items():
@@ -112,6 +119,10 @@ def normalize_options(options: Mapping[str, Any]) -> dict[str, Any]:
         )
     if "model_kwargs" in out and not isinstance(out["model_kwargs"], Mapping):
         raise ConfigError("model_kwargs must be a mapping of from_pretrained arguments")
+    if "task_type" in out:
+        out["task_type"] = check_task_type(out["task_type"])
+    if "num_labels" in out:
+        out["num_labels"] = check_num_labels(out["num_labels"], out.get("task_type", "causal_lm"))
     return out
 
 
@@ -243,7 +254,7 @@ class HfLoader:
         opts = normalize_options(options)
         folder = self.folder(source, opts.get("revision"))
         tokenizer = _load_tokenizer(folder, opts)
-        model = _load_model(folder, opts)
+        model = _load_model(folder, opts, tokenizer)
         return model, tokenizer
 
     def load_tokenizer(self, source: str, **options: Any) -> Any:
@@ -273,7 +284,9 @@ def _load_tokenizer(folder: Path, opts: dict[str, Any]) -> Any:
         raise _load_error("tokenizer", folder, exc) from exc
 
 
-def _load_model(folder: Path, opts: dict[str, Any]) -> Any:
+def _load_model(folder: Path, opts: dict[str, Any], tokenizer: Any = None) -> Any:
+    if opts.get("task_type", "causal_lm") == "seq_cls":
+        return _load_seq_cls(folder, opts, tokenizer)
     from transformers import AutoModelForCausalLM
 
     kwargs = _from_pretrained_kwargs(opts)
@@ -288,6 +301,45 @@ def _load_model(folder: Path, opts: dict[str, Any]) -> Any:
             return AutoModelForImageTextToText.from_pretrained(folder, **kwargs)
     except Exception as exc:  # noqa: BLE001 - reported with its cause
         raise _load_error("model", folder, exc) from exc
+
+
+def _load_seq_cls(folder: Path, opts: dict[str, Any], tokenizer: Any) -> Any:
+    """The model body with a sequence classification head of ``num_labels`` outputs (new and
+    randomly initialised unless the folder holds one), ``config.pad_token_id`` set."""
+    from transformers import AutoModelForSequenceClassification
+
+    kwargs = _from_pretrained_kwargs(opts)
+    kwargs["num_labels"] = int(opts.get("num_labels", 1))
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(folder, **kwargs)
+    except ValueError as exc:
+        if "Unrecognized configuration class" not in str(exc):
+            raise _load_error("model", folder, exc) from exc
+        raise ModelLoadError(
+            f"cannot load the model in {folder} with a sequence classification head",
+            why="transformers has no *ForSequenceClassification class for its architecture",
+            fix="use a decoder model such as Llama, Qwen or Mistral for --task-type seq_cls",
+            cause=exc,
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - reported with its cause
+        raise _load_error("model", folder, exc) from exc
+    set_pad_token_id(model, tokenizer)
+    return model
+
+
+def set_pad_token_id(model: Any, tokenizer: Any) -> None:
+    """Give ``model.config`` a ``pad_token_id``: the tokenizer's pad token, else the one the
+    config has, else the EOS token (transformers' sequence classifiers need one to batch)."""
+    tok = getattr(tokenizer, "tokenizer", None) or tokenizer
+    pad = getattr(tok, "pad_token_id", None)
+    if pad is None:
+        pad = model.config.pad_token_id
+    if pad is None:
+        pad = getattr(tok, "eos_token_id", None)
+    if pad is None:
+        eos = model.config.eos_token_id
+        pad = eos[0] if isinstance(eos, (list, tuple)) and eos else eos
+    model.config.pad_token_id = pad
 
 
 def _load_error(what: str, folder: Path, exc: BaseException) -> ModelLoadError:
@@ -436,7 +488,8 @@ class GgufLoader:
     def load(self, source: str, **options: Any) -> tuple[Any, Any]:
         opts = normalize_options(options)
         folder = convert_gguf(source)
-        return _load_model(folder, opts), _load_tokenizer(folder, opts)
+        tokenizer = _load_tokenizer(folder, opts)
+        return _load_model(folder, opts, tokenizer), tokenizer
 
     def load_tokenizer(self, source: str, **options: Any) -> Any:
         opts = normalize_options(options)

@@ -18,6 +18,51 @@ from typing import Any, Literal
 from martlet.config import option
 from martlet.errors import ConfigError
 
+#: accepted spellings -> the model head loaded: ``causal_lm`` (AutoModelForCausalLM) or
+#: ``seq_cls`` (AutoModelForSequenceClassification: a scalar or N-label head, e.g. a reward model)
+TASK_TYPES = {
+    "causal_lm": "causal_lm",
+    "seq_cls": "seq_cls",
+    "reward": "seq_cls",
+}
+
+
+def check_task_type(value: Any) -> str:
+    """The canonical task type for ``value``: ``causal_lm``, or ``seq_cls`` (alias ``reward``).
+
+    Raises:
+        ConfigError: any other value, listing the valid ones.
+    """
+    text = str(value).strip().lower().replace("-", "_")
+    if text not in TASK_TYPES:
+        raise ConfigError(
+            f"unknown task_type {value!r}",
+            why="the model loads with a language-model head (causal_lm) or a sequence "
+            "classification / reward head (seq_cls, also called reward)",
+            fix=f"use one of: {', '.join(TASK_TYPES)}",
+        )
+    return TASK_TYPES[text]
+
+
+def check_num_labels(value: Any, task_type: str) -> int:
+    try:
+        number = int(str(value).strip()) if not isinstance(value, bool) else 0
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ConfigError(
+            f"num_labels must be a positive whole number, got {value!r}",
+            fix="e.g. --num-labels 1 for a reward model",
+        )
+    value = number
+    if value != 1 and task_type != "seq_cls":
+        raise ConfigError(
+            f"num_labels {value} needs task_type seq_cls",
+            why="a causal language model has no classification head",
+            fix="add --task-type seq_cls, or leave --num-labels out",
+        )
+    return value
+
 
 @dataclass(kw_only=True)
 class ModelOptions:
@@ -53,10 +98,21 @@ class ModelOptions:
     model_revision: str | None = option(
         None, help="Branch, tag or commit of a hub model.", aliases=("revision",)
     )
+    # the same option as martlet-peft's TunerOptions.task_type: one flag sets both
+    task_type: Literal["causal_lm", "seq_cls", "reward"] = option(
+        "causal_lm",
+        help="The model's head: causal_lm (a language model) or seq_cls (a scalar or "
+        "--num-labels classification head, e.g. a reward model; reward is another name).",
+    )
+    num_labels: int = option(
+        1, help="Outputs of the seq_cls head (1 for a reward model).", metavar="N"
+    )
 
     def __post_init__(self) -> None:
         if not str(self.model).strip():
             raise ConfigError("--model is empty", fix="name a model id, a folder or a .gguf file")
+        self.task_type = check_task_type(self.task_type)  # type: ignore[assignment]
+        self.num_labels = check_num_labels(self.num_labels, self.task_type)
         parent = getattr(super(), "__post_init__", None)
         if parent is not None:
             parent()
@@ -75,6 +131,10 @@ class ModelOptions:
         ):
             if value is not None:
                 out[name] = value
+        if self.task_type != "causal_lm":
+            out["task_type"] = self.task_type
+        if self.num_labels != 1:
+            out["num_labels"] = self.num_labels
         return out
 
 
