@@ -7,7 +7,9 @@ ms-swift must be installed in a separate virtual environment (its pins differ fr
 
 Same model files (the safetensors folder Martlet converted from the embedded GGUF), same rows
 (`sample-sft#256` written out as JSON Lines), same hyperparameters (LoRA r8 alpha 32
-all-linear, batch 4, max length 512, fp32, learning rate 1e-4). ms-swift reports its training
+all-linear, batch 4, max length 512, fp32, learning rate 1e-4) and the same tokens: ms-swift's
+chatml template with SmolLM2's default system prompt renders each row exactly as SmolLM2's own
+template does in Martlet (`--no-system` drops the prompt, as the first runs did). ms-swift reports its training
 runtime; real tokens/s = the tokens of the rows it trained on (counted with the model's chat
 template) / that runtime. Peak RSS is the swift process's.
 """
@@ -23,11 +25,26 @@ import sys
 import tempfile
 from pathlib import Path
 
+#: the default system prompt of SmolLM2's chat template (ChatML otherwise)
+SMOLLM2_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--swift", required=True, help="the `swift` executable of ms-swift")
     parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument(
+        "--no-system",
+        action="store_true",
+        help="leave out SmolLM2's default system prompt (ms-swift's chatml has none), so "
+        "ms-swift's rows are ~20 tokens shorter than Martlet's",
+    )
+    parser.add_argument(
+        "--gradient-checkpointing",
+        choices=("true", "false"),
+        default="true",
+        help="ms-swift's --gradient_checkpointing (its default is true; Martlet's is off)",
+    )
     args = parser.parse_args()
 
     import martlet
@@ -95,7 +112,12 @@ def main() -> int:
             str(Path(tmp, "out")),
             "--seed",
             "0",
+            "--gradient_checkpointing",
+            args.gradient_checkpointing,
         ]
+        if not args.no_system:
+            # SmolLM2's own template adds this system prompt to every row: the same tokens
+            cmd += ["--system", SMOLLM2_SYSTEM]
         print("$ " + " ".join(cmd), flush=True)
         log = Path(tmp, "swift.log")
         with open(log, "w") as out:

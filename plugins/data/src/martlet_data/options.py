@@ -149,6 +149,7 @@ class DatasetReadOptions:
         help="Datasets to read: NAME_OR_PATH[:subset][#N], several allowed "
         "(a registered name, a local file or folder, or a hub id).",
         metavar="SPEC",
+        aliases=("train_dataset",),
     )
     streaming: bool = option(
         False, help="Read datasets lazily instead of loading them into memory."

@@ -7,6 +7,8 @@ from martlet.cli import config_command
 from martlet_train.job import SftConfig
 from martlet_train.job import pt as run_pt
 from martlet_train.job import sft as run_sft
+from martlet_train.rlhf import RlhfConfig
+from martlet_train.rlhf import rlhf as run_rlhf
 
 
 @config_command(SftConfig, name="sft")
@@ -24,4 +26,16 @@ def sft(config: SftConfig) -> None:
 def pt(config: SftConfig) -> None:
     """Continue pre-training a model on text (loss on every token)."""
     result = run_pt(config)
+    return 130 if result.interrupted else 0
+
+
+@config_command(RlhfConfig, name="rlhf")
+def rlhf(config: RlhfConfig) -> None:
+    """Align a model with preferences (dpo, kto, simpo, cpo, orpo), train a reward model (rm)
+    or distil a teacher (gkd).
+
+    Example: martlet rlhf --method dpo --model smollm2-135m-instruct --tuner lora
+    --dataset sample-dpo --beta 0.1 --output-dir output/dpo
+    """
+    result = run_rlhf(config)
     return 130 if result.interrupted else 0

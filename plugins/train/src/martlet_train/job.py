@@ -33,7 +33,6 @@ FOREIGN_OPTIONS = {
     "beta": "`martlet rlhf` (martlet-align)",
     "reference_free": "`martlet rlhf` (martlet-align)",
     "ref_model": "`martlet rlhf` (martlet-align)",
-    "train_dataset": "`martlet rlhf` (martlet-align); for sft use --dataset",
     "deepspeed": "the martlet-deepspeed parallel strategy",
     "deepspeed_config": "the martlet-deepspeed parallel strategy",
     "fsdp": "the martlet-dist parallel strategy",
@@ -179,9 +178,10 @@ def run(config: SftConfig | Mapping[str, Any], objective: str = "sft") -> TrainR
         train = pack_rows(train, config.max_length)
         val = pack_rows(val, config.max_length) if val else val
 
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.config.use_cache = False
+    if config.gradient_checkpointing or config.selective_checkpointing:
+        from martlet_train import memory
+
+        memory.enable(model, selective=not config.gradient_checkpointing)
     tuner = _require("tuners", config.tuner).load()()
     model = tuner.prepare(model, config)
     _report_trainable(model, accelerator)

@@ -52,7 +52,10 @@ class Trainer:
         collate: turns a list of rows into a batch of tensors.
         eval_rows: rows for the evaluation loss, or None.
         tokenizer: saved with every checkpoint and the result.
-        loss_fn: ``(model, batch) -> (loss_sum, target_count, metrics)``.
+        loss_fn: ``(model, batch) -> (loss_sum, count, metrics)``: the loss summed over the
+            batch's units (target tokens for SFT, pairs for preference objectives), their
+            count, and metrics as ``name -> (sum, n)`` (logged as sum / n). An objective whose
+            unit is not the target token says so with a ``count(batch) -> int`` method.
         callbacks: objects with ``on_log(step, metrics)`` and ``on_end()``.
         accelerator: an ``accelerate.Accelerator`` (default: one for ``options.device``).
         checkpointer: writes/reads checkpoints (default: :class:`Checkpointer`).
@@ -146,6 +149,8 @@ class Trainer:
             "best_eval_loss": None,
             "evals_without_improvement": 0,
         }
+        if o.eval_on_start and self.eval_rows:
+            self._log({"step": 0, **self.evaluate_metrics()}, None)
         resume = resolve_resume(o.resume_from_checkpoint, self.output_dir)
         if resume is not None:
             state.update(
@@ -214,7 +219,7 @@ class Trainer:
         import torch
 
         acc = self.accelerator
-        local_targets = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in micro_batches)
+        local_targets = sum(self._units(b) for b in micro_batches)
         total_targets = int(
             acc.reduce(torch.tensor(local_targets, device=acc.device), reduction="sum")
         )
@@ -226,7 +231,7 @@ class Trainer:
             last = i == len(micro_batches) - 1
             sync = contextlib.nullcontext() if last else acc.no_sync(self.model)
             with sync, acc.autocast():
-                loss_sum, _count, _metrics = self.loss_fn(self.model, batch)
+                loss_sum, _count, metrics = self.loss_fn(self.model, batch)
                 # DDP averages gradients over ranks, hence the world size factor
                 loss = loss_sum * self.world / total_targets
                 regularization = getattr(self.tuner, "regularization", None)
@@ -235,6 +240,7 @@ class Trainer:
                     loss = loss + extra / len(micro_batches)
             acc.backward(loss)
             step_loss += float(loss_sum.detach())
+            stats.add_metrics(metrics)
         grad_norm = None
         if self.options.max_grad_norm and self.options.max_grad_norm > 0:
             grad_norm = acc.clip_grad_norm_(self.model.parameters(), self.options.max_grad_norm)
@@ -245,7 +251,12 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         real = sum(int(_real_tokens(b)) for b in micro_batches)
-        positions = sum(int(b["input_ids"].numel()) for b in micro_batches)
+        positions = sum(
+            int(b[key].numel())
+            for b in micro_batches
+            for key in ("input_ids", "rejected_input_ids")
+            if key in b
+        )
         stats.add(
             loss_sum=step_loss,
             targets=local_targets,
@@ -257,28 +268,61 @@ class Trainer:
 
     # ----------------------------------------------------------------- eval, save, log
 
+    def _units(self, batch: dict[str, Any]) -> int:
+        """What the loss of ``batch`` is averaged over: the objective's ``count``, else the
+        target tokens."""
+        count = getattr(self.loss_fn, "count", None)
+        if count is not None:
+            return int(count(batch))
+        return int((batch["labels"][:, 1:] != IGNORE).sum())
+
     def evaluate(self) -> float:
-        """The token-averaged loss on the evaluation rows."""
+        """The loss on the evaluation rows, averaged over its units (target tokens, pairs)."""
+        return self.evaluate_metrics()["eval_loss"]
+
+    def evaluate_metrics(self) -> dict[str, float]:
+        """``eval_loss`` and the objective's metrics (``eval_<name>``) on the evaluation rows,
+        over every rank."""
         import torch
 
         o = self.options
         self.model.eval()
-        total = torch.zeros(2, dtype=torch.float64, device=self.accelerator.device)
+        names: list[str] = []
+        sums: dict[str, list[float]] = {}
+        loss_total = [0.0, 0.0]
         rows = list(range(self.rank, len(self.eval_rows), self.world))
         with torch.no_grad():
             for i in range(0, len(rows), o.per_device_eval_batch_size):
                 idx = rows[i : i + o.per_device_eval_batch_size]
                 batch = self._batch(self.eval_rows, idx)
                 with self.accelerator.autocast():
-                    loss_sum, count, _ = self.loss_fn(self.model, batch)
-                total += torch.stack([loss_sum.double(), count.double()])
-        total = self.accelerator.reduce(total, reduction="sum")
+                    loss_sum, _count, metrics = self.loss_fn(self.model, batch)
+                loss_total[0] += float(loss_sum)
+                loss_total[1] += self._units(batch)
+                for name, (value, n) in metrics.items():
+                    if name not in sums:
+                        names.append(name)
+                        sums[name] = [0.0, 0.0]
+                    sums[name][0] += float(value)
+                    sums[name][1] += float(n)
+        # every rank reports the same metric names (one objective), in the same order
+        flat = torch.tensor(
+            loss_total + [x for name in names for x in sums[name]],
+            dtype=torch.float64,
+            device=self.accelerator.device,
+        )
+        flat = self.accelerator.reduce(flat, reduction="sum").tolist()
         self.model.train()
-        return float(total[0] / total[1].clamp(min=1))
+        out = {"eval_loss": flat[0] / max(flat[1], 1)}
+        for k, name in enumerate(names):
+            total, n = flat[2 + 2 * k], flat[3 + 2 * k]
+            out[f"eval_{name}"] = total / max(n, 1e-12)
+        return out
 
     def _evaluate(self, step: int, state: dict[str, Any], progress: Any) -> bool:
-        eval_loss = self.evaluate()
-        self._log({"step": step, "eval_loss": eval_loss}, progress)
+        metrics = self.evaluate_metrics()
+        eval_loss = metrics["eval_loss"]
+        self._log({"step": step, **metrics}, progress)
         best = state["best_eval_loss"]
         if best is None or eval_loss < best:
             state.update(best_eval_loss=eval_loss, evals_without_improvement=0)
@@ -415,6 +459,7 @@ class _Window:
         self.targets = self.real = self.positions = 0
         self.seconds = 0.0
         self.grad_norms: list[float] = []
+        self.metrics: dict[str, list[float]] = {}
 
     def add(
         self,
@@ -434,6 +479,13 @@ class _Window:
         if grad_norm is not None:
             self.grad_norms.append(grad_norm)
 
+    def add_metrics(self, metrics: dict[str, Any]) -> None:
+        """Objective metrics, ``name -> (sum, n)``."""
+        for name, (value, n) in metrics.items():
+            slot = self.metrics.setdefault(name, [0.0, 0.0])
+            slot[0] += float(value)
+            slot[1] += float(n)
+
     def flush(self) -> dict[str, float]:
         out = {
             "loss": self.loss_sum / max(self.targets, 1),
@@ -442,6 +494,9 @@ class _Window:
         }
         if self.grad_norms:
             out["grad_norm"] = sum(self.grad_norms) / len(self.grad_norms)
+        for name, (total, n) in self.metrics.items():
+            if n:
+                out[name] = total / n
         self.reset()
         return out
 

@@ -51,8 +51,16 @@ class TrainOptions:
     gradient_checkpointing: bool = option(
         False, help="Recompute activations in the backward pass to save memory."
     )
+    selective_checkpointing: bool = option(
+        False,
+        help="Keep matrix-product outputs and recompute only element-wise ops in the backward "
+        "pass: much of --gradient-checkpointing's saving for a small part of its time.",
+    )
     seed: int = option(42, help="Random seed for initialisation, data order and dropout.")
     logging_steps: int = option(5, help="Log metrics every N optimizer steps.")
+    eval_on_start: bool = option(
+        False, help="Evaluate once before the first step (a baseline for the eval metrics)."
+    )
     eval_steps: int | None = option(None, help="Evaluate every N steps (default: as --save-steps).")
     save_steps: int = option(500, help="Save a checkpoint every N optimizer steps.")
     save_total_limit: int | None = option(2, help="Keep only the newest N checkpoints.")

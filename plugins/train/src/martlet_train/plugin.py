@@ -46,3 +46,8 @@ def martlet_commands():
         impl="martlet_train.cli:pt",
         summary="Continue pre-training a model on raw text.",
     )
+    yield CommandRecord(
+        name="rlhf",
+        impl="martlet_train.cli:rlhf",
+        summary="Preference alignment (DPO, KTO, SimPO, CPO, ORPO), reward models, distillation.",
+    )

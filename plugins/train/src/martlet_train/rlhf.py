@@ -1,0 +1,390 @@
+"""``martlet rlhf``: preference alignment, reward models and distillation.
+
+    config ──> the loss record (--method: dpo, kto, simpo, cpo, orpo, rm, gkd, or a plugin's)
+           ──> policy model (+ reference or teacher) ──> rows of the shape the loss trains on
+           ──> an objective (martlet_train.objectives) ──> the same Trainer as ``sft``
+
+The objectives themselves are loss records (martlet-align's, or any plugin's): pure functions of
+log-probabilities, scores or logits. This module picks the models and data they need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from martlet.config import build, option
+from martlet.errors import ConfigError, MartletError
+
+from martlet_train.job import FOREIGN_OPTIONS, SftConfig
+from martlet_train.loop import TrainResult
+
+RLHF_OPTIONS = ("method", "rlhf_type", "beta", "reference_free", "ref_model")
+
+
+@dataclass(kw_only=True)
+class RlhfConfig(SftConfig):
+    """Every option of ``martlet rlhf``: those of ``sft`` and the objective's."""
+
+    foreign_options: ClassVar[dict[str, str]] = {
+        k: v for k, v in FOREIGN_OPTIONS.items() if k not in RLHF_OPTIONS
+    }
+
+    method: str = option(
+        "dpo",
+        help="The objective: dpo, kto, simpo, cpo, orpo, rm (reward model), gkd "
+        "(distillation), or a loss plugin's.",
+        aliases=("rlhf_type",),
+    )
+    beta: float | None = option(
+        None,
+        help="Strength of the preference term (DPO/KTO/CPO/ORPO default 0.1, SimPO 2.0).",
+    )
+    loss_type: list[str] = option(
+        default_factory=list,
+        help="DPO loss variant(s): sigmoid (default), hinge, ipo, robust, exo_pair, nca_pair, "
+        "bco_pair, sppo_hard, apo_zero, apo_down; several are summed with --loss-weights. "
+        "CPO: sigmoid or hinge.",
+    )
+    loss_weights: list[float] = option(
+        default_factory=list, help="Weights of the --loss-type terms."
+    )
+    label_smoothing: float | None = option(
+        None, help="Assumed label noise (cDPO, robust DPO, SimPO, CPO)."
+    )
+    rpo_alpha: float | None = option(None, help="DPO: add this times the chosen response's NLL.")
+    reference_free: bool = option(
+        False, help="DPO without a reference model (its log-probs taken as 0)."
+    )
+    ref_model: str | None = option(
+        None,
+        help="The reference model (default: the policy with its adapter disabled, or a copy of "
+        "the base model for full fine-tuning).",
+    )
+    precompute_ref_logps: bool = option(
+        False,
+        help="Compute the reference log-probs once before training, then free the reference.",
+        aliases=("precompute_ref_log_probs",),
+    )
+    simpo_gamma: float | None = option(None, help="SimPO's target reward margin (default 1.0).")
+    cpo_alpha: float | None = option(None, help="CPO: weight of the chosen NLL (default 1.0).")
+    desirable_weight: float | None = option(None, help="KTO: weight of desirable rows.")
+    undesirable_weight: float | None = option(None, help="KTO: weight of undesirable rows.")
+    center_rewards_coefficient: float | None = option(
+        None, help="RM: penalise (chosen + rejected)² to centre the rewards."
+    )
+    teacher_model: str | None = option(None, help="GKD: the teacher to distil from.")
+    gkd_beta: float = option(
+        0.5,
+        help="GKD: the generalised Jensen-Shannon interpolation (0: KL(teacher||student), "
+        "1: KL(student||teacher)).",
+    )
+    lmbda: float = option(
+        0.5, help="GKD: fraction of steps on responses the student generates (on-policy)."
+    )
+    sft_alpha: float = option(0.0, help="GKD: add this times the NLL of the responses.")
+    temperature: float = option(
+        0.9, help="GKD: sampling and distillation temperature of on-policy generation."
+    )
+    max_completion_length: int = option(
+        128,
+        help="GKD: most tokens the student generates per response.",
+        aliases=("max_new_tokens",),
+    )
+
+
+def loss_options(config: RlhfConfig) -> dict[str, Any]:
+    """The options a loss function may take (each function takes those it names)."""
+    loss_type: Any = list(config.loss_type) or None
+    if loss_type and len(loss_type) == 1:
+        loss_type = loss_type[0]
+    return {
+        "beta": config.beta,
+        "loss_type": loss_type,
+        "loss_weights": list(config.loss_weights) or None,
+        "label_smoothing": config.label_smoothing,
+        "rpo_alpha": config.rpo_alpha,
+        "simpo_gamma": config.simpo_gamma,
+        "cpo_alpha": config.cpo_alpha,
+        "desirable_weight": config.desirable_weight,
+        "undesirable_weight": config.undesirable_weight,
+        "center_rewards_coefficient": config.center_rewards_coefficient,
+    }
+
+
+def check(config: RlhfConfig) -> Any:
+    """The loss record, after checking the options fit it (before any model loads)."""
+    from martlet_train import job
+
+    record = job._require("losses", config.method)
+    if record.inputs == "batch":
+        raise ConfigError(
+            f"--method {config.method} is a supervised objective",
+            fix=f"run `martlet {record.name}` (or `martlet sft`) instead of `martlet rlhf`",
+        )
+    if record.inputs == "logits" and not config.teacher_model:
+        raise ConfigError(
+            f"--method {config.method} distils from a teacher", fix="pass --teacher-model M"
+        )
+    if config.reference_free and not record.reference:
+        raise ConfigError(
+            f"--reference-free: --method {config.method} uses no reference model anyway"
+        )
+    if config.ref_model and not record.reference:
+        raise ConfigError(
+            f"--ref-model: --method {config.method} is reference-free",
+            fix="leave out --ref-model (or choose --method dpo or kto)",
+        )
+    if config.packing:
+        raise ConfigError(
+            "--packing is for sft/pt", why="preference rows are scored one sequence at a time"
+        )
+    if record.inputs == "rewards":
+        config.task_type = "seq_cls"
+    job.check(config)
+    if config.loss_weights and len(config.loss_weights) != max(len(config.loss_type), 1):
+        raise ConfigError(
+            f"{len(config.loss_weights)} --loss-weights for {len(config.loss_type)} --loss-type",
+            fix="give one weight per loss type",
+        )
+    if not 0.0 <= config.lmbda <= 1.0:
+        raise ConfigError(f"--lmbda must be between 0 and 1, got {config.lmbda}")
+    return record
+
+
+def rlhf(config: RlhfConfig | Mapping[str, Any]) -> TrainResult:
+    """Train with a preference, reward or distillation objective; the Python form of
+    ``martlet rlhf``."""
+    import martlet
+    from martlet_data.loading import load_train_val
+
+    from martlet_train import job
+
+    if not isinstance(config, RlhfConfig):
+        config = build(RlhfConfig, values=dict(config))
+    record = check(config)
+    loss = record.load()
+    job._seed(config.seed)
+    out = job.prepare_output_dir(config)
+    accelerator = job._accelerator(config)
+    if accelerator.is_main_process:
+        job.write_run_files(config, out, f"rlhf --method {record.name}")
+
+    model, tokenizer = martlet.load_model(config.model, **_load_options(config))
+    template = martlet.load_template(tokenizer, config.template, **config.template_options())
+    train_rows, val_rows = load_train_val(config)
+    train = encode(train_rows, template, tokenizer, config, record)
+    val = encode(val_rows, template, tokenizer, config, record) if val_rows else []
+
+    if config.gradient_checkpointing or config.selective_checkpointing:
+        from martlet_train import memory
+
+        memory.enable(model, selective=not config.gradient_checkpointing)
+    tuner = job._require("tuners", config.tuner).load()()
+    model = tuner.prepare(model, config)
+    job._report_trainable(model, accelerator)
+
+    objective = make_objective(config, record, loss, model, tokenizer)
+    collate = RlhfCollator(job._collator(config, tokenizer, model))
+    reference = getattr(objective, "reference", None)
+    if config.precompute_ref_logps and reference is not None:
+        for rows in (train, val):
+            precompute_reference(objective, model, rows, collate, config, accelerator)
+        if reference.model is not None:
+            reference.model = None  # freed: every batch carries its reference log-probs
+
+    from martlet_train.loop import Trainer
+
+    trainer = Trainer(
+        model,
+        tuner,
+        config,
+        train_rows=train,
+        eval_rows=val,
+        collate=collate,
+        tokenizer=tokenizer,
+        loss_fn=objective,
+        callbacks=job._callbacks(config),
+        accelerator=accelerator,
+    )
+    result = trainer.train()
+    if accelerator.is_main_process:
+        summary = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
+        print(f"run saved to {out} ({summary})", flush=True)
+    return result
+
+
+# ------------------------------------------------------------------------- pieces
+
+
+def _load_options(config: RlhfConfig, *, policy: bool = True) -> dict[str, Any]:
+    """Loader options for the policy, or (``policy=False``) for a reference or teacher, which
+    are always language models."""
+    from martlet_train import job
+
+    options = job._load_options(config)
+    if not policy:
+        options.pop("task_type", None)
+        options.pop("num_labels", None)
+    return options
+
+
+def encode(
+    rows: Any, template: Any, tokenizer: Any, config: RlhfConfig, record: Any
+) -> list[dict[str, Any]]:
+    """Encode ``rows`` for ``record``: its data shape is checked row by row, and the labels
+    keep only the final response."""
+    from martlet_data.encode import encode_rows
+
+    from martlet_train.objectives import add_kl_rows, last_response_only
+
+    rows = list(rows)
+    need = {"preference": "rejected", "kto": "label"}.get(record.data)
+    for row in rows:
+        has = (
+            ("rejected_response" in row or "rejected_messages" in row)
+            if need == "rejected"
+            else ("label" in row if need == "label" else "messages" in row)
+        )
+        if not has:
+            shape = {
+                "rejected": "preference pairs (chosen and rejected responses)",
+                "label": "KTO rows (a response and a boolean `label`)",
+                None: "conversations (`messages`)",
+            }[need]
+            raise ConfigError(
+                f"--method {record.name} trains on {shape}, and a row of --dataset "
+                f"{', '.join(config.dataset)} is not one",
+                why=f"the row has the keys {sorted(row)}",
+                fix="use a dataset of that shape (the embedded "
+                + {"rejected": "sample-dpo", "label": "sample-kto", None: "sample-sft"}[need]
+                + " is one)",
+            )
+    encoded = list(encode_rows(rows, template, tokenizer=tokenizer, max_length=config.max_length))
+    if not encoded:
+        raise MartletError(
+            "no rows left to train on after encoding",
+            why="every row was too long for --max-length or had no response tokens",
+            fix="raise --max-length or check the data",
+        )
+    for row in encoded:
+        if record.inputs in ("logps", "rewards"):
+            last_response_only(row)
+            if "rejected_labels" in row:
+                last_response_only(row, "rejected_")
+    if record.data == "kto":
+        add_kl_rows(encoded, config.seed, config.max_length)
+    return encoded
+
+
+def make_objective(config: RlhfConfig, record: Any, loss: Any, model: Any, tokenizer: Any) -> Any:
+    import martlet
+
+    from martlet_train import objectives
+
+    options = loss_options(config)
+    if record.inputs == "rewards":
+        return objectives.RewardObjective(loss, options)
+    if record.inputs == "logits":
+        teacher, teacher_tokenizer = martlet.load_model(
+            config.teacher_model, **_load_options(config, policy=False)
+        )
+        _check_same_vocabulary(tokenizer, teacher_tokenizer, config.teacher_model)
+        return objectives.DistillObjective(
+            loss,
+            {"beta": config.gkd_beta, "temperature": config.temperature},
+            teacher=teacher,
+            lmbda=config.lmbda,
+            sft_alpha=config.sft_alpha,
+            generation={
+                "max_new_tokens": config.max_completion_length,
+                "temperature": config.temperature,
+            },
+            tokenizer=tokenizer,
+            seed=config.seed,
+        )
+    reference = None
+    if record.reference and not config.reference_free:
+        reference = objectives.Reference(_reference_model(config, model))
+    if record.data == "kto":
+        return objectives.KtoObjective(loss, options, reference)  # type: ignore[arg-type]
+    return objectives.PreferenceObjective(
+        loss, options, reference=reference, reference_free=config.reference_free
+    )
+
+
+def _reference_model(config: RlhfConfig, policy: Any) -> Any:
+    """A separate reference model, or None where the policy's disabled adapter serves."""
+    import martlet
+
+    if config.ref_model:
+        ref, _ = martlet.load_model(config.ref_model, **_load_options(config, policy=False))
+        return ref
+    if hasattr(policy, "disable_adapter"):
+        return None
+    # full fine-tuning (or a tuner without an off switch): a frozen copy of the base model
+    ref, _ = martlet.load_model(config.model, **_load_options(config, policy=False))
+    return ref
+
+
+def _check_same_vocabulary(student: Any, teacher: Any, name: str) -> None:
+    if student.get_vocab() != teacher.get_vocab():
+        raise ConfigError(
+            f"the teacher {name} has another vocabulary than the student",
+            why="distillation compares their distributions token by token",
+            fix="choose a teacher of the same model family (same tokenizer)",
+        )
+
+
+def precompute_reference(
+    objective: Any, model: Any, rows: list[dict[str, Any]], collate: Any, config: Any, acc: Any
+) -> None:
+    """Store each row's reference log-probs in ``row["reference_logps"]``."""
+    import torch
+
+    model.eval()
+    size = config.per_device_eval_batch_size
+    with torch.no_grad():
+        for i in range(0, len(rows), size):
+            part = rows[i : i + size]
+            batch = {
+                k: v.to(acc.device) if hasattr(v, "to") else v for k, v in collate(part).items()
+            }
+            with acc.autocast():
+                ref = objective.reference_logps(model, batch)
+            for row, values in zip(part, ref.double().tolist(), strict=True):
+                row["reference_logps"] = values
+    model.train()
+
+
+class RlhfCollator:
+    """Pads rows with the base collator; adds the KTO ``kl_`` side and precomputed
+    ``reference_logps``."""
+
+    def __init__(self, base: Any) -> None:
+        self.base = base
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        extra = ("kl_input_ids", "kl_attention_mask", "kl_labels", "reference_logps")
+        batch = self.base([{k: v for k, v in r.items() if k not in extra} for r in rows])
+        if "kl_input_ids" in rows[0]:
+            kl = self.base(
+                [
+                    {
+                        "input_ids": r["kl_input_ids"],
+                        "attention_mask": r["kl_attention_mask"],
+                        "labels": r["kl_labels"],
+                    }
+                    for r in rows
+                ]
+            )
+            for key in ("input_ids", "attention_mask", "labels"):
+                batch[f"kl_{key}"] = kl[key]
+        if "reference_logps" in rows[0]:
+            batch["reference_logps"] = torch.tensor(
+                [r["reference_logps"] for r in rows], dtype=torch.float64
+            )
+        return batch
