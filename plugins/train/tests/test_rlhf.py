@@ -67,9 +67,7 @@ def collator():
 
 def dpo_objective(reference_model=None, **options):
     loss = registry.get("losses", "dpo").load()
-    return PreferenceObjective(
-        loss, {"beta": 0.1, **options}, reference=Reference(reference_model)
-    )
+    return PreferenceObjective(loss, {"beta": 0.1, **options}, reference=Reference(reference_model))
 
 
 @pytest.fixture(autouse=True)
@@ -199,8 +197,21 @@ def evals(out: Path) -> list[dict]:
     ("method", "extra"),
     [
         ("dpo", ()),
-        ("dpo", ("--loss-type", "sigmoid", "--loss-type", "hinge", "--loss-weights", "1.0",
-                 "--loss-weights", "0.5", "--rpo-alpha", "0.1")),
+        (
+            "dpo",
+            (
+                "--loss-type",
+                "sigmoid",
+                "--loss-type",
+                "hinge",
+                "--loss-weights",
+                "1.0",
+                "--loss-weights",
+                "0.5",
+                "--rpo-alpha",
+                "0.1",
+            ),
+        ),
         ("simpo", ()),
         ("cpo", ()),
         ("orpo", ()),
@@ -210,8 +221,17 @@ def test_preference_methods_raise_the_held_out_margin(cli, tiny_model_dir, tmp_p
     out = tmp_path / method
     result = cli(
         *rlhf_args(
-            tiny_model_dir, out, method, "sample-dpo#64",
-            "--max-steps", "6", "--eval-steps", "6", "--learning-rate", "3e-3", *extra,
+            tiny_model_dir,
+            out,
+            method,
+            "sample-dpo#64",
+            "--max-steps",
+            "6",
+            "--eval-steps",
+            "6",
+            "--learning-rate",
+            "3e-3",
+            *extra,
         )
     )
     assert result.exit_code == 0, result.stderr + result.stdout
@@ -229,9 +249,20 @@ def test_kto_separates_desirable_from_undesirable(cli, tiny_model_dir, tmp_path)
     out = tmp_path / "kto"
     result = cli(
         *rlhf_args(
-            tiny_model_dir, out, "kto", "sample-kto#64",
-            "--max-steps", "6", "--eval-steps", "6", "--learning-rate", "3e-3",
-            "--desirable-weight", "1.0", "--undesirable-weight", "1.2",
+            tiny_model_dir,
+            out,
+            "kto",
+            "sample-kto#64",
+            "--max-steps",
+            "6",
+            "--eval-steps",
+            "6",
+            "--learning-rate",
+            "3e-3",
+            "--desirable-weight",
+            "1.0",
+            "--undesirable-weight",
+            "1.2",
         )
     )
     assert result.exit_code == 0, result.stderr + result.stdout
@@ -274,15 +305,23 @@ def test_a_yaml_config_with_rlhf_args(cli, tiny_model_dir, tmp_path):
     assert config["dataset"] == ["sample-dpo#16"]
 
 
-def test_full_tuning_precomputed_reference_and_a_separate_ref_model(
-    cli, tiny_model_dir, tmp_path
-):
+def test_full_tuning_precomputed_reference_and_a_separate_ref_model(cli, tiny_model_dir, tmp_path):
     out = tmp_path / "full"
     result = cli(
         *rlhf_args(
-            tiny_model_dir, out, "dpo", "sample-dpo#24",
-            "--tuner", "full", "--ref-model", str(tiny_model_dir), "--precompute-ref-logps",
-            "--max-steps", "2", "--eval-steps", "2",
+            tiny_model_dir,
+            out,
+            "dpo",
+            "sample-dpo#24",
+            "--tuner",
+            "full",
+            "--ref-model",
+            str(tiny_model_dir),
+            "--precompute-ref-logps",
+            "--max-steps",
+            "2",
+            "--eval-steps",
+            "2",
         )
     )
     assert result.exit_code == 0, result.stderr + result.stdout
@@ -302,15 +341,23 @@ def test_full_tuning_precomputed_reference_and_a_separate_ref_model(
         (("--method", "gkd", "--dataset", "sample-sft#8"), "--teacher-model"),
         (("--method", "dpo", "--packing", "--dataset", "sample-dpo#8"), "--packing"),
         (
-            ("--method", "dpo", "--loss-type", "ipo", "--loss-weights", "1", "--loss-weights",
-             "2", "--dataset", "sample-dpo#8"),
+            (
+                "--method",
+                "dpo",
+                "--loss-type",
+                "ipo",
+                "--loss-weights",
+                "1",
+                "--loss-weights",
+                "2",
+                "--dataset",
+                "sample-dpo#8",
+            ),
             "--loss-weights",
         ),
     ],
 )
 def test_requests_that_cannot_work_fail_clearly(cli, tiny_model_dir, tmp_path, args, message):
-    result = cli(
-        "rlhf", "--model", str(tiny_model_dir), "--output-dir", str(tmp_path / "o"), *args
-    )
+    result = cli("rlhf", "--model", str(tiny_model_dir), "--output-dir", str(tmp_path / "o"), *args)
     assert result.exit_code != 0
     assert message in result.stderr, result.stderr
