@@ -140,6 +140,24 @@ def test_through_a_peft_lora_model(tiny_tokenizer):
     assert any("lora_A" in n for n in trained)
 
 
+def test_through_peft_prompt_tuning_the_virtual_tokens_are_skipped(tiny_tokenizer):
+    from peft import PromptTuningConfig, TaskType, get_peft_model
+
+    model = get_peft_model(
+        seq_cls_model(tiny_tokenizer),
+        PromptTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=4),
+    )
+    batch = right_padded(tiny_tokenizer, TEXTS)
+    singles = [right_padded(tiny_tokenizer, [t]) for t in TEXTS]
+    with torch.no_grad():
+        together = sequence_scores(model, batch["input_ids"], batch["attention_mask"])
+        alone = torch.cat([sequence_scores(model, **b) for b in singles])
+        # an unpadded row's score is the head at the very last position
+        last = torch.cat([model(**b).logits.squeeze(-1) for b in singles])
+    torch.testing.assert_close(alone, last, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+
+
 # ---------------------------------------------------------------------- loading
 
 

@@ -4,8 +4,8 @@ transformers' ``*ForSequenceClassification`` pool the head's output at the last 
 not ``config.pad_token_id`` — wrong when the pad token is also EOS and the text ends with it,
 and dependent on the config. :func:`sequence_scores` takes the attention mask instead: it
 captures the head's per-position output with a forward hook on the ``score`` module and picks
-position ``attention_mask.sum(1) - 1`` of each (right-padded) row. Gradients flow, so training
-uses it as well as inference.
+position ``attention_mask.sum(1) - 1`` of each (right-padded) row (after the virtual tokens
+prompt tuning prepends, if any). Gradients flow, so training uses it as well as inference.
 """
 
 from __future__ import annotations
@@ -95,6 +95,14 @@ def sequence_scores(model: Any, input_ids: Any, attention_mask: Any, **kwargs: A
             fix="score with a transformers *ForSequenceClassification model",
         )
     logits = captured[-1]  # (batch, length, num_labels)
+    # prompt tuning prepends virtual tokens: the real ones come after them
+    offset = logits.shape[1] - attention_mask.shape[1]
+    if logits.dim() != 3 or offset < 0:
+        raise ConfigError(
+            f"the head of {type(model).__name__} gave an output of shape "
+            f"{tuple(logits.shape)}, not one value per position",
+            fix="score with a transformers *ForSequenceClassification model",
+        )
     rows = torch.arange(logits.shape[0], device=logits.device)
-    scores = logits[rows, index.to(logits.device)]
+    scores = logits[rows, index.to(logits.device) + offset]
     return scores.squeeze(-1) if scores.shape[-1] == 1 else scores
