@@ -10,6 +10,51 @@ from typing import Any
 from martlet.errors import ConfigError, MartletError
 
 WEIGHTS = "model.safetensors"
+#: task types: ``causal_lm`` (a language-model head) or ``seq_cls`` (a sequence classification
+#: head named ``score``, e.g. a reward model); ``reward`` is another name for ``seq_cls``
+TASK_TYPES = {"causal_lm": "causal_lm", "seq_cls": "seq_cls", "reward": "seq_cls"}
+#: the names transformers gives a sequence classification head
+HEAD_NAMES = ("score", "classifier")
+
+
+def check_task_type(value: Any) -> str:
+    """The canonical task type for ``value``.
+
+    Raises:
+        ConfigError: not one of ``causal_lm``, ``seq_cls``, ``reward``.
+    """
+    text = str(value).strip().lower().replace("-", "_")
+    if text not in TASK_TYPES:
+        raise ConfigError(
+            f"unknown task_type {value!r}",
+            why="a tuner adapts a language model (causal_lm) or a model with a sequence "
+            "classification / reward head (seq_cls, also called reward)",
+            fix=f"use one of: {', '.join(TASK_TYPES)}",
+        )
+    return TASK_TYPES[text]
+
+
+def task_type(config: Any) -> str:
+    """The config's task type (``causal_lm`` when it has none)."""
+    return check_task_type(getattr(config, "task_type", None) or "causal_lm")
+
+
+def is_seq_cls(config: Any) -> bool:
+    return task_type(config) == "seq_cls"
+
+
+def head_modules(model: Any) -> dict[str, Any]:
+    """The sequence classification head(s) of ``model`` (top-level ``score``/``classifier``),
+    by name; empty for a causal LM."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    found = {name: getattr(base, name, None) for name in HEAD_NAMES}
+    return {name: m for name, m in found.items() if hasattr(m, "named_parameters")}
+
+
+def train_head(model: Any) -> None:
+    """Make the sequence classification head trainable (a reward model's head is new)."""
+    for head in head_modules(model).values():
+        head.requires_grad_(True)
 
 
 class Tuner:
@@ -18,7 +63,15 @@ class Tuner:
     ``prepare`` adds what applies to every tuner (NEFTune noise) around ``_prepare``.
     """
 
+    #: whether the tuner can train a model with a sequence classification head (``seq_cls``);
+    #: where it cannot, its ``--tuner`` name and the reason, for the error
+    seq_cls = True
+    label = ""
+    seq_cls_why: str | None = None
+
     def prepare(self, model: Any, config: Any) -> Any:
+        if is_seq_cls(config):
+            self._check_seq_cls(model)
         model = self._prepare(model, config)
         alpha = getattr(config, "neftune_noise_alpha", None)
         if alpha:
@@ -27,6 +80,23 @@ class Tuner:
 
     def _prepare(self, model: Any, config: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _check_seq_cls(self, model: Any) -> None:
+        if not self.seq_cls:
+            raise ConfigError(
+                f"--tuner {self.label} cannot train a reward / sequence classification model "
+                "(--task-type seq_cls)",
+                why=self.seq_cls_why,
+                fix="use --tuner lora (or another PEFT adapter), full or freeze",
+            )
+        if not head_modules(model):
+            raise ConfigError(
+                f"--task-type seq_cls, but {type(model).__name__} has no sequence "
+                "classification head",
+                why="the tuner trains the model's `score` head, and this model has none",
+                fix="load the model with task_type='seq_cls' too (the same --task-type "
+                "option does both in a training command)",
+            )
 
     def create_optimizer(self, model: Any, config: Any) -> Any:
         """None: the training loop builds its default optimizer over trainable parameters."""
@@ -70,16 +140,17 @@ def decoder_layers(model: Any) -> Any:
 
 
 def linear_module_names(model: Any, patterns: list[str]) -> list[str]:
-    """Resolve ``target_modules``: ``all-linear`` means every ``nn.Linear`` but the output head;
-    other entries are kept. Returns module-name suffixes as PEFT expects."""
+    """Resolve ``target_modules``: ``all-linear`` means every ``nn.Linear`` but the output head
+    (the LM head, or a sequence classification ``score`` head); other entries are kept.
+    Returns module-name suffixes as PEFT expects."""
     import torch
 
     if not any(p.lower().replace("_", "-") == "all-linear" for p in patterns):
         return list(patterns)
-    head = model.get_output_embeddings()
+    heads = [model.get_output_embeddings(), *head_modules(model).values()]
     names = set()
     for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and module is not head:
+        if isinstance(module, torch.nn.Linear) and not any(module is h for h in heads):
             names.add(name.rsplit(".", 1)[-1])
     others = [p for p in patterns if p.lower().replace("_", "-") != "all-linear"]
     return sorted(names | set(others))

@@ -11,7 +11,14 @@ from typing import Any
 
 from martlet.errors import ConfigError, MissingDependencyError
 
-from martlet_peft.base import Tuner, compile_patterns, decoder_layers, load_weights
+from martlet_peft.base import (
+    Tuner,
+    compile_patterns,
+    decoder_layers,
+    is_seq_cls,
+    load_weights,
+    train_head,
+)
 
 
 class FullTuner(Tuner):
@@ -38,17 +45,21 @@ class FullTuner(Tuner):
 
 class FreezeTuner(FullTuner):
     """Only parameters matching ``--trainable-parameters`` regexes, and/or the last
-    ``--trainable-layers`` decoder layers, train."""
+    ``--trainable-layers`` decoder layers, train; with ``--task-type seq_cls`` the (new)
+    ``score`` head trains too (alone, it is a linear probe)."""
 
     def _prepare(self, model: Any, config: Any) -> Any:
         patterns = compile_patterns(list(getattr(config, "trainable_parameters", []) or []))
         last = int(getattr(config, "trainable_layers", 0) or 0)
-        if not patterns and last <= 0:
+        seq_cls = is_seq_cls(config)
+        if not patterns and last <= 0 and not seq_cls:
             raise ConfigError(
                 "--tuner freeze needs to know what to train",
                 fix="pass --trainable-parameters REGEX ... and/or --trainable-layers N",
             )
         model.requires_grad_(False)
+        if seq_cls:
+            train_head(model)
         if last > 0:
             layers = decoder_layers(model)
             if last > len(layers):

@@ -10,7 +10,7 @@ from typing import Any
 
 from martlet.errors import ConfigError, MartletError
 
-from martlet_peft.base import Tuner, decoder_layers, load_weights
+from martlet_peft.base import Tuner, decoder_layers, is_seq_cls, load_weights, train_head
 
 MARKER = "martlet_llamapro.json"
 
@@ -70,7 +70,8 @@ def expand(model: Any, num_new: int) -> list[int]:
 
 
 class LlamaProTuner(Tuner):
-    """Expand the model with new blocks; only the new blocks train."""
+    """Expand the model with new blocks; only the new blocks train (and, with ``--task-type
+    seq_cls``, the new ``score`` head)."""
 
     def _prepare(self, model: Any, config: Any) -> Any:
         self.num_new = int(config.llamapro_num_new_blocks)
@@ -79,6 +80,8 @@ class LlamaProTuner(Tuner):
         layers = decoder_layers(model)
         for i in new_ids:
             layers[i].requires_grad_(True)
+        if is_seq_cls(config):
+            train_head(model)
         return model
 
     def save(self, model: Any, output_dir: str) -> None:

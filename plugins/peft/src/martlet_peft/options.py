@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from martlet.config import option
+
+from martlet_peft.base import check_task_type
 
 
 @dataclass(kw_only=True)
@@ -23,6 +26,12 @@ class TunerOptions:
     )
     modules_to_save: list[str] = option(
         default_factory=list, help="Extra modules trained in full and saved with the adapter."
+    )
+    # the same option as martlet-hf's ModelOptions.task_type: one flag sets both
+    task_type: Literal["causal_lm", "seq_cls", "reward"] = option(
+        "causal_lm",
+        help="The model's head: causal_lm (a language model) or seq_cls (a scalar or "
+        "--num-labels classification head, e.g. a reward model; reward is another name).",
     )
     # LoRA and its variants
     lora_rank: int = option(8, help="LoRA rank r.", aliases=("lora_r",))
@@ -104,3 +113,9 @@ class TunerOptions:
     neftune_noise_alpha: float | None = option(
         None, help="NEFTune: add uniform noise of this scale to embeddings while training."
     )
+
+    def __post_init__(self) -> None:
+        self.task_type = check_task_type(self.task_type)  # type: ignore[assignment]
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:
+            parent()

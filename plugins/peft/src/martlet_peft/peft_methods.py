@@ -12,7 +12,7 @@ from typing import Any
 
 from martlet.errors import ConfigError, MartletError
 
-from martlet_peft.base import Tuner, linear_module_names
+from martlet_peft.base import Tuner, is_seq_cls, linear_module_names
 
 
 class PeftTuner(Tuner):
@@ -70,10 +70,12 @@ class PeftTuner(Tuner):
         return linear_module_names(model, list(getattr(config, "target_modules", ["all-linear"])))
 
 
-def _task() -> Any:
+def _task(config: Any) -> Any:
+    """PEFT's task type: ``SEQ_CLS`` for ``--task-type seq_cls`` (PEFT then trains the ``score``
+    head in full and saves it with the adapter, as ``modules_to_save``), else ``CAUSAL_LM``."""
     from peft import TaskType
 
-    return TaskType.CAUSAL_LM
+    return TaskType.SEQ_CLS if is_seq_cls(config) else TaskType.CAUSAL_LM
 
 
 class LoraTuner(PeftTuner):
@@ -93,7 +95,7 @@ class LoraTuner(PeftTuner):
                 fix="use true, gaussian, pissa, pissa_niter_N or olora",
             )
         return LoraConfig(
-            task_type=_task(),
+            task_type=_task(config),
             r=config.lora_rank,
             lora_alpha=config.lora_alpha,
             lora_dropout=config.lora_dropout,
@@ -133,7 +135,7 @@ class AdaLoraTuner(PeftTuner):
                 fix="pass --max-steps N or --adalora-total-step N",
             )
         return AdaLoraConfig(
-            task_type=_task(),
+            task_type=_task(config),
             target_r=config.adalora_target_r,
             init_r=config.adalora_init_r,
             tinit=config.adalora_tinit,
@@ -177,7 +179,9 @@ class IA3Tuner(PeftTuner):
 
         targets = self._targets(model, config)
         feedforward = [m for m in config.ia3_feedforward_modules if m in targets]
-        return IA3Config(task_type=_task(), target_modules=targets, feedforward_modules=feedforward)
+        return IA3Config(
+            task_type=_task(config), target_modules=targets, feedforward_modules=feedforward
+        )
 
 
 class VeraTuner(PeftTuner):
@@ -187,7 +191,7 @@ class VeraTuner(PeftTuner):
         from peft import VeraConfig
 
         return VeraConfig(
-            task_type=_task(), r=config.vera_rank, target_modules=self._targets(model, config)
+            task_type=_task(config), r=config.vera_rank, target_modules=self._targets(model, config)
         )
 
 
@@ -198,7 +202,7 @@ class BoftTuner(PeftTuner):
         from peft import BOFTConfig
 
         return BOFTConfig(
-            task_type=_task(),
+            task_type=_task(config),
             boft_block_size=config.boft_block_size,
             boft_n_butterfly_factor=config.boft_n_butterfly_factor,
             boft_dropout=config.boft_dropout,
@@ -213,7 +217,7 @@ class LohaTuner(PeftTuner):
         from peft import LoHaConfig
 
         return LoHaConfig(
-            task_type=_task(),
+            task_type=_task(config),
             r=config.loha_rank,
             alpha=config.loha_alpha,
             target_modules=self._targets(model, config),
@@ -227,7 +231,7 @@ class LokrTuner(PeftTuner):
         from peft import LoKrConfig
 
         return LoKrConfig(
-            task_type=_task(),
+            task_type=_task(config),
             r=config.lokr_rank,
             alpha=config.lokr_alpha,
             target_modules=self._targets(model, config),
@@ -249,7 +253,7 @@ class PromptTuningTuner(PeftTuner):
                 tokenizer_name_or_path=getattr(config, "model", None),
             )
         return PromptTuningConfig(
-            task_type=_task(), num_virtual_tokens=config.num_virtual_tokens, **kwargs
+            task_type=_task(config), num_virtual_tokens=config.num_virtual_tokens, **kwargs
         )
 
     def merge(self, model: Any) -> Any:
@@ -263,7 +267,16 @@ class PromptTuningTuner(PeftTuner):
 class PrefixTuningTuner(PromptTuningTuner):
     """Prefix tuning: trained key/value prefixes at every attention layer."""
 
+    seq_cls = False
+    label = "prefix-tuning"
+    seq_cls_why = (
+        "PEFT's prefix tuning passes its prefixes as a key/value cache, which transformers' "
+        "sequence classification models do not take"
+    )
+
     def peft_config(self, model: Any, config: Any) -> Any:
         from peft import PrefixTuningConfig
 
-        return PrefixTuningConfig(task_type=_task(), num_virtual_tokens=config.num_virtual_tokens)
+        return PrefixTuningConfig(
+            task_type=_task(config), num_virtual_tokens=config.num_virtual_tokens
+        )

@@ -77,6 +77,13 @@ def attach(model: Any, layers: list[int], rank: int) -> Any:
 class ReftTuner(Tuner):
     """LoReFT on the outputs of ``--reft-layers`` (default: every layer), rank ``--reft-rank``."""
 
+    seq_cls = False
+    label = "reft"
+    seq_cls_why = (
+        "ReFT trains and saves only its interventions, while a reward model's new `score` head "
+        "must train too"
+    )
+
     def _prepare(self, model: Any, config: Any) -> Any:
         n = len(decoder_layers(model))
         self.layers = list(config.reft_layers) if config.reft_layers else list(range(n))
