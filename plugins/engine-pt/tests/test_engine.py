@@ -91,3 +91,59 @@ def test_streaming_adds_up_to_the_whole_answer(engine):
 def test_bad_generation_options_are_clear_errors(engine, bad, message):
     with pytest.raises(ConfigError, match=message):
         engine.generate(QUESTIONS[:1], **bad)
+
+
+# ---------------------------------------------------------------------- token prompts
+
+
+def prompt_ids(tokenizer, messages):
+    text = ChatML(tokenizer).render(messages, add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def test_generate_ids_gives_the_tokens_of_generate(engine, tiny_tokenizer):
+    prompts = [prompt_ids(tiny_tokenizer, q) for q in QUESTIONS]
+    ids = engine.generate_ids(prompts, max_new_tokens=12)
+    answers = engine.generate(QUESTIONS, max_new_tokens=12)
+    assert len(ids) == len(QUESTIONS) and all(isinstance(t, int) for row in ids for t in row)
+    for row, answer in zip(ids, answers, strict=True):
+        assert tiny_tokenizer.decode(row, skip_special_tokens=True) == answer.text
+        assert len(row) == answer.completion_tokens
+    # a batch equals one at a time (left padding changes nothing)
+    assert ids == [engine.generate_ids([p], max_new_tokens=12)[0] for p in prompts]
+
+
+def test_generate_ids_respects_max_new_tokens(engine, tiny_tokenizer):
+    eos = set(engine._eos_ids())
+    prompts = [prompt_ids(tiny_tokenizer, q) for q in QUESTIONS]
+    for row in engine.generate_ids(prompts, max_new_tokens=3):
+        assert len(row) == 3 or (0 < len(row) < 3 and row[-1] in eos)
+    sampled = engine.generate_ids(prompts[:1], max_new_tokens=6, temperature=1.0, seed=5)
+    assert sampled == engine.generate_ids(prompts[:1], max_new_tokens=6, temperature=1.0, seed=5)
+    assert len(sampled[0]) <= 6
+
+
+def test_generate_ids_ends_after_the_first_eos(engine, tiny_tokenizer):
+    """Row 0 is forced to say EOS at once; the other row goes on, so row 0 is padded."""
+    eos = tiny_tokenizer.eos_token_id
+
+    def force_eos(module, args, output):
+        output[0, :, eos] += 1e4
+        return output
+
+    handle = engine.model.lm_head.register_forward_hook(force_eos)
+    try:
+        prompts = [prompt_ids(tiny_tokenizer, q) for q in QUESTIONS[:2]]
+        first, second = engine.generate_ids(prompts, max_new_tokens=5)
+    finally:
+        handle.remove()
+    assert first == [eos]
+    assert len(second) == 5 or second[-1] in engine._eos_ids()
+
+
+def test_generate_ids_refuses_empty_prompts_and_bad_options(engine):
+    assert engine.generate_ids([], max_new_tokens=2) == []
+    with pytest.raises(ConfigError, match="has no tokens"):
+        engine.generate_ids([[1, 2], []], max_new_tokens=2)
+    with pytest.raises(ConfigError, match="--max-new-tokens must be positive"):
+        engine.generate_ids([[1, 2]], max_new_tokens=0)

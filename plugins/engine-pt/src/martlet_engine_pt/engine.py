@@ -126,10 +126,40 @@ class PtEngine:
 
     def generate(self, requests: Sequence[Sequence[dict]], **generation: Any) -> list[Completion]:
         """Answer each conversation in ``requests`` (all in one batch, left-padded)."""
-        import torch
-
         options = self._options(generation)
         prompts = [self._prompt_ids(m) for m in requests]
+        completions = []
+        for prompt, new in zip(prompts, self._generate_ids(prompts, options), strict=True):
+            text = self.tokenizer.decode(new, skip_special_tokens=True)
+            text, reason = self._finish(text, new, options)
+            completions.append(Completion(text, reason, len(prompt), len(new)))
+        return completions
+
+    def generate_ids(self, prompts: Sequence[Sequence[int]], **generation: Any) -> list[list[int]]:
+        """Continue each prompt of token ids (all in one batch, left-padded).
+
+        Takes the same generation options as :meth:`generate` (``max_new_tokens``,
+        ``temperature``, ``top_p``, ``top_k``, ``repetition_penalty``, ``stop``, ``seed``).
+
+        Returns:
+            Each prompt's new token ids, ending after the first EOS token (which is included
+            when it was generated); padding is removed. A stop string ends generation but is
+            not cut from the ids.
+
+        Raises:
+            ConfigError: a bad generation option, or an empty prompt.
+        """
+        options = self._options(generation)
+        prompts = [[int(t) for t in p] for p in prompts]
+        if any(not p for p in prompts):
+            raise ConfigError("a prompt to continue has no tokens", fix="give at least one token")
+        return self._generate_ids(prompts, options)
+
+    def _generate_ids(
+        self, prompts: list[list[int]], options: GenerationOptions
+    ) -> list[list[int]]:
+        import torch
+
         if not prompts:
             return []
         width = max(len(p) for p in prompts)
@@ -147,22 +177,19 @@ class PtEngine:
                 attention_mask=mask.to(device),
                 **self._generate_kwargs(options),
             )
-        completions = []
         eos = set(self._eos_ids())
-        for i, p in enumerate(prompts):
+        results = []
+        for i in range(len(prompts)):
             new = out[i, width:].tolist()
             # drop padding after the end
             while new and new[-1] == pad and pad not in eos:
                 new.pop()
-            trimmed = new
             for j, token in enumerate(new):
                 if token in eos:
-                    trimmed = new[: j + 1]
+                    new = new[: j + 1]
                     break
-            text = self.tokenizer.decode(trimmed, skip_special_tokens=True)
-            text, reason = self._finish(text, trimmed, options)
-            completions.append(Completion(text, reason, len(p), len(trimmed)))
-        return completions
+            results.append(new)
+        return results
 
     def stream(self, messages: Sequence[dict], **generation: Any) -> Iterator[str]:
         """Answer one conversation piece by piece, as tokens are generated."""
