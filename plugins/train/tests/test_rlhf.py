@@ -362,3 +362,46 @@ def test_requests_that_cannot_work_fail_clearly(cli, tiny_model_dir, tmp_path, a
     result = cli("rlhf", "--model", str(tiny_model_dir), "--output-dir", str(tmp_path / "o"), *args)
     assert result.exit_code != 0
     assert message in result.stderr, result.stderr
+
+
+def test_a_reward_model_ranks_held_out_chosen_above_rejected(cli, tiny_model_dir, tmp_path):
+    out = tmp_path / "rm"
+    args = rlhf_args(tiny_model_dir, out, "rm", "sample-dpo#128", "--max-steps", "16")
+    result = cli(*args, "--eval-steps", "16", "--learning-rate", "3e-3")
+    assert result.exit_code == 0, result.stderr + result.stdout
+    first, last = evals(out)[0], evals(out)[-1]
+    assert last["eval_rewards/accuracy"] > 0.6  # 32 held-out pairs; chance is 0.5
+    assert last["eval_rewards/margin"] > first["eval_rewards/margin"]
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["task_type"] == "seq_cls"
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert adapter["task_type"] == "SEQ_CLS"
+
+
+def test_gkd_brings_the_student_towards_the_teacher(cli, tiny_model_dir, tmp_path):
+    from martlet_sdk.tiny import tiny_model_dir as write_tiny
+
+    teacher = write_tiny(tmp_path / "teacher", seed=1)
+    out = tmp_path / "gkd"
+    args = rlhf_args(tiny_model_dir, out, "gkd", "sample-sft#48", "--max-steps", "6")
+    result = cli(
+        *args,
+        "--teacher-model",
+        str(teacher),
+        "--lmbda",
+        "0.5",
+        "--max-completion-length",
+        "8",
+        "--sft-alpha",
+        "0.1",
+        "--eval-steps",
+        "6",
+        "--learning-rate",
+        "3e-3",
+    )
+    assert result.exit_code == 0, result.stderr + result.stdout
+    first, last = evals(out)[0], evals(out)[-1]
+    assert last["eval_jsd"] < first["eval_jsd"]
+    train = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    on_policy = [m["on_policy"] for m in train if "on_policy" in m]
+    assert 0 < sum(on_policy) < len(on_policy)  # some steps on the student's own answers
