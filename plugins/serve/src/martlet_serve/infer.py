@@ -1,4 +1,9 @@
-"""``martlet infer``: terminal chat, one answer (``--query``), or batch inference (``--input``)."""
+"""``martlet infer``: terminal chat, one answer (``--query``), or batch inference (``--input``).
+
+``--task reward`` scores conversations with a reward model (a sequence classification model:
+``--task-type seq_cls``, or a run directory that trained one) instead of answering them: the
+value of its scalar head at the conversation's last token, encoded as in training.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 from martlet.cli import config_command
@@ -30,7 +35,19 @@ class InferConfig(ModelOptions, TemplateOptions):
         aliases=("ckpt_dir", "adapter"),
     )
     infer_backend: str = option("pt", help="The inference engine.", aliases=("backend",))
-    query: str | None = option(None, help="Answer this one question and print only the answer.")
+    task: Literal["generate", "reward", "seq_cls"] = option(
+        "generate",
+        help="What to do: generate answers, or score conversations with a reward model "
+        "(reward; seq_cls is another name): --query [--response] prints one score, rows of "
+        "--input get theirs.",
+    )
+    query: str | None = option(
+        None,
+        help="Answer this one question and print only the answer (with --task reward: score it).",
+    )
+    response: str | None = option(
+        None, help="With --task reward and --query: the answer to score (default: none)."
+    )
     input: str | None = option(
         None,
         help="Batch inference over these rows (any dataset spec: a .jsonl file, a name).",
@@ -53,6 +70,13 @@ class InferConfig(ModelOptions, TemplateOptions):
     port: int | None = option(
         None, help="Serve an OpenAI-compatible API on this port (with `martlet deploy`)."
     )
+
+    def __post_init__(self) -> None:
+        if self.task == "seq_cls":
+            self.task = "reward"
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:
+            parent()
 
     def generation(self) -> dict[str, Any]:
         return dict(
@@ -77,6 +101,16 @@ def infer(config: InferConfig) -> None:
         )
     if config.output and not config.input:
         raise ConfigError("--output needs --input", fix="pass --input ROWS.jsonl")
+    if config.response is not None and config.query is None:
+        raise ConfigError("--response needs --query", fix="pass --query TEXT --response TEXT")
+    if config.task == "reward" or config.task_type == "seq_cls" or _run_is_reward(config):
+        reward(config)
+        return
+    if config.response is not None:
+        raise ConfigError(
+            "--response is for scoring an answer",
+            fix="add --task reward with a reward model, or drop --response",
+        )
     engine = load_engine(config)
     if config.query is not None:
         answer = engine.generate([[_user(config.query)]], **config.generation())[0]
@@ -109,6 +143,200 @@ def load_engine(config: InferConfig) -> Any:
         raise ConfigError("no model to run", fix="pass --model ID_OR_PATH or --adapters RUN_DIR")
     template = martlet.load_template(tokenizer, template_name, **options)
     return backend.load()(model, tokenizer, template=template)
+
+
+# ---------------------------------------------------------------------- rewards
+
+
+def _run_task_type(run: Any) -> str:
+    from martlet_hf.options import check_task_type
+
+    return check_task_type(run.config.get("task_type") or "causal_lm")
+
+
+def _run_is_reward(config: InferConfig) -> bool:
+    """Whether ``--adapters`` is a run that trained a reward (seq_cls) model."""
+    if not config.adapters:
+        return False
+    from martlet.runs import read_run
+
+    return _run_task_type(read_run(config.adapters)) == "seq_cls"
+
+
+def load_reward_model(config: InferConfig) -> tuple[Any, Any, Any]:
+    """``(model, tokenizer, template)`` for scoring: the model loaded with ``task_type='seq_cls'``
+    and, for ``--adapters``, the run's trained result applied (by its tuner's ``load``), with
+    the run's template and system prompt.
+
+    Raises:
+        ConfigError: ``--adapters`` names a run that trained a language model, or no model.
+    """
+    import martlet
+
+    template_name, options = config.template, config.template_options()
+    options["max_length"] = None  # conversations are scored whole
+    load_options = {**config.loader_options(), "task_type": "seq_cls"}
+    if config.adapters:
+        from martlet.runs import load_run, read_run
+
+        run = read_run(config.adapters)
+        if _run_task_type(run) != "seq_cls":
+            raise ConfigError(
+                f"{config.adapters} trained a language model, not a reward model",
+                why="its config.yaml has no `task_type: seq_cls`, so it has no trained score head",
+                fix="pass the run directory of `martlet rlhf --method rm`, or drop --task reward",
+            )
+        if config.num_labels == 1 and run.config.get("num_labels"):
+            load_options["num_labels"] = int(run.config["num_labels"])
+        model, tokenizer, run = load_run(config.adapters, **load_options)
+        template_name = template_name or run.template
+        if config.system is None:
+            options.update(run.template_options())
+    elif config.model:
+        model, tokenizer = martlet.load_model(config.model, **load_options)
+        architectures = getattr(model.config, "architectures", None) or []
+        if not any(str(a).endswith("ForSequenceClassification") for a in architectures):
+            click.echo(
+                f"martlet: warning: {config.model} has no trained score head (it is a "
+                f"{', '.join(architectures) or 'plain'} model); its scores are random",
+                err=True,
+            )
+    else:
+        raise ConfigError("no model to run", fix="pass --model ID_OR_PATH or --adapters RUN_DIR")
+    template = martlet.load_template(tokenizer, template_name, **options)
+    return model.eval(), tokenizer, template
+
+
+def score_conversations(
+    model: Any,
+    tokenizer: Any,
+    template: Any,
+    conversations: list[list[dict]],
+    batch_size: int,
+    tools: list[Any] | None = None,
+) -> list[Any]:
+    """The reward of each conversation (a float, or a list for a head of several outputs),
+    encoded with ``template.encode`` (with its ``tools``, if any) as in training and scored in
+    batches of ``batch_size``, right-padded."""
+    import torch
+    from martlet_hf.heads import sequence_scores
+
+    tok = getattr(tokenizer, "tokenizer", None) or tokenizer
+    pad = tok.pad_token_id if tok.pad_token_id is not None else model.config.pad_token_id
+    if pad is None:
+        pad = tok.eos_token_id
+    device = next(model.parameters()).device
+    tools = tools or [None] * len(conversations)
+    encoded = [
+        (template.encode(m, tools=t) if t else template.encode(m))["input_ids"]
+        for m, t in zip(conversations, tools, strict=True)
+    ]
+    results: list[Any] = []
+    for start in range(0, len(encoded), max(1, batch_size)):
+        chunk = encoded[start : start + max(1, batch_size)]
+        width = max(len(ids) for ids in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for i, row in enumerate(chunk):
+            ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+        with torch.no_grad():
+            scores = sequence_scores(model, ids.to(device), mask.to(device))
+        results.extend(scores.float().cpu().tolist())
+    return results
+
+
+def reward(config: InferConfig) -> None:
+    """``--task reward``: print the score of ``--query`` [``--response``], or score every row
+    of ``--input``."""
+    if config.query is None and not config.input:
+        raise ConfigError(
+            "--task reward needs conversations to score",
+            why="a reward model scores answers; it has no interactive chat",
+            fix="pass --query TEXT [--response TEXT], or --input ROWS.jsonl [--output OUT.jsonl]",
+        )
+    model, tokenizer, template = load_reward_model(config)
+    if config.query is not None:
+        messages = [_user(config.query)]
+        if config.response is not None:
+            messages.append({"role": "assistant", "content": config.response})
+        (value,) = score_conversations(model, tokenizer, template, [messages], 1)
+        click.echo(json.dumps(value))
+        return
+    reward_batch(model, tokenizer, template, config)
+
+
+def _rejected(row: dict[str, Any]) -> list[dict] | None:
+    if "rejected_messages" in row:
+        return list(row["rejected_messages"])
+    if "rejected_response" in row:
+        return [*row["messages"][:-1], {"role": "assistant", "content": row["rejected_response"]}]
+    return None
+
+
+def reward_batch(model: Any, tokenizer: Any, template: Any, config: InferConfig) -> Path | None:
+    """Score every row of ``--input``: conversation rows get ``reward``, preference rows
+    ``chosen_reward`` and ``rejected_reward``; JSON Lines to ``--output`` (or stdout)."""
+    import martlet
+    from tqdm.auto import tqdm
+
+    size = max(1, config.max_batch_size)
+    count = 0
+    out = open(config.output, "w", encoding="utf-8") if config.output else sys.stdout  # noqa: SIM115
+    try:
+        with tqdm(desc="reward", unit="row", file=sys.stderr) as progress:
+            rows: list[dict[str, Any]] = []
+            for row in martlet.load_dataset(config.input):
+                if "messages" not in row:
+                    raise ConfigError(
+                        f"row {count + len(rows) + 1} of {config.input} has no conversation "
+                        "to score",
+                        why="plain text rows have no turns",
+                        fix="give conversation rows (messages, query/response, ...) or "
+                        "preference rows (chosen/rejected)",
+                    )
+                rows.append(dict(row))
+                if len(rows) == size:
+                    _score_rows(model, tokenizer, template, rows, size, out)
+                    count += len(rows)
+                    progress.update(len(rows))
+                    rows = []
+            if rows:
+                _score_rows(model, tokenizer, template, rows, size, out)
+                count += len(rows)
+                progress.update(len(rows))
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if config.output:
+        click.echo(f"wrote {count} scored rows to {config.output}", err=True)
+        return Path(config.output)
+    return None
+
+
+def _score_rows(
+    model: Any, tokenizer: Any, template: Any, rows: list[dict], size: int, out: Any
+) -> None:
+    conversations: list[list[dict]] = []
+    tools: list[Any] = []
+    for row in rows:
+        for messages in (row["messages"], _rejected(row)):
+            if messages is not None:
+                conversations.append(list(messages))
+                tools.append(row.get("tools"))
+    scores = iter(score_conversations(model, tokenizer, template, conversations, size, tools))
+    for row in rows:
+        record = dict(row)
+        if _rejected(row) is not None:
+            record["chosen_reward"] = next(scores)
+            record["rejected_reward"] = next(scores)
+        else:
+            record["reward"] = next(scores)
+        out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+    out.flush()
+
+
+# ---------------------------------------------------------------------- chat
 
 
 def _user(text: str) -> dict[str, str]:
