@@ -13,6 +13,7 @@ from typing import Any
 from martlet.errors import ConfigError, MartletError
 
 from martlet_peft.base import Tuner, is_seq_cls, linear_module_names
+from martlet_peft.dropout import use_fast_dropout
 
 
 class PeftTuner(Tuner):
@@ -29,13 +30,15 @@ class PeftTuner(Tuner):
             # keeps gradient checkpointing working with frozen embeddings
             model.enable_input_require_grads()
         try:
-            return get_peft_model(model, peft_config)
+            model = get_peft_model(model, peft_config)
         except ValueError as exc:
             raise ConfigError(
                 f"{type(self).__name__} cannot adapt this model",
                 why=str(exc),
                 fix="check --target-modules against the model's module names",
             ) from exc
+        use_fast_dropout(model)
+        return model
 
     def save(self, model: Any, output_dir: str) -> None:
         model.save_pretrained(output_dir, safe_serialization=True)

@@ -1,0 +1,53 @@
+"""FastDropout: nn.Dropout's distribution and scaling, masks fixed by torch's seed, identity in
+eval mode, and LoRA models get it."""
+
+from __future__ import annotations
+
+import torch
+from martlet_peft.dropout import FastDropout, use_fast_dropout
+from martlet_peft.options import TunerOptions
+from martlet_peft.peft_methods import LoraTuner
+from martlet_sdk.tiny import tiny_model
+
+
+def test_it_drops_a_fraction_p_and_rescales_the_rest():
+    x = torch.ones(400, 500)
+    out = FastDropout(0.2).train()(x)
+    dropped = (out == 0).float().mean().item()
+    assert abs(dropped - 0.2) < 0.01
+    kept = out[out != 0]
+    torch.testing.assert_close(kept, torch.full_like(kept, 1 / 0.8))
+    assert abs(out.mean().item() - 1.0) < 0.02  # unbiased, as nn.Dropout
+
+
+def test_torch_seed_fixes_the_mask_and_eval_mode_is_the_identity():
+    x = torch.randn(8, 16, 32)
+    drop = FastDropout(0.3).train()
+    torch.manual_seed(5)
+    a = drop(x)
+    torch.manual_seed(5)
+    b = drop(x)
+    c = drop(x)
+    assert torch.equal(a, b) and not torch.equal(b, c)
+    assert drop.eval()(x) is x
+
+
+def test_gradients_flow_through_the_kept_elements():
+    x = torch.randn(6, 10, requires_grad=True)
+    out = FastDropout(0.5).train()(x)
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, (out != 0).float() * 2.0)
+
+
+def test_bf16_inputs_keep_their_dtype():
+    x = torch.randn(4, 8, dtype=torch.bfloat16)
+    assert FastDropout(0.1).train()(x).dtype == torch.bfloat16
+
+
+def test_lora_models_use_it():
+    model = LoraTuner().prepare(tiny_model(), TunerOptions(lora_dropout=0.05))
+    kinds = {type(m) for m in model.modules() if "Dropout" in type(m).__name__}
+    assert kinds == {FastDropout}
+    assert use_fast_dropout(model) == 0  # nothing left to replace
+    plain = LoraTuner().prepare(tiny_model(), TunerOptions(lora_dropout=0.0))
+    assert not any(isinstance(m, FastDropout) for m in plain.modules())
