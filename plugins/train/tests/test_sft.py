@@ -254,6 +254,7 @@ def test_ms_swift_command_line_flags(cli, tiny_model_dir, tmp_path):
         (["--quantization_bit", "4"], "martlet-bnb"),
         (["--report-to", "wandb"], "wandb"),
         (["--packing"], "--packing needs --max-length"),
+        (["--task-type", "seq_cls"], "martlet rlhf --method rm"),
     ],
 )
 def test_bad_requests_fail_fast_and_clearly(cli, tiny_model_dir, tmp_path, extra, message):

@@ -159,6 +159,11 @@ def run(config: SftConfig | Mapping[str, Any], objective: str = "sft") -> TrainR
 
     if not isinstance(config, SftConfig):
         config = build(SftConfig, values=dict(config))
+    if getattr(config, "task_type", "causal_lm") != "causal_lm":
+        raise ConfigError(
+            f"`martlet {objective}` trains language models, not --task-type {config.task_type}",
+            fix="train a reward model (a scalar head) with `martlet rlhf --method rm`",
+        )
     check(config)
     _seed(config.seed)
     out = prepare_output_dir(config)
