@@ -80,11 +80,18 @@ def load_run(path: str | Path, **load_options: Any) -> tuple[Any, Any, Run]:
     """Load the run's base model, apply what it trained, and return ``(model, tokenizer, run)``.
 
     ``load_options`` go to :func:`martlet.load_model` (``torch_dtype``, ``device_map``, ...).
+    A run that trained a scalar head (``task_type: seq_cls``, a reward model) loads as one.
     """
     from martlet import api
     from martlet.manager import get_manager
 
     run = read_run(path)
-    model, tokenizer = api.load_model(run.model, **load_options)
+    options = dict(load_options)
+    task_type = run.config.get("task_type")
+    if task_type and task_type != "causal_lm":
+        options.setdefault("task_type", task_type)
+        if run.config.get("num_labels"):
+            options.setdefault("num_labels", run.config["num_labels"])
+    model, tokenizer = api.load_model(run.model, **options)
     tuner = get_manager().registry.get("tuners", run.tuner).load()()
     return tuner.load(model, str(run.path)), tokenizer, run

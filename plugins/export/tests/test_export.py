@@ -108,3 +108,40 @@ def test_a_folder_that_is_not_a_run(martlet_manager, martlet_cli, tmp_path):
         "export", "--adapters", str(tmp_path), "--merge-lora", "--output-dir", str(tmp_path / "o")
     )
     assert "is not a Martlet run directory" in result.stderr
+
+
+def test_a_reward_model_run_merges_into_a_sequence_classifier(
+    martlet_manager, martlet_cli, tiny_model_dir, tmp_path
+):
+    """A `rlhf --method rm` run (task_type seq_cls) exports as a standalone scorer."""
+    from martlet_hf.heads import sequence_scores
+    from martlet_peft.options import TunerOptions
+    from martlet_peft.peft_methods import LoraTuner
+    from transformers import AutoModelForSequenceClassification
+
+    martlet_manager("export", "hf", "peft")
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
+    base.config.pad_token_id = 0
+    tuner = LoraTuner()
+    options = TunerOptions(lora_rank=4, init_weights="gaussian", task_type="seq_cls")
+    model = tuner.prepare(base, options)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name or "score" in name:
+                param.normal_(0, 0.05)
+    run = tmp_path / "rm"
+    tuner.save(model, str(run))
+    (run / "config.yaml").write_text(
+        yaml.safe_dump({"model": str(tiny_model_dir), "tuner": "lora", "task_type": "seq_cls"})
+    )
+    ids = torch.tensor([[5, 17, 42, 99, 7, 3], [8, 9, 10, 11, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+    with torch.no_grad():
+        expected = sequence_scores(model.eval(), ids, mask)
+
+    out = tmp_path / "merged"
+    result = martlet_cli("export", "--adapters", str(run), "--merge-lora", "--output-dir", str(out))
+    assert result.exit_code == 0, result.stderr
+    merged = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(sequence_scores(merged, ids, mask), expected, atol=1e-5, rtol=0)
