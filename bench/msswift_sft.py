@@ -9,9 +9,9 @@ Same model files (the safetensors folder Martlet converted from the embedded GGU
 (`sample-sft#256` written out as JSON Lines), same hyperparameters (LoRA r8 alpha 32
 all-linear, batch 4, max length 512, fp32, learning rate 1e-4) and the same tokens: ms-swift's
 chatml template with SmolLM2's default system prompt renders each row exactly as SmolLM2's own
-template does in Martlet (`--no-system` drops the prompt, as the first runs did). ms-swift reports its training
-runtime; real tokens/s = the tokens of the rows it trained on (counted with the model's chat
-template) / that runtime. Peak RSS is the swift process's.
+template does in Martlet (`--no-system` drops the prompt, as the first runs did). ms-swift
+reports its training runtime; real tokens/s = the tokens of the rows it trained on (counted with
+the model's chat template) / that runtime. Peak RSS is the swift process's.
 """
 
 from __future__ import annotations
