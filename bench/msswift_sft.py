@@ -45,6 +45,14 @@ def main() -> int:
         default="true",
         help="ms-swift's --gradient_checkpointing (its default is true; Martlet's is off)",
     )
+    parser.add_argument(
+        "--torch-dtype", default="float32", help="ms-swift's --torch_dtype (float32, bfloat16)"
+    )
+    parser.add_argument(
+        "--swift-args",
+        default="",
+        help="more ms-swift flags, as one string (e.g. '--group_by_length true --attn_impl eager')",
+    )
     args = parser.parse_args()
 
     import martlet
@@ -91,7 +99,7 @@ def main() -> int:
             "--max_length",
             "512",
             "--torch_dtype",
-            "float32",
+            args.torch_dtype,
             "--learning_rate",
             "1e-4",
             "--max_steps",
@@ -115,6 +123,7 @@ def main() -> int:
             "--gradient_checkpointing",
             args.gradient_checkpointing,
         ]
+        cmd += args.swift_args.split()
         if not args.no_system:
             # SmolLM2's own template adds this system prompt to every row: the same tokens
             cmd += ["--system", SMOLLM2_SYSTEM]

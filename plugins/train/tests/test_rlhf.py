@@ -341,6 +341,8 @@ def test_full_tuning_precomputed_reference_and_a_separate_ref_model(cli, tiny_mo
         (("--method", "simpo", "--ref-model", "x", "--dataset", "sample-dpo#8"), "reference-free"),
         (("--method", "gkd", "--dataset", "sample-sft#8"), "--teacher-model"),
         (("--method", "dpo", "--packing", "--dataset", "sample-dpo#8"), "--packing"),
+        (("--method", "dpo", "--loss-type", "sigmod", "--dataset", "sample-dpo#8"), "sigmoid"),
+        (("--method", "simpo", "--beta", "-1", "--dataset", "sample-dpo#8"), "beta"),
         (
             (
                 "--method",

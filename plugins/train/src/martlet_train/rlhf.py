@@ -153,6 +153,35 @@ def check(config: RlhfConfig) -> Any:
     return record
 
 
+def try_options(record: Any, loss: Any, config: RlhfConfig) -> None:
+    """Call the loss once on two made-up pairs with the run's options, so a bad option value
+    (an unknown --loss-type, a negative --beta, ...) fails now, before any model loads."""
+    import torch
+
+    from martlet_train.objectives import accepted
+
+    options = (
+        {"beta": config.gkd_beta, "temperature": config.temperature}
+        if record.inputs == "logits"
+        else loss_options(config)
+    )
+    a, b = torch.tensor([-3.0, -5.0]), torch.tensor([-4.0, -2.0])
+    lengths = {"chosen_lengths": torch.tensor([2, 3]), "rejected_lengths": torch.tensor([3, 2])}
+    if record.inputs == "logits":
+        args: tuple[Any, ...] = (torch.randn(2, 5), torch.randn(2, 5))
+    elif record.inputs == "rewards":
+        args = (a, b)
+    elif record.data == "kto":
+        args = (a, b, torch.tensor([True, False]), a, b)
+    else:
+        args = (a, b, b, a) if record.reference else (a, b)
+        options = {**options, **lengths}
+    try:
+        loss(*args, **accepted(loss, options))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"--method {record.name} cannot use these options", why=str(exc)) from exc
+
+
 def rlhf(config: RlhfConfig | Mapping[str, Any]) -> TrainResult:
     """Train with a preference, reward or distillation objective; the Python form of
     ``martlet rlhf``."""
@@ -165,6 +194,7 @@ def rlhf(config: RlhfConfig | Mapping[str, Any]) -> TrainResult:
         config = build(RlhfConfig, values=dict(config))
     record = check(config)
     loss = record.load()
+    try_options(record, loss, config)
     job._seed(config.seed)
     out = job.prepare_output_dir(config)
     accelerator = job._accelerator(config)
