@@ -293,3 +293,11 @@ def test_resume_from_something_that_is_not_a_checkpoint(tmp_path):
 
     with pytest.raises(MartletError, match="is not a Martlet checkpoint"):
         run(tmp_path / "x", LoraTuner(), max_steps=1, resume_from_checkpoint=str(tmp_path))
+
+
+def test_runs_with_different_precisions_in_one_process(tmp_path):
+    """The Python API may train twice in one process (a notebook): accelerate's process-wide
+    state must not refuse the second run's precision."""
+    _, first = run(tmp_path / "a", FullTuner(), max_steps=1, mixed_precision="no")
+    _, second = run(tmp_path / "b", FullTuner(), max_steps=1, mixed_precision="bf16")
+    assert first.global_step == second.global_step == 1

@@ -394,8 +394,6 @@ def test_gkd_brings_the_student_towards_the_teacher(cli, tiny_model_dir, tmp_pat
         "0.5",
         "--max-completion-length",
         "8",
-        "--sft-alpha",
-        "0.1",
         "--eval-steps",
         "6",
         "--learning-rate",
@@ -407,3 +405,18 @@ def test_gkd_brings_the_student_towards_the_teacher(cli, tiny_model_dir, tmp_pat
     train = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     on_policy = [m["on_policy"] for m in train if "on_policy" in m]
     assert 0 < sum(on_policy) < len(on_policy)  # some steps on the student's own answers
+    for m in train:  # the loss is normalised by the tokens of the batch the step trained on
+        if "jsd" in m:
+            assert m["loss"] == pytest.approx(m["jsd"], rel=1e-4)
+
+
+def test_gkd_sft_alpha_adds_the_nll_of_the_responses(cli, tiny_model_dir, tmp_path):
+    out = tmp_path / "gkd"
+    args = rlhf_args(tiny_model_dir, out, "gkd", "sample-sft#16", "--max-steps", "1")
+    result = cli(
+        *args, "--teacher-model", str(tiny_model_dir), "--lmbda", "0", "--sft-alpha", "0.5"
+    )
+    assert result.exit_code == 0, result.stderr + result.stdout
+    first = evals(out)[0]
+    assert first["eval_jsd"] == pytest.approx(0.0, abs=1e-6)  # the teacher is the student
+    assert first["eval_loss"] == pytest.approx(0.5 * first["eval_nll"], rel=1e-4)

@@ -55,7 +55,9 @@ class Trainer:
         loss_fn: ``(model, batch) -> (loss_sum, count, metrics)``: the loss summed over the
             batch's units (target tokens for SFT, pairs for preference objectives), their
             count, and metrics as ``name -> (sum, n)`` (logged as sum / n). An objective whose
-            unit is not the target token says so with a ``count(batch) -> int`` method.
+            unit is not the target token says so with a ``count(batch) -> int`` method; one
+            that changes a training batch before the step (on-policy generation) has
+            ``prepare(model, batch) -> batch``.
         callbacks: objects with ``on_log(step, metrics)`` and ``on_end()``.
         accelerator: an ``accelerate.Accelerator`` (default: one for ``options.device``).
         checkpointer: writes/reads checkpoints (default: :class:`Checkpointer`).
@@ -219,6 +221,9 @@ class Trainer:
         import torch
 
         acc = self.accelerator
+        prepare = getattr(self.loss_fn, "prepare", None)
+        if prepare is not None:  # e.g. on-policy generation: the step trains on what it returns
+            micro_batches = [prepare(self.model, b) for b in micro_batches]
         local_targets = sum(self._units(b) for b in micro_batches)
         total_targets = int(
             acc.reduce(torch.tensor(local_targets, device=acc.device), reduction="sum")
@@ -520,10 +525,19 @@ def _fmt(value: Any) -> str:
 def make_accelerator(options: Any) -> Any:
     """An ``accelerate.Accelerator`` for ``--device`` and ``--mixed-precision``."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
 
     device = getattr(options, "device", None)
     precision = getattr(options, "mixed_precision", "no")
-    return Accelerator(mixed_precision=precision, cpu=(device == "cpu"))
+    try:
+        return Accelerator(mixed_precision=precision, cpu=(device == "cpu"))
+    except ValueError as exc:
+        # accelerate keeps one process-wide state; a second run in the same (single) process
+        # with another precision or device would be refused (the Python API, notebooks)
+        if "already been initialized" not in str(exc) or PartialState().num_processes > 1:
+            raise
+        AcceleratorState._reset_state()
+        return Accelerator(mixed_precision=precision, cpu=(device == "cpu"))
 
 
 def plot_losses(history: list[dict[str, Any]], path: Path) -> Path | None:

@@ -291,13 +291,18 @@ class DistillObjective:
     def count(self, batch: dict[str, Any]) -> int:
         return int((batch["labels"][:, 1:] != IGNORE).sum())
 
+    def prepare(self, model: Any, batch: dict[str, Any]) -> dict[str, Any]:
+        """A training batch as the step sees it: with probability ``lmbda``, the same prompts
+        with the student's own responses (the loop counts target tokens after this)."""
+        if self.lmbda > 0 and self.random.random() < self.lmbda:
+            return {**self.student_batch(model, batch), "on_policy": True}
+        return batch
+
     def __call__(self, model: Any, batch: dict[str, Any]) -> tuple[Any, Any, Metrics]:
         import torch
         import torch.nn.functional as F
 
-        on_policy = model.training and self.lmbda > 0 and self.random.random() < self.lmbda
-        if on_policy:
-            batch = self.student_batch(model, batch)
+        on_policy = bool(batch.get("on_policy", False))
         ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
         student = target_logits(model, ids, mask, labels)
         with torch.no_grad():
