@@ -420,3 +420,45 @@ def test_gkd_sft_alpha_adds_the_nll_of_the_responses(cli, tiny_model_dir, tmp_pa
     first = evals(out)[0]
     assert first["eval_jsd"] == pytest.approx(0.0, abs=1e-6)  # the teacher is the student
     assert first["eval_loss"] == pytest.approx(0.5 * first["eval_nll"], rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("method", "dataset", "extra"),
+    [
+        ("kto", "sample-kto#16", {"desirable_weight": 1.0, "undesirable_weight": 1.5}),
+        ("simpo", "sample-dpo#16", {"simpo_gamma": 0.5, "beta": 2.0}),
+        ("cpo", "sample-dpo#16", {"cpo_alpha": 0.5}),
+        ("orpo", "sample-dpo#16", {"beta": 0.2}),
+        ("rm", "sample-dpo#16", {"center_rewards_coefficient": 0.01}),
+        ("gkd", "sample-sft#16", {"gkd_beta": 0.3, "lmbda": 0.0}),
+        ("dpo", "sample-dpo#16", {"loss_type": ["ipo"], "precompute_ref_logps": True}),
+    ],
+)
+def test_every_method_runs_from_yaml(cli, tiny_model_dir, tmp_path, method, dataset, extra):
+    out = tmp_path / method
+    rlhf_section = {"method": method, "train_dataset": [dataset], **extra}
+    if method == "gkd":
+        rlhf_section["teacher_model"] = str(tiny_model_dir)
+    file = tmp_path / f"{method}.yaml"
+    file.write_text(
+        yaml.safe_dump(
+            {
+                "model": str(tiny_model_dir),
+                "training_args": {
+                    "output_dir": str(out),
+                    "max_steps": 1,
+                    "per_device_train_batch_size": 4,
+                    "disable_progress_bar": True,
+                },
+                "rlhf_args": rlhf_section,
+            }
+        )
+    )
+    result = cli("rlhf", "--config", str(file))
+    assert result.exit_code == 0, result.stderr + result.stdout
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["method"] == method
+    for key, value in extra.items():
+        assert config[key] == value
+    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert metrics and math.isfinite(metrics[-1]["loss"])
