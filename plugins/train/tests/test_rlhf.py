@@ -462,3 +462,30 @@ def test_every_method_runs_from_yaml(cli, tiny_model_dir, tmp_path, method, data
         assert config[key] == value
     metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert metrics and math.isfinite(metrics[-1]["loss"])
+
+
+def test_the_reward_objective_subtracts_each_pairs_margin():
+    from martlet_hf.heads import sequence_scores
+    from martlet_sdk.tiny import tiny_config
+    from martlet_train.objectives import RewardObjective
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    config = tiny_config(tiny_tokenizer(), num_labels=1)
+    config.pad_token_id = 0
+    model = AutoModelForSequenceClassification.from_config(config).eval()
+    batch = collator()(pairs(3))
+    objective = RewardObjective(registry.get("losses", "rm").load(), {})
+    with torch.no_grad():
+        plain, n, _ = objective(model, batch)
+        margin = torch.tensor([0.5, 1.0, 2.0])
+        with_margin, _, metrics = objective(model, {**batch, "margin": margin})
+        chosen = sequence_scores(model, batch["input_ids"], batch["attention_mask"])
+        rejected = sequence_scores(
+            model, batch["rejected_input_ids"], batch["rejected_attention_mask"]
+        )
+    expected = -torch.nn.functional.logsigmoid(chosen - rejected - margin).sum()
+    assert int(n) == 3
+    torch.testing.assert_close(with_margin, expected, rtol=1e-4, atol=1e-5)
+    assert float(with_margin) > float(plain)
+    assert metrics["rewards/accuracy"][1] == 3

@@ -118,7 +118,8 @@ def encode_rows(
     Returns:
         :class:`EncodedRows`: dicts with ``input_ids``, ``attention_mask`` and ``labels``
         (lists of ints); preference rows add ``rejected_input_ids``,
-        ``rejected_attention_mask`` and ``rejected_labels``; KTO rows keep ``label``.
+        ``rejected_attention_mask`` and ``rejected_labels`` (and ``margin`` where the row has
+        one); KTO rows keep ``label``.
         ``.stats`` counts truncated and deleted rows (also logged).
 
     Raises:
@@ -170,6 +171,8 @@ def encode_rows(
             stats.truncated_tokens += cut
         if kind == "kto":
             encoded["label"] = bool(row["label"])
+        if kind == "preference" and row.get("margin") is not None:
+            encoded["margin"] = float(row["margin"])
         out.append(encoded)
     stats.encoded = len(out)
     if stats.truncated or stats.deleted:

@@ -442,14 +442,14 @@ def from_preference(row: Mapping[str, Any]) -> dict[str, Any]:
             rejected_msgs = conversation(row["rejected_messages"], "rejected_messages")
             if rejected_msgs == base["messages"]:
                 raise RowProblem("chosen equals rejected", "the two conversations are identical")
-            return {**base, "rejected_messages": rejected_msgs}
+            return {**base, "rejected_messages": rejected_msgs, **_margin(row)}
         rejected = row.get("rejected_response")
         if _blank(rejected):
             raise RowProblem("missing rejected response", "'rejected_response' is empty")
         rejected = _text(rejected, "rejected_response")
         if rejected.strip() == base["messages"][-1]["content"].strip():
             raise RowProblem("chosen equals rejected", "the two answers are identical")
-        return {**base, "rejected_response": rejected}
+        return {**base, "rejected_response": rejected, **_margin(row)}
     chosen, rejected = row.get("chosen"), row.get("rejected")
     if _blank(chosen) or chosen == []:
         raise RowProblem("missing chosen response", "'chosen' is missing or empty")
@@ -462,7 +462,17 @@ def from_preference(row: Mapping[str, Any]) -> dict[str, Any]:
             prompt = conversation(row[base_key], base_key, check=False)
             prompt = _system_first(prompt, row.get("system"))
     out = _pair(prompt, _side(chosen, "chosen"), _side(rejected, "rejected"))
-    return {**out, **_passthrough(row, {})}
+    return {**out, **_passthrough(row, {}), **_margin(row)}
+
+
+def _margin(row: Mapping[str, Any]) -> dict[str, float]:
+    """A pair's optional ``margin`` (how much better chosen is; reward-model training)."""
+    value = row.get("margin")
+    if value is None:
+        return {}
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise RowProblem("bad margin", f"'margin' must be a number, got {value!r}")
+    return {"margin": float(value)}
 
 
 # ------------------------------------------------------------------------- KTO

@@ -183,7 +183,8 @@ class PaddingCollator(_PaddingStats):
 
     Calling it on a list of encoded rows returns tensors: ``input_ids``, ``attention_mask``
     (0 on padding) and ``labels`` (-100 on padding); preference rows also give the
-    ``rejected_`` trio padded to the same length; KTO rows give ``label`` (bool);
+    ``rejected_`` trio padded to the same length (and ``margin`` where rows have one); KTO
+    rows give ``label`` (bool);
     ``num_tokens`` counts the real tokens. ``padding_fraction`` (all batches so far) and
     ``last_padding_fraction`` report padding.
     """
@@ -237,6 +238,8 @@ class PaddingCollator(_PaddingStats):
             batch[f"{p}labels"] = torch.tensor(labels, dtype=torch.long)
         if "label" in rows[0]:
             batch["label"] = torch.tensor([bool(r["label"]) for r in rows])
+        if any("margin" in r for r in rows):
+            batch["margin"] = torch.tensor([float(r.get("margin", 0.0)) for r in rows])
         batch["num_tokens"] = torch.tensor(real)  # real (non-padding) tokens, for throughput
         self._count(real, length * len(rows) * len(prefixes))
         return batch
