@@ -17,31 +17,7 @@ from typing import Any, Literal
 
 from martlet.config import option
 from martlet.errors import ConfigError
-
-#: accepted spellings -> the model head loaded: ``causal_lm`` (AutoModelForCausalLM) or
-#: ``seq_cls`` (AutoModelForSequenceClassification: a scalar or N-label head, e.g. a reward model)
-TASK_TYPES = {
-    "causal_lm": "causal_lm",
-    "seq_cls": "seq_cls",
-    "reward": "seq_cls",
-}
-
-
-def check_task_type(value: Any) -> str:
-    """The canonical task type for ``value``: ``causal_lm``, or ``seq_cls`` (alias ``reward``).
-
-    Raises:
-        ConfigError: any other value, listing the valid ones.
-    """
-    text = str(value).strip().lower().replace("-", "_")
-    if text not in TASK_TYPES:
-        raise ConfigError(
-            f"unknown task_type {value!r}",
-            why="the model loads with a language-model head (causal_lm) or a sequence "
-            "classification / reward head (seq_cls, also called reward)",
-            fix=f"use one of: {', '.join(TASK_TYPES)}",
-        )
-    return TASK_TYPES[text]
+from martlet.tasks import TASK_TYPES, check_task_type  # noqa: F401 - re-exported
 
 
 def check_num_labels(value: Any, task_type: str) -> int:

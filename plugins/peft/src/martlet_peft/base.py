@@ -8,30 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from martlet.errors import ConfigError, MartletError
+from martlet.tasks import TASK_TYPES, check_task_type  # noqa: F401 - re-exported
 
 WEIGHTS = "model.safetensors"
-#: task types: ``causal_lm`` (a language-model head) or ``seq_cls`` (a sequence classification
-#: head named ``score``, e.g. a reward model); ``reward`` is another name for ``seq_cls``
-TASK_TYPES = {"causal_lm": "causal_lm", "seq_cls": "seq_cls", "reward": "seq_cls"}
-#: the names transformers gives a sequence classification head
+#: the names transformers gives a sequence classification head (``--task-type seq_cls``)
 HEAD_NAMES = ("score", "classifier")
-
-
-def check_task_type(value: Any) -> str:
-    """The canonical task type for ``value``.
-
-    Raises:
-        ConfigError: not one of ``causal_lm``, ``seq_cls``, ``reward``.
-    """
-    text = str(value).strip().lower().replace("-", "_")
-    if text not in TASK_TYPES:
-        raise ConfigError(
-            f"unknown task_type {value!r}",
-            why="a tuner adapts a language model (causal_lm) or a model with a sequence "
-            "classification / reward head (seq_cls, also called reward)",
-            fix=f"use one of: {', '.join(TASK_TYPES)}",
-        )
-    return TASK_TYPES[text]
 
 
 def task_type(config: Any) -> str:
