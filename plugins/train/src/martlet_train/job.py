@@ -152,9 +152,82 @@ def write_run_files(config: SftConfig, out: Path, objective: str) -> None:
     (out / "plugins.lock.json").write_text(json.dumps(plugins, indent=2))
 
 
+@dataclass
+class Job:
+    """What every training command (``sft``, ``pt``, ``rlhf``) sets up before its data and
+    objective: the run directory, the accelerator, the model, its tokenizer and template."""
+
+    config: Any
+    out: Path
+    accelerator: Any
+    model: Any
+    tokenizer: Any
+    template: Any
+
+
+def start(config: Any, label: str) -> Job:
+    """Seed, create the run directory (``config.yaml``, ``plugins.lock.json``), choose the
+    accelerator, load the model, tokenizer and template."""
+    import martlet
+
+    _seed(config.seed)
+    out = prepare_output_dir(config)
+    accelerator = _accelerator(config)
+    if accelerator.is_main_process:
+        write_run_files(config, out, label)
+    model, tokenizer = martlet.load_model(config.model, **_load_options(config))
+    template = martlet.load_template(tokenizer, config.template, **config.template_options())
+    return Job(config, out, accelerator, model, tokenizer, template)
+
+
+def prepare_model(job: Job) -> Any:
+    """Activation checkpointing and the tuner: ``job.model`` becomes the model to train;
+    returns the tuner."""
+    config = job.config
+    if config.gradient_checkpointing or config.selective_checkpointing:
+        from martlet_train import memory
+
+        memory.enable(job.model, selective=not config.gradient_checkpointing)
+    tuner = _require("tuners", config.tuner).load()()
+    job.model = tuner.prepare(job.model, config)
+    _report_trainable(job.model, job.accelerator)
+    return tuner
+
+
+def fit(
+    job: Job,
+    tuner: Any,
+    *,
+    train: list[dict[str, Any]],
+    val: list[dict[str, Any]],
+    collate: Any,
+    loss_fn: Any = None,
+) -> TrainResult:
+    """Run the training loop on encoded rows and say where the run was saved."""
+    from martlet_train.loop import Trainer
+
+    extra = {"loss_fn": loss_fn} if loss_fn is not None else {}
+    trainer = Trainer(
+        job.model,
+        tuner,
+        job.config,
+        train_rows=train,
+        eval_rows=val,
+        collate=collate,
+        tokenizer=job.tokenizer,
+        callbacks=_callbacks(job.config),
+        accelerator=job.accelerator,
+        **extra,
+    )
+    result = trainer.train()
+    if job.accelerator.is_main_process:
+        summary = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
+        print(f"run saved to {job.out} ({summary})", flush=True)
+    return result
+
+
 def run(config: SftConfig | Mapping[str, Any], objective: str = "sft") -> TrainResult:
     """Train; the Python form of ``martlet sft`` (``objective="pt"`` for ``martlet pt``)."""
-    import martlet
     from martlet_data.loading import load_train_val
 
     if not isinstance(config, SftConfig):
@@ -165,50 +238,18 @@ def run(config: SftConfig | Mapping[str, Any], objective: str = "sft") -> TrainR
             fix="train a reward model (a scalar head) with `martlet rlhf --method rm`",
         )
     check(config)
-    _seed(config.seed)
-    out = prepare_output_dir(config)
-    accelerator = _accelerator(config)
-    if accelerator.is_main_process:
-        write_run_files(config, out, objective)
-
-    model, tokenizer = martlet.load_model(config.model, **_load_options(config))
-    template = martlet.load_template(tokenizer, config.template, **config.template_options())
+    job = start(config, objective)
     train_rows, val_rows = load_train_val(config)
-    train = _encode(train_rows, template, tokenizer, config, objective)
-    val = _encode(val_rows, template, tokenizer, config, objective) if val_rows else []
-    collate = _collator(config, tokenizer, model)
+    train = _encode(train_rows, job.template, job.tokenizer, config, objective)
+    val = _encode(val_rows, job.template, job.tokenizer, config, objective) if val_rows else []
+    collate = _collator(config, job.tokenizer, job.model)
     if config.packing:
         from martlet_data.packing import pack_rows
 
         train = pack_rows(train, config.max_length)
         val = pack_rows(val, config.max_length) if val else val
-
-    if config.gradient_checkpointing or config.selective_checkpointing:
-        from martlet_train import memory
-
-        memory.enable(model, selective=not config.gradient_checkpointing)
-    tuner = _require("tuners", config.tuner).load()()
-    model = tuner.prepare(model, config)
-    _report_trainable(model, accelerator)
-
-    from martlet_train.loop import Trainer
-
-    trainer = Trainer(
-        model,
-        tuner,
-        config,
-        train_rows=train,
-        eval_rows=val,
-        collate=collate,
-        tokenizer=tokenizer,
-        callbacks=_callbacks(config),
-        accelerator=accelerator,
-    )
-    result = trainer.train()
-    if accelerator.is_main_process:
-        summary = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
-        print(f"run saved to {out} ({summary})", flush=True)
-    return result
+    tuner = prepare_model(job)
+    return fit(job, tuner, train=train, val=val, collate=collate)
 
 
 def sft(config: SftConfig | Mapping[str, Any]) -> TrainResult:

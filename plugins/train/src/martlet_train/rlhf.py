@@ -185,78 +185,43 @@ def try_options(record: Any, loss: Any, config: RlhfConfig) -> None:
 def rlhf(config: RlhfConfig | Mapping[str, Any]) -> TrainResult:
     """Train with a preference, reward or distillation objective; the Python form of
     ``martlet rlhf``."""
-    import martlet
     from martlet_data.loading import load_train_val
 
-    from martlet_train import job
+    from martlet_train import job as jobs
 
     if not isinstance(config, RlhfConfig):
         config = build(RlhfConfig, values=dict(config))
     record = check(config)
     loss = record.load()
     try_options(record, loss, config)
-    job._seed(config.seed)
-    out = job.prepare_output_dir(config)
-    accelerator = job._accelerator(config)
-    if accelerator.is_main_process:
-        job.write_run_files(config, out, f"rlhf --method {record.name}")
-
-    model, tokenizer = martlet.load_model(config.model, **_load_options(config))
-    template = martlet.load_template(tokenizer, config.template, **config.template_options())
+    job = jobs.start(config, f"rlhf --method {record.name}")
     train_rows, val_rows = load_train_val(config)
-    train = encode(train_rows, template, tokenizer, config, record)
-    val = encode(val_rows, template, tokenizer, config, record) if val_rows else []
+    train = encode(train_rows, job.template, job.tokenizer, config, record)
+    val = encode(val_rows, job.template, job.tokenizer, config, record) if val_rows else []
+    tuner = jobs.prepare_model(job)
 
-    if config.gradient_checkpointing or config.selective_checkpointing:
-        from martlet_train import memory
-
-        memory.enable(model, selective=not config.gradient_checkpointing)
-    tuner = job._require("tuners", config.tuner).load()()
-    model = tuner.prepare(model, config)
-    job._report_trainable(model, accelerator)
-
-    objective = make_objective(config, record, loss, model, tokenizer)
-    collate = RlhfCollator(job._collator(config, tokenizer, model))
+    objective = make_objective(config, record, loss, job.model, job.tokenizer)
+    collate = RlhfCollator(jobs._collator(config, job.tokenizer, job.model))
     reference = getattr(objective, "reference", None)
     if config.precompute_ref_logps and reference is not None:
         for rows in (train, val):
-            precompute_reference(objective, model, rows, collate, config, accelerator)
+            precompute_reference(objective, job.model, rows, collate, config, job.accelerator)
         if reference.model is not None:
             reference.model = None  # freed: every batch carries its reference log-probs
-
-    from martlet_train.loop import Trainer
-
-    trainer = Trainer(
-        model,
-        tuner,
-        config,
-        train_rows=train,
-        eval_rows=val,
-        collate=collate,
-        tokenizer=tokenizer,
-        loss_fn=objective,
-        callbacks=job._callbacks(config),
-        accelerator=accelerator,
-    )
-    result = trainer.train()
-    if accelerator.is_main_process:
-        summary = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
-        print(f"run saved to {out} ({summary})", flush=True)
-    return result
+    return jobs.fit(job, tuner, train=train, val=val, collate=collate, loss_fn=objective)
 
 
 # ------------------------------------------------------------------------- pieces
 
 
-def _load_options(config: RlhfConfig, *, policy: bool = True) -> dict[str, Any]:
-    """Loader options for the policy, or (``policy=False``) for a reference or teacher, which
-    are always language models."""
+def _lm_load_options(config: RlhfConfig) -> dict[str, Any]:
+    """Loader options for a reference or a teacher: always language models, whatever head the
+    policy has."""
     from martlet_train import job
 
     options = job._load_options(config)
-    if not policy:
-        options.pop("task_type", None)
-        options.pop("num_labels", None)
+    options.pop("task_type", None)
+    options.pop("num_labels", None)
     return options
 
 
@@ -318,7 +283,7 @@ def make_objective(config: RlhfConfig, record: Any, loss: Any, model: Any, token
         return objectives.RewardObjective(loss, options)
     if record.inputs == "logits":
         teacher, teacher_tokenizer = martlet.load_model(
-            config.teacher_model, **_load_options(config, policy=False)
+            config.teacher_model, **_lm_load_options(config)
         )
         _check_same_vocabulary(tokenizer, teacher_tokenizer, config.teacher_model)
         return objectives.DistillObjective(
@@ -349,12 +314,12 @@ def _reference_model(config: RlhfConfig, policy: Any) -> Any:
     import martlet
 
     if config.ref_model:
-        ref, _ = martlet.load_model(config.ref_model, **_load_options(config, policy=False))
+        ref, _ = martlet.load_model(config.ref_model, **_lm_load_options(config))
         return ref
     if hasattr(policy, "disable_adapter"):
         return None
     # full fine-tuning (or a tuner without an off switch): a frozen copy of the base model
-    ref, _ = martlet.load_model(config.model, **_load_options(config, policy=False))
+    ref, _ = martlet.load_model(config.model, **_lm_load_options(config))
     return ref
 
 
