@@ -23,7 +23,7 @@ class TestSftCommand(CommandContract):
     def plugin(self):
         return "train"
 
-    @pytest.fixture(params=["sft", "pt"])
+    @pytest.fixture(params=["sft", "pt", "rlhf"])
     def record_name(self, request):
         return request.param
 
