@@ -351,3 +351,20 @@ def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tiny_model_dir, tmp_path)
     assert f"resumed from {checkpoints[0]} at step {step}" in resume.stdout
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == step + 2
+
+
+def test_an_fp32_run_on_a_bf16_cpu_gets_a_precision_tip(martlet_manager):
+    from types import SimpleNamespace
+
+    from martlet_train.job import precision_hint
+
+    martlet_manager("accel")
+    cpu = SimpleNamespace(device=SimpleNamespace(type="cpu"))
+    fp32 = SimpleNamespace(mixed_precision="no", torch_dtype="auto")
+    from martlet_accel.devices import CpuAccelerator
+
+    tip = precision_hint(fp32, cpu)
+    assert (tip is not None) == CpuAccelerator().fast_bf16()
+    assert precision_hint(SimpleNamespace(mixed_precision="bf16", torch_dtype="auto"), cpu) is None
+    gpu = SimpleNamespace(device=SimpleNamespace(type="cuda"))
+    assert precision_hint(fp32, gpu) is None
