@@ -46,6 +46,7 @@ VARIANTS = {
     "fp32": dict(torch_dtype="float32"),
     "fp32-checkpointing": dict(torch_dtype="float32", gradient_checkpointing=True),
     "fp32-selective": dict(torch_dtype="float32", selective_checkpointing=True),
+    "fp32-fast": dict(torch_dtype="float32", attn_impl="eager", group_by_length=True),
     "bf16": dict(torch_dtype="float32", mixed_precision="bf16"),
     "bf16-packed": dict(torch_dtype="float32", mixed_precision="bf16", packing=True),
     # the fastest settings found on this CPU: bf16 frozen weights (adapters stay fp32) under
