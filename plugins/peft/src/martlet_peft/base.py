@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,11 @@ from martlet.errors import ConfigError, MartletError
 from martlet.tasks import TASK_TYPES, check_task_type  # noqa: F401 - re-exported
 
 WEIGHTS = "model.safetensors"
+
+if not os.environ.get("MARTLET_DEBUG"):
+    # importing peft imports bitsandbytes, which warns on every start that an optional CPU
+    # kernel package (fetched from the hub, so not installed here) is missing
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 #: the names transformers gives a sequence classification head (``--task-type seq_cls``)
 HEAD_NAMES = ("score", "classifier")
 
