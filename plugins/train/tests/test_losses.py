@@ -8,7 +8,20 @@ import torch
 from martlet_peft.options import TunerOptions
 from martlet_peft.peft_methods import LoraTuner, PromptTuningTuner
 from martlet_sdk.tiny import tiny_model
-from martlet_train.losses import causal_lm_loss, logits_only_at, token_cross_entropy
+from martlet_train.losses import IGNORE, causal_lm_loss, logits_only_at
+
+
+def token_cross_entropy(logits, labels):
+    """Summed next-token cross-entropy over full logits, the plain way."""
+    shifted = logits[:, :-1].float()
+    targets = labels[:, 1:]
+    loss = torch.nn.functional.cross_entropy(
+        shifted.reshape(-1, shifted.size(-1)),
+        targets.reshape(-1),
+        ignore_index=IGNORE,
+        reduction="sum",
+    )
+    return loss, (targets != IGNORE).sum()
 
 
 def full_logits_loss(model, batch):

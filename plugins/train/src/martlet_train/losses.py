@@ -14,33 +14,15 @@ from typing import Any
 IGNORE = -100
 
 
-def token_cross_entropy(logits: Any, labels: Any) -> tuple[Any, Any]:
-    """Summed next-token cross-entropy of ``logits`` against ``labels`` (-100 = ignore).
+def target_logits(model: Any, batch: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """Run ``model`` on ``batch`` with the output layer only where a label is predicted.
 
-    Returns ``(loss_sum, target_count)``; ``logits[:, t]`` predicts ``labels[:, t + 1]``.
-    """
-    import torch.nn.functional as F
-
-    shifted = logits[:, :-1].float()
-    targets = labels[:, 1:].to(shifted.device)
-    loss = F.cross_entropy(
-        shifted.reshape(-1, shifted.size(-1)),
-        targets.reshape(-1),
-        ignore_index=IGNORE,
-        reduction="sum",
-    )
-    return loss, (targets != IGNORE).sum()
-
-
-def causal_lm_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, Any, dict[str, float]]:
-    """The ``sft``/``pt`` loss: cross-entropy on the tokens whose label is not -100.
-
-    ``batch`` holds ``input_ids``, ``labels`` and ``attention_mask`` or (packed rows)
-    ``position_ids``. Returns ``(loss_sum, target_count, metrics)``.
-
-    The output layer runs only at the positions that predict a target token (see
-    :func:`logits_only_at`): the vocabulary-wide logits of prompt and padding positions are
-    never built, which is most of a small model's activation memory.
+    ``batch`` holds ``input_ids``, ``labels`` and ``attention_mask`` and/or ``position_ids``.
+    Returns ``(logits, targets, predicts)``: logits ``[n_targets, vocab]`` in row-major order,
+    the label each predicts, and the ``[batch, seq - 1]`` mask of predicting positions
+    (``logits[:, t]`` predicts ``labels[:, t + 1]``). The vocabulary-wide logits of prompt and
+    padding positions are never built (see :func:`logits_only_at`), which is most of a small
+    model's activation memory.
     """
     import torch.nn.functional as F
 
@@ -48,13 +30,23 @@ def causal_lm_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, Any, dict[st
         k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "position_ids")
     }
     labels = batch["labels"]
-    predicts = labels[:, 1:] != IGNORE  # position t predicts labels[:, t + 1]
+    predicts = labels[:, 1:] != IGNORE
     keep = F.pad(predicts, (0, 1), value=False)
     with logits_only_at(model, keep) as selected:
         logits = model(**inputs).logits
     if not selected:
-        return token_cross_entropy(_last_columns(logits, labels), labels) + ({},)
-    targets = labels[:, 1:][predicts].to(logits.device)
+        logits = _last_columns(logits, labels)[:, :-1][predicts]
+    return logits, labels[:, 1:][predicts].to(logits.device), predicts
+
+
+def causal_lm_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, Any, dict[str, float]]:
+    """The ``sft``/``pt`` loss: cross-entropy on the tokens whose label is not -100.
+
+    Returns ``(loss_sum, target_count, metrics)``.
+    """
+    import torch.nn.functional as F
+
+    logits, targets, predicts = target_logits(model, batch)
     loss = F.cross_entropy(logits.float(), targets, reduction="sum")
     return loss, predicts.sum(), {}
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from martlet.errors import ConfigError
 
-from martlet_train.losses import IGNORE, logits_only_at
+from martlet_train.losses import IGNORE, target_logits
 
 Metrics = dict[str, tuple[float, float]]
 
@@ -34,32 +34,25 @@ def accepted(fn: Callable[..., Any], options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k in params and v is not None}
 
 
-def target_logits(model: Any, input_ids: Any, attention_mask: Any, labels: Any) -> Any:
-    """Logits ``[n_targets, vocab]`` at the positions that predict a label (row-major)."""
-    import torch.nn.functional as F
-
-    predicts = labels[:, 1:] != IGNORE
-    keep = F.pad(predicts, (0, 1), value=False)
-    with logits_only_at(model, keep) as selected:
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-    if not selected:
-        logits = logits[:, -labels.shape[1] :][:, :-1][predicts]
-    return logits
-
-
-def sequence_logps(model: Any, input_ids: Any, attention_mask: Any, labels: Any) -> tuple[Any, Any]:
-    """Per-row summed log-probabilities of the label tokens, and their counts."""
+def sequence_logps(model: Any, batch: dict[str, Any]) -> tuple[Any, Any]:
+    """Per-row summed log-probabilities of ``batch``'s label tokens, and their counts."""
     import torch
     import torch.nn.functional as F
 
-    logits = target_logits(model, input_ids, attention_mask, labels)
-    predicts = labels[:, 1:] != IGNORE
-    targets = labels[:, 1:][predicts].to(logits.device)
+    logits, targets, predicts = target_logits(model, batch)
     token_logps = -F.cross_entropy(logits.float(), targets, reduction="none")
     rows = predicts.nonzero()[:, 0].to(logits.device)
-    sums = torch.zeros(labels.shape[0], dtype=token_logps.dtype, device=logits.device)
+    sums = torch.zeros(predicts.shape[0], dtype=token_logps.dtype, device=logits.device)
     sums = sums.index_add(0, rows, token_logps)
     return sums, predicts.sum(1).to(logits.device)
+
+
+def frozen(model: Any) -> Any:
+    """``model`` in eval mode with no parameter requiring gradients (a reference, a teacher)."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
 
 
 class Reference:
@@ -67,11 +60,7 @@ class Reference:
     disabled (no second copy in memory)."""
 
     def __init__(self, model: Any = None) -> None:
-        self.model = model
-        if model is not None:
-            model.eval()
-            for p in model.parameters():
-                p.requires_grad_(False)
+        self.model = frozen(model) if model is not None else None
 
     @contextlib.contextmanager
     def _network(self, policy: Any) -> Iterator[Any]:
@@ -88,30 +77,44 @@ class Reference:
         with disable():
             yield policy
 
-    def logps(self, policy: Any, input_ids: Any, attention_mask: Any, labels: Any) -> Any:
+    def logps(self, policy: Any, sequences: dict[str, Any]) -> Any:
+        """Summed reference log-probs of the label tokens of ``sequences``, one per row."""
         import torch
 
         with torch.no_grad(), self._network(policy) as network:
-            sums, _ = sequence_logps(network, input_ids, attention_mask, labels)
+            sums, _ = sequence_logps(network, sequences)
         return sums.detach()
 
 
-def _pair_batch(batch: dict[str, Any]) -> tuple[Any, Any, Any]:
+SIDE = ("input_ids", "attention_mask", "labels")
+
+
+def _side(batch: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """One side of ``batch`` (``""``, ``"rejected_"``, ``"kl_"``) as a plain batch."""
+    return {key: batch[f"{prefix}{key}"] for key in SIDE}
+
+
+def _pair_batch(batch: dict[str, Any]) -> dict[str, Any]:
     """Chosen then rejected rows, concatenated into one batch (the collator pads both sides
     to one length)."""
     import torch
 
-    ids = torch.cat([batch["input_ids"], batch["rejected_input_ids"]])
-    mask = torch.cat([batch["attention_mask"], batch["rejected_attention_mask"]])
-    labels = torch.cat([batch["labels"], batch["rejected_labels"]])
-    return ids, mask, labels
+    return {key: torch.cat([batch[key], batch[f"rejected_{key}"]]) for key in SIDE}
 
 
 def _mean_metrics(values: dict[str, float], n: int) -> Metrics:
     return {k: (float(v) * n, float(n)) for k, v in values.items()}
 
 
-class PreferenceObjective:
+class _PerRow:
+    """An objective whose unit is the row (a pair, a KTO row): the step's loss is the mean
+    over the rows of the whole step."""
+
+    def count(self, batch: dict[str, Any]) -> int:
+        return int(batch["input_ids"].shape[0])
+
+
+class PreferenceObjective(_PerRow):
     """Paired objectives (``inputs="logps"``, ``data="preference"``): DPO, SimPO, CPO, ORPO."""
 
     def __init__(
@@ -127,20 +130,15 @@ class PreferenceObjective:
         self.reference = reference
         self.reference_free = reference_free
 
-    def count(self, batch: dict[str, Any]) -> int:
-        return int(batch["input_ids"].shape[0])
-
     def reference_logps(self, model: Any, batch: dict[str, Any]) -> Any:
         """``[pairs, 2]`` reference log-probs (chosen, rejected) of ``batch``."""
-        ids, mask, labels = _pair_batch(batch)
-        ref = self.reference.logps(model, ids, mask, labels)  # type: ignore[union-attr]
+        ref = self.reference.logps(model, _pair_batch(batch))  # type: ignore[union-attr]
         return ref.view(2, -1).T
 
     def __call__(self, model: Any, batch: dict[str, Any]) -> tuple[Any, Any, Metrics]:
         import torch
 
-        ids, mask, labels = _pair_batch(batch)
-        logps, lengths = sequence_logps(model, ids, mask, labels)
+        logps, lengths = sequence_logps(model, _pair_batch(batch))
         chosen, rejected = logps.chunk(2)
         chosen_len, rejected_len = lengths.chunk(2)
         args: tuple[Any, ...] = (chosen, rejected)
@@ -168,7 +166,7 @@ class PreferenceObjective:
         return out.losses.sum(), torch.tensor(n), metrics
 
 
-class KtoObjective:
+class KtoObjective(_PerRow):
     """Unpaired desirable/undesirable rows (``data="kto"``), with the KL baseline estimated
     from mismatched prompt/completion pairs (``kl_`` columns)."""
 
@@ -177,23 +175,20 @@ class KtoObjective:
         self.options = options
         self.reference = reference
 
-    def count(self, batch: dict[str, Any]) -> int:
-        return int(batch["input_ids"].shape[0])
-
     def reference_logps(self, model: Any, batch: dict[str, Any]) -> Any:
         """``[rows, 2]``: the reference log-probs of the completion and of the KL row."""
         import torch
 
-        ref = self.reference.logps(model, *_sides(batch, ""))
-        ref_kl = self.reference.logps(model, *_sides(batch, "kl_"))
+        ref = self.reference.logps(model, _side(batch, ""))
+        ref_kl = self.reference.logps(model, _side(batch, "kl_"))
         return torch.stack([ref, ref_kl], dim=1)
 
     def __call__(self, model: Any, batch: dict[str, Any]) -> tuple[Any, Any, Metrics]:
         import torch
 
-        logps, _ = sequence_logps(model, *_sides(batch, ""))
+        logps, _ = sequence_logps(model, _side(batch, ""))
         with torch.no_grad():  # the KL baseline is not backpropagated (KTO paper, TRL)
-            kl_logps, _ = sequence_logps(model, *_sides(batch, "kl_"))
+            kl_logps, _ = sequence_logps(model, _side(batch, "kl_"))
         if "reference_logps" in batch:
             ref = batch["reference_logps"].to(logps.device, logps.dtype)
         else:
@@ -219,15 +214,7 @@ class KtoObjective:
         return out.losses.sum(), torch.tensor(n), metrics
 
 
-def _sides(batch: dict[str, Any], prefix: str) -> tuple[Any, Any, Any]:
-    return (
-        batch[f"{prefix}input_ids"],
-        batch[f"{prefix}attention_mask"],
-        batch[f"{prefix}labels"],
-    )
-
-
-class RewardObjective:
+class RewardObjective(_PerRow):
     """Reward-model training (``inputs="rewards"``): a scalar head scores chosen and rejected,
     the loss (Bradley-Terry) pushes chosen above rejected."""
 
@@ -235,15 +222,12 @@ class RewardObjective:
         self.loss = loss
         self.options = options
 
-    def count(self, batch: dict[str, Any]) -> int:
-        return int(batch["input_ids"].shape[0])
-
     def __call__(self, model: Any, batch: dict[str, Any]) -> tuple[Any, Any, Metrics]:
         import torch
         from martlet_hf.heads import sequence_scores
 
-        ids, mask, _ = _pair_batch(batch)
-        scores = sequence_scores(model, ids, mask).float()
+        pairs = _pair_batch(batch)
+        scores = sequence_scores(model, pairs["input_ids"], pairs["attention_mask"]).float()
         chosen, rejected = scores.chunk(2)
         options = dict(self.options)
         if "margin" in batch:
@@ -275,17 +259,19 @@ class DistillObjective:
         sft_alpha: float,
         generation: dict[str, Any],
         tokenizer: Any,
+        collate: Callable[[list[dict[str, Any]]], dict[str, Any]],
         seed: int,
     ) -> None:
         import random
 
         self.loss = loss
         self.options = options
-        self.teacher = Reference(teacher).model
+        self.teacher = frozen(teacher)
         self.lmbda = lmbda
         self.sft_alpha = sft_alpha
         self.generation = generation
         self.tokenizer = tokenizer
+        self.collate = collate
         self.random = random.Random(seed)
 
     def count(self, batch: dict[str, Any]) -> int:
@@ -303,10 +289,9 @@ class DistillObjective:
         import torch.nn.functional as F
 
         on_policy = bool(batch.get("on_policy", False))
-        ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
-        student = target_logits(model, ids, mask, labels)
+        student, targets, _ = target_logits(model, batch)
         with torch.no_grad():
-            teacher = target_logits(self.teacher, ids, mask, labels)
+            teacher, _, _ = target_logits(self.teacher, batch)
         vocab = min(student.shape[-1], teacher.shape[-1])
         loss = self.loss(
             student[:, :vocab].float(),
@@ -316,7 +301,6 @@ class DistillObjective:
         n = int(student.shape[0])
         metrics: Metrics = {"jsd": (float(loss.detach()), n), "on_policy": (float(on_policy), 1)}
         if self.sft_alpha:
-            targets = labels[:, 1:][labels[:, 1:] != IGNORE].to(student.device)
             nll = F.cross_entropy(student.float(), targets, reduction="sum")
             loss = loss + self.sft_alpha * nll
             metrics["nll"] = (float(nll.detach()), n)
@@ -324,7 +308,6 @@ class DistillObjective:
 
     def student_batch(self, model: Any, batch: dict[str, Any]) -> dict[str, Any]:
         """The batch's prompts with responses the student generates (PyTorch engine)."""
-        import torch
         from martlet_engine_pt.engine import PtEngine
 
         prompts = []
@@ -340,24 +323,12 @@ class DistillObjective:
             answers = engine.generate_ids(prompts, **self.generation)
         finally:
             unwrapped.train()  # the engine puts the model in eval mode
-        rows = [p + a for p, a in zip(prompts, answers, strict=True)]
-        width = max(len(r) for r in rows)
-        pad = self.tokenizer.pad_token_id
-        if pad is None:
-            pad = self.tokenizer.eos_token_id
-        out_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        out_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        out_labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
-        for i, (p, a) in enumerate(zip(prompts, answers, strict=True)):
-            out_ids[i, : len(p) + len(a)] = torch.tensor(p + a, dtype=torch.long)
-            out_mask[i, : len(p) + len(a)] = 1
-            out_labels[i, len(p) : len(p) + len(a)] = torch.tensor(a, dtype=torch.long)
+        rows = [
+            {"input_ids": p + a, "labels": [IGNORE] * len(p) + a}
+            for p, a in zip(prompts, answers, strict=True)
+        ]
         device = batch["input_ids"].device
-        return {
-            "input_ids": out_ids.to(device),
-            "attention_mask": out_mask.to(device),
-            "labels": out_labels.to(device),
-        }
+        return {k: v.to(device) for k, v in self.collate(rows).items()}
 
 
 class _NoTemplate:

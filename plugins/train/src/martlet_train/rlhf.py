@@ -200,8 +200,9 @@ def rlhf(config: RlhfConfig | Mapping[str, Any]) -> TrainResult:
     val = encode(val_rows, job.template, job.tokenizer, config, record) if val_rows else []
     tuner = jobs.prepare_model(job)
 
-    objective = make_objective(config, record, loss, job.model, job.tokenizer)
-    collate = RlhfCollator(jobs._collator(config, job.tokenizer, job.model))
+    base_collate = jobs._collator(config, job.tokenizer, job.model)
+    objective = make_objective(config, record, loss, job.model, job.tokenizer, base_collate)
+    collate = RlhfCollator(base_collate)
     reference = getattr(objective, "reference", None)
     if config.precompute_ref_logps and reference is not None:
         for rows in (train, val):
@@ -225,36 +226,36 @@ def _lm_load_options(config: RlhfConfig) -> dict[str, Any]:
     return options
 
 
+#: row kind (martlet-data's ``row_kind``) -> (what it is, an embedded dataset of that kind);
+#: a conversation objective also takes the chosen conversation of a preference or KTO row
+ROW_SHAPES = {
+    "preference": ("preference pairs (chosen and rejected responses)", "sample-dpo"),
+    "kto": ("KTO rows (a response and a boolean `label`)", "sample-kto"),
+    "messages": ("conversations (`messages`)", "sample-sft"),
+}
+
+
 def encode(
     rows: Any, template: Any, tokenizer: Any, config: RlhfConfig, record: Any
 ) -> list[dict[str, Any]]:
     """Encode ``rows`` for ``record``: its data shape is checked row by row, and the labels
     keep only the final response."""
     from martlet_data.encode import encode_rows
+    from martlet_data.formats import row_kind
 
     from martlet_train.objectives import add_kl_rows, last_response_only
 
     rows = list(rows)
-    need = {"preference": "rejected", "kto": "label"}.get(record.data)
+    need = record.data if record.data in ROW_SHAPES else "messages"
     for row in rows:
-        has = (
-            ("rejected_response" in row or "rejected_messages" in row)
-            if need == "rejected"
-            else ("label" in row if need == "label" else "messages" in row)
-        )
-        if not has:
-            shape = {
-                "rejected": "preference pairs (chosen and rejected responses)",
-                "label": "KTO rows (a response and a boolean `label`)",
-                None: "conversations (`messages`)",
-            }[need]
+        kind = row_kind(row)
+        if kind != need and (need != "messages" or kind == "text"):
+            shape, example = ROW_SHAPES[need]
             raise ConfigError(
                 f"--method {record.name} trains on {shape}, and a row of --dataset "
                 f"{', '.join(config.dataset)} is not one",
                 why=f"the row has the keys {sorted(row)}",
-                fix="use a dataset of that shape (the embedded "
-                + {"rejected": "sample-dpo", "label": "sample-kto", None: "sample-sft"}[need]
-                + " is one)",
+                fix=f"use a dataset of that shape (the embedded {example} is one)",
             )
     encoded = list(encode_rows(rows, template, tokenizer=tokenizer, max_length=config.max_length))
     if not encoded:
@@ -273,7 +274,9 @@ def encode(
     return encoded
 
 
-def make_objective(config: RlhfConfig, record: Any, loss: Any, model: Any, tokenizer: Any) -> Any:
+def make_objective(
+    config: RlhfConfig, record: Any, loss: Any, model: Any, tokenizer: Any, collate: Any
+) -> Any:
     import martlet
 
     from martlet_train import objectives
@@ -297,6 +300,7 @@ def make_objective(config: RlhfConfig, record: Any, loss: Any, model: Any, token
                 "temperature": config.temperature,
             },
             tokenizer=tokenizer,
+            collate=collate,
             seed=config.seed,
         )
     reference = None
