@@ -4,7 +4,7 @@ eval mode, and LoRA models get it."""
 from __future__ import annotations
 
 import torch
-from martlet_peft.dropout import FastDropout, use_fast_dropout
+from martlet_peft.dropout import FastDropout, drop_probability, keep_mask, use_fast_dropout
 from martlet_peft.options import TunerOptions
 from martlet_peft.peft_methods import LoraTuner
 from martlet_sdk.tiny import tiny_model
@@ -51,3 +51,14 @@ def test_lora_models_use_it():
     assert use_fast_dropout(model) == 0  # nothing left to replace
     plain = LoraTuner().prepare(tiny_model(), TunerOptions(lora_dropout=0.0))
     assert not any(isinstance(m, FastDropout) for m in plain.modules())
+
+
+def test_the_mask_drops_p_rounded_to_a_multiple_of_1_over_65536():
+    assert drop_probability(0.05) == 3277 / 65536
+    assert drop_probability(0.0) == 0.0 and drop_probability(1.0) == 1.0
+    for dtype in (torch.float32, torch.bfloat16):
+        mask = keep_mask((300, 1000), 0.05, "cpu", dtype)
+        assert mask.dtype == dtype and mask.shape == (300, 1000)
+        assert set(mask.unique().tolist()) == {0.0, 1.0}
+        assert abs(1 - mask.float().mean().item() - 0.05) < 0.003
+    assert FastDropout(1.0).train()(torch.ones(3, 4)).abs().sum() == 0

@@ -11,11 +11,13 @@ uninterrupted one. Off the CPU it is ``nn.Dropout``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
 _SEED_HIGH = 2**62
+_BF16_ONE = 0x3F80
 
 
 class FastDropout(torch.nn.Dropout):
@@ -24,14 +26,41 @@ class FastDropout(torch.nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0 or x.device.type != "cpu" or self.inplace:
             return super().forward(x)
-        if self.p == 1.0:
+        p = drop_probability(self.p)
+        if p == 1.0:
             return x * 0.0
-        import numpy as np
+        keep = keep_mask(tuple(x.shape), self.p, x.device, x.dtype)
+        return x * keep.mul_(1.0 / (1.0 - p))
 
-        seed = int(torch.randint(0, _SEED_HIGH, (1,)))  # from torch's generator: reproducible
-        uniform = np.random.default_rng(seed).random(tuple(x.shape), dtype=np.float32)
-        keep = torch.from_numpy(uniform >= self.p)
-        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+
+def keep_mask(shape: tuple[int, ...], p: float, device: Any, dtype: torch.dtype) -> torch.Tensor:
+    """A dropout mask of ``shape``: 1 where an element is kept, 0 where it is dropped (with
+    probability :func:`drop_probability` ``(p)``), in ``dtype`` on ``device``.
+
+    The bits come from NumPy's PCG64 (``random_raw``: four 16-bit draws per 64-bit word), seeded
+    from torch's default generator, so ``torch.manual_seed`` and a restored RNG state fix every
+    mask. An element is dropped when its 16-bit draw is below ``round(p * 65536)``.
+    """
+    import numpy as np
+
+    size = math.prod(shape)
+    seed = int(torch.randint(0, _SEED_HIGH, (1,)))
+    words = np.random.PCG64(seed).random_raw((size + 3) // 4)
+    draws = words.view(np.uint16)[:size]
+    keep = (draws >= _threshold(p)).astype(np.uint16)
+    keep *= _BF16_ONE  # the bit pattern of bfloat16 1.0: a 0/1 mask in bfloat16 without a cast
+    mask = torch.from_numpy(keep).view(torch.bfloat16).reshape(shape)
+    return mask.to(device=device, dtype=dtype)
+
+
+def _threshold(p: float) -> int:
+    return min(65536, max(0, round(p * 65536)))
+
+
+def drop_probability(p: float) -> float:
+    """The probability with which :func:`keep_mask` drops an element: ``p`` rounded to a
+    multiple of 1/65536 (0.05 becomes 0.0500030518)."""
+    return _threshold(p) / 65536
 
 
 def use_fast_dropout(model: Any) -> int:

@@ -14,6 +14,7 @@ from martlet.errors import ConfigError, MartletError
 
 from martlet_peft.base import Tuner, is_seq_cls, linear_module_names
 from martlet_peft.dropout import use_fast_dropout
+from martlet_peft.fused import fuse_lora
 
 
 class PeftTuner(Tuner):
@@ -38,6 +39,8 @@ class PeftTuner(Tuner):
                 fix="check --target-modules against the model's module names",
             ) from exc
         use_fast_dropout(model)
+        if getattr(config, "fused_lora", True):
+            fuse_lora(model)
         return model
 
     def save(self, model: Any, output_dir: str) -> None:

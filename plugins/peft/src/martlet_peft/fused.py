@@ -1,0 +1,136 @@
+"""LoRA's forward and backward as one function per adapted layer.
+
+PEFT computes ``base(x) + lora_B(lora_A(dropout(x))) * scaling`` as separate modules: the
+autograd graph of each adapted layer holds a cast of ``x`` to the adapter's dtype, the dropout,
+two rank-r products, a scaling and an addition, each with its own backward node. On a CPU these
+small operations cost as much as the layer's large matrix product (``bench/RESULTS.md``).
+:class:`LoraLinearFunction` computes the same value with one large product whose output the
+adapter's rank-r product is added to (``addmm``), and a hand-written backward pass
+that does the same for the input gradient. It keeps only ``x``, the dropout mask (one byte per
+element) and the rank-r activations for the backward pass, instead of a dropped-out copy of
+``x`` per layer.
+
+:func:`fuse_lora` switches a PEFT model's plain LoRA layers (one active adapter, no DoRA or
+other variant, an ``nn.Linear`` base) to it. Anything else — adapters disabled or merged,
+mixed-adapter batches, several active adapters — still goes through PEFT's own forward, so
+saving, merging and ``disable_adapter()`` behave as before. Dropout masks are drawn by
+:func:`martlet_peft.dropout.keep_mask`, as :class:`~martlet_peft.dropout.FastDropout` draws
+them, so a fused and an unfused model draw the same masks from the same seed.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import torch
+
+from martlet_peft.dropout import drop_probability, keep_mask
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype the base layer's product runs in: autocast's when it is on, else ``x``'s."""
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return x.dtype
+
+
+class LoraLinearFunction(torch.autograd.Function):
+    """``x @ W.T + bias + scaling * ((x * keep) @ A.T) @ B.T`` with a frozen ``W``; ``keep`` is
+    a 0/1 dropout mask in the compute dtype or ``None`` (no dropout)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, lora_a, lora_b, scaling, keep, dtype):  # noqa: D102
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1]).to(dtype)
+        w, a, b = weight.to(dtype), lora_a.to(dtype), lora_b.to(dtype)
+        # out of place: selective activation checkpointing keeps some of these outputs and
+        # refuses tensors that were changed after it kept them
+        y = torch.mm(x2, w.t()) if bias is None else torch.addmm(bias.to(dtype), x2, w.t())
+        dropped = x2 if keep is None else x2 * keep.reshape(x2.shape)
+        h = torch.mm(dropped, a.t())
+        y = torch.addmm(y, h, b.t(), alpha=scaling)
+        ctx.save_for_backward(x2, w, a, b, h, keep)
+        ctx.meta = (shape, scaling, x.dtype, lora_a.dtype, lora_b.dtype, bias is not None)
+        return y.reshape(*shape[:-1], y.shape[-1])
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        x2, w, a, b, h, keep = ctx.saved_tensors
+        shape, scaling, x_dtype, a_dtype, b_dtype, has_bias = ctx.meta
+        g = grad.reshape(-1, grad.shape[-1]).to(w.dtype)
+        gh = torch.mm(g, b).mul_(scaling)
+        grad_b = torch.mm(g.t(), h).mul_(scaling).to(b_dtype)
+        dropped = x2 if keep is None else x2 * keep.reshape(x2.shape)
+        grad_a = torch.mm(gh.t(), dropped).to(a_dtype)
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.mm(g, w)
+            if keep is None:
+                grad_x.addmm_(gh, a)
+            else:
+                grad_x.addcmul_(torch.mm(gh, a), keep.reshape(grad_x.shape))
+            grad_x = grad_x.reshape(shape).to(x_dtype)
+        return grad_x, None, None, grad_a, grad_b, None, None, None
+
+
+def _fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """The forward of a fused LoRA layer: PEFT's own where the fused one does not apply."""
+    adapters = self.active_adapters
+    if (
+        args
+        or kwargs
+        or self.disable_adapters
+        or self.merged
+        or len(adapters) != 1
+        or adapters[0] not in self.lora_A
+        or adapters[0] in self.lora_variant
+        or self.lora_B[adapters[0]].bias is not None
+    ):
+        return type(self).forward(self, x, *args, **kwargs)
+    name = adapters[0]
+    base = self.base_layer
+    dropout = self.lora_dropout[name]
+    p = float(getattr(dropout, "p", 0.0))
+    scaling = float(self.scaling[name])
+    keep = None
+    dtype = _compute_dtype(x)
+    if self.training and p > 0.0:
+        # inverted dropout: a 0/1 mask, and 1 / (1 - p) folded into the adapter's scaling
+        keep = keep_mask(tuple(x.shape), p, x.device, dtype)
+        dropped = drop_probability(p)
+        scaling = scaling / (1.0 - dropped) if dropped < 1.0 else 0.0
+    return LoraLinearFunction.apply(
+        x,
+        base.weight,
+        base.bias,
+        self.lora_A[name].weight,
+        self.lora_B[name].weight,
+        scaling,
+        keep,
+        dtype,
+    )
+
+
+def fusable(module: Any) -> bool:
+    """Whether ``module`` is a plain PEFT LoRA layer over an ``nn.Linear``."""
+    from peft.tuners.lora.layer import Linear
+
+    return (
+        type(module) is Linear
+        and type(module.base_layer) is torch.nn.Linear
+        and not module.fan_in_fan_out
+        and not module.base_layer.weight.requires_grad
+    )
+
+
+def fuse_lora(model: Any) -> int:
+    """Route the plain LoRA layers of ``model`` through :class:`LoraLinearFunction`; returns
+    how many layers were switched."""
+    count = 0
+    for module in model.modules():
+        if fusable(module):
+            module.forward = types.MethodType(_fused_forward, module)
+            count += 1
+    return count
