@@ -105,6 +105,14 @@ def test_disable_merge_save_and_reload_behave_as_with_peft(tmp_path):
         torch.testing.assert_close(merged(batch).logits, tuned, rtol=1e-4, atol=1e-4)
 
 
+def test_a_base_weight_made_trainable_goes_back_to_peft_s_forward():
+    model, batch = lora(True, 0.0), ids()
+    weight = model.base_model.model.model.layers[0].self_attn.q_proj.base_layer.weight
+    weight.requires_grad_(True)
+    step(model, batch)
+    assert weight.grad is not None and weight.grad.abs().sum() > 0
+
+
 def test_dora_layers_keep_peft_s_own_forward():
     batch = ids()
     loss_f, grads_f, _ = step(lora(True, 0.0, use_dora=True), batch)
@@ -144,14 +152,14 @@ def test_function_gradients_against_finite_differences():
     torch.manual_seed(0)
     x = torch.randn(2, 3, 5, dtype=torch.float64, requires_grad=True)
     w = torch.randn(4, 5, dtype=torch.float64)
-    bias = torch.randn(4, dtype=torch.float64)
+    bias = torch.randn(4, dtype=torch.float64, requires_grad=True)
     a = torch.randn(2, 5, dtype=torch.float64, requires_grad=True)
     b = torch.randn(4, 2, dtype=torch.float64, requires_grad=True)
     keep = (torch.rand(2, 3, 5) > 0.3).double()
     for mask in (None, keep):
         torch.autograd.gradcheck(
-            lambda x, a, b, mask=mask: LoraLinearFunction.apply(
+            lambda x, bias, a, b, mask=mask: LoraLinearFunction.apply(
                 x, w, bias, a, b, 1.7, mask, torch.float64
             ),
-            (x, a, b),
+            (x, bias, a, b),
         )

@@ -1,14 +1,15 @@
 """LoRA's forward and backward as one function per adapted layer.
 
 PEFT computes ``base(x) + lora_B(lora_A(dropout(x))) * scaling`` as separate modules: the
-autograd graph of each adapted layer holds a cast of ``x`` to the adapter's dtype, the dropout,
-two rank-r products, a scaling and an addition, each with its own backward node. On a CPU these
-small operations cost as much as the layer's large matrix product (``bench/RESULTS.md``).
-:class:`LoraLinearFunction` computes the same value with one large product whose output the
-adapter's rank-r product is added to (``addmm``), and a hand-written backward pass
-that does the same for the input gradient. It keeps only ``x``, the dropout mask (one byte per
-element) and the rank-r activations for the backward pass, instead of a dropped-out copy of
-``x`` per layer.
+autograd graph of each adapted layer holds a cast of ``x`` to the adapter's dtype (fp32 under
+bf16 autocast, then back to bf16 for the product), the dropout, two rank-r products, a scaling
+and an addition, each with its own backward node. On a CPU these small operations are a
+noticeable part of a training step (``bench/RESULTS.md``). :class:`LoraLinearFunction` computes
+the same value with the layer's large product, the adapter's rank-r product added to its output
+(``addmm``), and a hand-written backward pass that does the same for the input gradient. For
+the backward pass it keeps ``x`` (one tensor for the layers that read the same input), the 0/1
+dropout mask in the compute dtype and the rank-r activations, instead of a dropped-out copy of
+``x`` per layer in the adapter's dtype.
 
 :func:`fuse_lora` switches a PEFT model's plain LoRA layers (one active adapter, no DoRA or
 other variant, an ``nn.Linear`` base) to it. Anything else — adapters disabled or merged,
@@ -52,19 +53,30 @@ class LoraLinearFunction(torch.autograd.Function):
         h = torch.mm(dropped, a.t())
         y = torch.addmm(y, h, b.t(), alpha=scaling)
         ctx.save_for_backward(x2, w, a, b, h, keep)
-        ctx.meta = (shape, scaling, x.dtype, lora_a.dtype, lora_b.dtype, bias is not None)
+        ctx.meta = (
+            shape,
+            scaling,
+            x.dtype,
+            lora_a.dtype,
+            lora_b.dtype,
+            getattr(bias, "dtype", None),
+        )
         return y.reshape(*shape[:-1], y.shape[-1])
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
         x2, w, a, b, h, keep = ctx.saved_tensors
-        shape, scaling, x_dtype, a_dtype, b_dtype, has_bias = ctx.meta
+        shape, scaling, x_dtype, a_dtype, b_dtype, bias_dtype = ctx.meta
         g = grad.reshape(-1, grad.shape[-1]).to(w.dtype)
         gh = torch.mm(g, b).mul_(scaling)
-        grad_b = torch.mm(g.t(), h).mul_(scaling).to(b_dtype)
-        dropped = x2 if keep is None else x2 * keep.reshape(x2.shape)
-        grad_a = torch.mm(gh.t(), dropped).to(a_dtype)
-        grad_x = None
+        grad_a = grad_b = grad_x = grad_bias = None
+        if ctx.needs_input_grad[2]:  # a base bias left trainable (PEFT's bias="all")
+            grad_bias = g.sum(0).to(bias_dtype)
+        if ctx.needs_input_grad[4]:
+            grad_b = torch.mm(g.t(), h).mul_(scaling).to(b_dtype)
+        if ctx.needs_input_grad[3]:
+            dropped = x2 if keep is None else x2 * keep.reshape(x2.shape)
+            grad_a = torch.mm(gh.t(), dropped).to(a_dtype)
         if ctx.needs_input_grad[0]:
             grad_x = torch.mm(g, w)
             if keep is None:
@@ -72,7 +84,7 @@ class LoraLinearFunction(torch.autograd.Function):
             else:
                 grad_x.addcmul_(torch.mm(gh, a), keep.reshape(grad_x.shape))
             grad_x = grad_x.reshape(shape).to(x_dtype)
-        return grad_x, None, None, grad_a, grad_b, None, None, None
+        return grad_x, None, grad_bias, grad_a, grad_b, None, None, None
 
 
 def _fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -87,6 +99,7 @@ def _fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> tor
         or adapters[0] not in self.lora_A
         or adapters[0] in self.lora_variant
         or self.lora_B[adapters[0]].bias is not None
+        or self.base_layer.weight.requires_grad  # the function leaves the base weight frozen
     ):
         return type(self).forward(self, x, *args, **kwargs)
     name = adapters[0]
@@ -114,7 +127,7 @@ def _fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> tor
 
 
 def fusable(module: Any) -> bool:
-    """Whether ``module`` is a plain PEFT LoRA layer over an ``nn.Linear``."""
+    """Whether ``module`` is a plain PEFT LoRA layer over a frozen ``nn.Linear``."""
     from peft.tuners.lora.layer import Linear
 
     return (
