@@ -496,6 +496,9 @@ class _Window:
             "loss": self.loss_sum / max(self.targets, 1),
             "tokens_per_second": self.real / max(self.seconds, 1e-9),
             "padding_fraction": 1.0 - self.real / max(self.positions, 1),
+            # the window's totals, so speeds can be summed over a run
+            "num_tokens": self.real,
+            "step_seconds": self.seconds,
         }
         if self.grad_norms:
             out["grad_norm"] = sum(self.grad_norms) / len(self.grad_norms)
