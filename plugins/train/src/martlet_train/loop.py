@@ -135,10 +135,7 @@ class Trainer:
 
     def _batch(self, rows: Sequence[Row], indexes: list[int]) -> dict[str, Any]:
         """``rows[indexes]`` collated and moved to the device."""
-        batch = self.collate([rows[i] for i in indexes])
-        return {
-            k: v.to(self.accelerator.device) if hasattr(v, "to") else v for k, v in batch.items()
-        }
+        return to_device(self.collate([rows[i] for i in indexes]), self.accelerator.device)
 
     # ----------------------------------------------------------------- loop
 
@@ -507,6 +504,11 @@ class _Window:
                 out[name] = total / n
         self.reset()
         return out
+
+
+def to_device(batch: dict[str, Any], device: Any) -> dict[str, Any]:
+    """A collated batch with its tensors moved to ``device``."""
+    return {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
 
 
 def _real_tokens(batch: dict[str, Any]) -> Any:

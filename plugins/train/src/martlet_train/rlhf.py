@@ -342,14 +342,14 @@ def precompute_reference(
     """Store each row's reference log-probs in ``row["reference_logps"]``."""
     import torch
 
+    from martlet_train.loop import to_device
+
     model.eval()
     size = config.per_device_eval_batch_size
     with torch.no_grad():
         for i in range(0, len(rows), size):
             part = rows[i : i + size]
-            batch = {
-                k: v.to(acc.device) if hasattr(v, "to") else v for k, v in collate(part).items()
-            }
+            batch = to_device(collate(part), acc.device)
             with acc.autocast():
                 ref = objective.reference_logps(model, batch)
             for row, values in zip(part, ref.double().tolist(), strict=True):
