@@ -113,6 +113,24 @@ def test_a_base_weight_made_trainable_goes_back_to_peft_s_forward():
     assert weight.grad is not None and weight.grad.abs().sum() > 0
 
 
+def test_zero3_partitioned_weights_go_back_to_peft_s_forward(monkeypatch):
+    """DeepSpeed ZeRO-3 marks its partitioned parameters with ``ds_id`` and gathers them in the
+    owning module's forward hooks: such a layer must call its base layer."""
+    model, batch = lora(True, 0.0), ids()
+    calls = []
+    monkeypatch.setattr(LoraLinearFunction, "apply", lambda *a: calls.append(a) or None)
+    q_proj = model.base_model.model.model.layers[0].self_attn.q_proj
+    for module in model.modules():
+        if "forward" in vars(module):
+            module.base_layer.weight.ds_id = 0
+    seen = []
+    q_proj.base_layer.register_forward_hook(lambda *a: seen.append(1))
+    model.eval()
+    with torch.no_grad():
+        model(batch)
+    assert not calls and seen == [1]
+
+
 def test_dora_layers_keep_peft_s_own_forward():
     batch = ids()
     loss_f, grads_f, _ = step(lora(True, 0.0, use_dora=True), batch)

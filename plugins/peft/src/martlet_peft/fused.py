@@ -100,6 +100,9 @@ def _fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> tor
         or adapters[0] in self.lora_variant
         or self.lora_B[adapters[0]].bias is not None
         or self.base_layer.weight.requires_grad  # the function leaves the base weight frozen
+        # DeepSpeed ZeRO-3 gathers a partitioned weight in its own module's forward hooks,
+        # which the fused function does not call
+        or hasattr(self.base_layer.weight, "ds_id")
     ):
         return type(self).forward(self, x, *args, **kwargs)
     name = adapters[0]
