@@ -181,3 +181,18 @@ def test_function_gradients_against_finite_differences():
             ),
             (x, bias, a, b),
         )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no cuda device")
+def test_on_cuda_a_step_matches_peft_and_dropout_masks_are_drawn_on_the_device():
+    batch = ids().cuda()
+    loss_f, grads_f, input_f = step(lora(True, 0.0).cuda(), batch)
+    loss_p, grads_p, input_p = step(lora(False, 0.0).cuda(), batch)
+    torch.testing.assert_close(loss_f, loss_p, rtol=1e-4, atol=1e-5)
+    for name in grads_f:
+        torch.testing.assert_close(grads_f[name], grads_p[name], rtol=1e-3, atol=1e-5)
+    model = lora(True, 0.3).cuda()
+    a, _, _ = step(model, batch, seed=7)
+    b, _, _ = step(model, batch, seed=7)
+    c, _, _ = step(model, batch, seed=8)
+    assert torch.equal(a, b) and not torch.equal(a, c)

@@ -39,8 +39,12 @@ def keep_mask(shape: tuple[int, ...], p: float, device: Any, dtype: torch.dtype)
 
     The bits come from NumPy's PCG64 (``random_raw``: four 16-bit draws per 64-bit word), seeded
     from torch's default generator, so ``torch.manual_seed`` and a restored RNG state fix every
-    mask. An element is dropped when its 16-bit draw is below ``round(p * 65536)``.
+    mask. An element is dropped when its 16-bit draw is below ``round(p * 65536)``. Off the
+    CPU the mask is drawn on the device by torch (its generator, the same probability).
     """
+    if torch.device(device).type != "cpu":
+        uniform = torch.rand(shape, device=device)
+        return (uniform >= drop_probability(p)).to(dtype)
     import numpy as np
 
     size = math.prod(shape)
