@@ -2,11 +2,13 @@
 
 LoRA's dropout draws a fresh mask the size of each adapted layer's input, for every adapted
 layer and step. On a CPU, PyTorch's ``bernoulli_`` makes these masks at ~5 ns per element and
-was a fifth of a LoRA training step on SmolLM2-135M (``bench/RESULTS.md``). NumPy's PCG64
-draws them about four times faster. :class:`FastDropout` is ``nn.Dropout`` with the mask drawn
-by NumPy from a seed taken from torch's default generator, so ``torch.manual_seed`` still
-fixes every mask and a resumed run (torch's RNG state restored) draws the same masks as an
-uninterrupted one. Off the CPU it is ``nn.Dropout``.
+was a fifth of a LoRA training step on SmolLM2-135M (``bench/RESULTS.md``). :func:`keep_mask`
+takes 16-bit draws from NumPy's PCG64 raw output instead (~1 ns per element with the compare
+and the bfloat16 0/1 mask), seeded from torch's default generator, so ``torch.manual_seed``
+still fixes every mask and a resumed run (torch's RNG state restored) or a replayed
+checkpointed forward draws the same masks. :class:`FastDropout` is ``nn.Dropout`` with that
+mask (the fused LoRA layers of :mod:`martlet_peft.fused` use it directly); off the CPU it is
+``nn.Dropout``.
 """
 
 from __future__ import annotations
