@@ -7,8 +7,11 @@ value of its scalar head at the conversation's last token, encoded as in trainin
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -281,37 +284,40 @@ def reward_batch(model: Any, tokenizer: Any, template: Any, config: InferConfig)
     from tqdm.auto import tqdm
 
     size = max(1, config.max_batch_size)
+    rows = _conversation_rows(martlet.load_dataset(config.input), config.input)
     count = 0
-    out = open(config.output, "w", encoding="utf-8") if config.output else sys.stdout  # noqa: SIM115
-    try:
-        with tqdm(desc="reward", unit="row", file=sys.stderr) as progress:
-            rows: list[dict[str, Any]] = []
-            for row in martlet.load_dataset(config.input):
-                if "messages" not in row:
-                    raise ConfigError(
-                        f"row {count + len(rows) + 1} of {config.input} has no conversation "
-                        "to score",
-                        why="plain text rows have no turns",
-                        fix="give conversation rows (messages, query/response, ...) or "
-                        "preference rows (chosen/rejected)",
-                    )
-                rows.append(dict(row))
-                if len(rows) == size:
-                    _score_rows(model, tokenizer, template, rows, size, out)
-                    count += len(rows)
-                    progress.update(len(rows))
-                    rows = []
-            if rows:
-                _score_rows(model, tokenizer, template, rows, size, out)
-                count += len(rows)
-                progress.update(len(rows))
-    finally:
-        if out is not sys.stdout:
-            out.close()
+    with _output(config.output) as out, tqdm(desc="reward", unit="row", file=sys.stderr) as bar:
+        while chunk := list(itertools.islice(rows, size)):
+            _score_rows(model, tokenizer, template, chunk, size, out)
+            count += len(chunk)
+            bar.update(len(chunk))
     if config.output:
         click.echo(f"wrote {count} scored rows to {config.output}", err=True)
         return Path(config.output)
     return None
+
+
+def _conversation_rows(rows: Iterable[Any], source: str) -> Iterator[dict[str, Any]]:
+    """The rows to score, each checked to hold a conversation."""
+    for number, row in enumerate(rows, 1):
+        if "messages" not in row:
+            raise ConfigError(
+                f"row {number} of {source} has no conversation to score",
+                why="plain text rows have no turns",
+                fix="give conversation rows (messages, query/response, ...) or "
+                "preference rows (chosen/rejected)",
+            )
+        yield dict(row)
+
+
+@contextlib.contextmanager
+def _output(path: str | None) -> Iterator[Any]:
+    """Where JSON Lines go: the file at ``path`` (closed at the end), else stdout."""
+    if not path:
+        yield sys.stdout
+        return
+    with open(path, "w", encoding="utf-8") as out:
+        yield out
 
 
 def _score_rows(
@@ -353,26 +359,24 @@ def batch(engine: Any, config: InferConfig) -> Path | None:
         [{k: m[k] for k in ("role", "content") if k in m} for m in row["messages"]] for row in rows
     ]
     references = [row.get("reference") for row in rows]
-    out = open(config.output, "w", encoding="utf-8") if config.output else sys.stdout  # noqa: SIM115
-    try:
-        with tqdm(total=len(requests), desc="infer", unit="row", file=sys.stderr) as progress:
-            for start in range(0, len(requests), config.max_batch_size):
-                chunk = requests[start : start + config.max_batch_size]
-                answers = engine.generate(chunk, **config.generation())
-                for offset, (messages, answer) in enumerate(zip(chunk, answers, strict=True)):
-                    record: dict[str, Any] = {
-                        "messages": messages,
-                        "response": answer.text,
-                        "finish_reason": answer.finish_reason,
-                    }
-                    if references[start + offset] is not None:
-                        record["reference"] = references[start + offset]
-                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                out.flush()
-                progress.update(len(chunk))
-    finally:
-        if out is not sys.stdout:
-            out.close()
+    with (
+        _output(config.output) as out,
+        tqdm(total=len(requests), desc="infer", unit="row", file=sys.stderr) as progress,
+    ):
+        for start in range(0, len(requests), config.max_batch_size):
+            chunk = requests[start : start + config.max_batch_size]
+            answers = engine.generate(chunk, **config.generation())
+            for offset, (messages, answer) in enumerate(zip(chunk, answers, strict=True)):
+                record: dict[str, Any] = {
+                    "messages": messages,
+                    "response": answer.text,
+                    "finish_reason": answer.finish_reason,
+                }
+                if references[start + offset] is not None:
+                    record["reference"] = references[start + offset]
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.flush()
+            progress.update(len(chunk))
     if config.output:
         click.echo(f"wrote {len(requests)} answers to {config.output}", err=True)
         return Path(config.output)
