@@ -337,14 +337,21 @@ def _encode(
 
 
 def _collator(config: SftConfig, tokenizer: Any, model: Any) -> Any:
+    """The batch collator: padded rows, or packed rows (switching ``model`` to attention
+    segment by segment where it can, :mod:`martlet_train.packed_attention`)."""
     from martlet_data.packing import PackedCollator, PaddingCollator
 
     pad = tokenizer.pad_token_id
     if pad is None:
         pad = tokenizer.eos_token_id
-    if config.packing:
-        return PackedCollator(pad, dtype=next(model.parameters()).dtype)
-    return PaddingCollator(pad)
+    if not config.packing:
+        return PaddingCollator(pad)
+    from martlet_train.packed_attention import use_packed_attention
+
+    # attention segment by segment, found from position_ids; else a block-diagonal 4D mask
+    if use_packed_attention(model):
+        return PackedCollator(pad, mask="position_ids")
+    return PackedCollator(pad, dtype=next(model.parameters()).dtype)
 
 
 def _callbacks(config: SftConfig) -> list[Any]:

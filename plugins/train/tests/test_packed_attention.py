@@ -1,0 +1,163 @@
+"""Attention segment by segment in packed rows: the same logits and gradients as the
+block-diagonal 4D mask, every position in exactly one bucket, and a plan recomputed whenever
+the segments change."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from martlet_data.packing import PackedCollator, pack_rows
+from martlet_sdk.tiny import tiny_model
+from martlet_train import packed_attention
+from martlet_train.packed_attention import NAME, segment_plan, use_packed_attention
+
+# segments of very different lengths: several buckets, right padding in the shorter rows
+LENGTHS = [37, 3, 12, 1, 25, 25, 8, 30, 5, 17, 2, 40]
+
+
+def packed_batches(length: int = 64, vocab: int = 200):
+    """The same packed rows collated twice: with the 4D mask and with position_ids only."""
+    generator = torch.Generator().manual_seed(0)
+    rows = []
+    for n in LENGTHS:
+        ids = torch.randint(3, vocab, (n,), generator=generator).tolist()
+        rows.append({"input_ids": ids, "labels": ids})
+    packed = pack_rows(rows, length)
+    masked = PackedCollator(0, mask="4d", dtype=torch.float32)(packed)
+    plain = PackedCollator(0, mask="position_ids")(packed)
+    for batch in (masked, plain):
+        batch.pop("num_tokens")
+    return masked, plain
+
+
+def forward_and_grads(model, batch):
+    model.zero_grad(set_to_none=True)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    logits = model(**inputs).logits
+    real = batch["labels"] != -100  # padding is a segment of its own: left out
+    logits[real].float().sin().sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return logits.detach(), grads
+
+
+@pytest.mark.parametrize("kv_heads", [2, 4, 1])
+def test_segments_give_the_block_diagonal_mask_logits_and_gradients(kv_heads):
+    masked, plain = packed_batches()
+    assert plain["input_ids"].shape[0] > 1 and "attention_mask" not in plain
+    model = tiny_model(num_key_value_heads=kv_heads, attn_implementation="eager").train()
+    ref_logits, ref_grads = forward_and_grads(model, masked)
+
+    assert use_packed_attention(model)
+    assert model.config._attn_implementation == NAME
+    logits, grads = forward_and_grads(model, plain)
+
+    real = plain["labels"] != -100
+    torch.testing.assert_close(logits[real], ref_logits[real], rtol=1e-5, atol=1e-5)
+    assert grads.keys() == ref_grads.keys() and grads
+    for name in grads:
+        scale = float(ref_grads[name].abs().max())
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_sdpa_models_switch_and_bf16_stays_close():
+    masked, plain = packed_batches()
+    model = tiny_model(attn_implementation="sdpa").to(torch.bfloat16)
+    with torch.no_grad():
+        ref = model(**{k: v for k, v in masked.items() if k != "labels"}).logits.float()
+        masked_4d = masked["attention_mask"].to(torch.bfloat16)
+        ref_bf16 = model(
+            input_ids=masked["input_ids"],
+            attention_mask=masked_4d,
+            position_ids=masked["position_ids"],
+        ).logits.float()
+        assert use_packed_attention(model)
+        out = model(input_ids=plain["input_ids"], position_ids=plain["position_ids"]).logits
+    real = plain["labels"] != -100
+    assert torch.isfinite(ref).all()
+    error = (out.float() - ref_bf16)[real].abs().max()
+    assert error < 0.05 * ref_bf16[real].abs().max()
+
+
+def test_without_position_ids_each_row_is_one_causal_segment():
+    model = tiny_model(attn_implementation="eager")
+    ids = torch.randint(3, 200, (2, 9), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = model(input_ids=ids).logits
+        use_packed_attention(model)
+        out = model(input_ids=ids).logits
+        # transformers fills in position_ids 0..n-1: one segment per row
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+        direct = packed_attention.packed_attention(
+            model.model.layers[0].self_attn,
+            *(torch.randn(2, h, 9, 24) for h in (4, 2, 2)),
+            None,
+        )[0]
+    assert direct.shape == (2, 9, 4, 24)
+
+
+def test_the_plan_covers_every_position_once_in_buckets_of_similar_length():
+    position_ids = torch.tensor(
+        [list(range(10)) + list(range(3)) + list(range(7)), list(range(16)) + list(range(4))]
+    )
+    buckets, order = segment_plan(position_ids)
+    kept = []
+    for gather, count, longest, keep in buckets:
+        assert gather.shape == (count * longest,)
+        kept.append(gather[keep])
+    flat = torch.cat(kept)
+    assert sorted(flat.tolist()) == list(range(40))
+    assert torch.equal(flat[order], torch.arange(40))
+    # segments 16, 10, 7, 4, 3: buckets start at 16 and hold lengths down to 16 / 1.3
+    longest = [b[2] for b in buckets]
+    assert longest == sorted(longest, reverse=True) and longest[0] == 16
+    for _gather, count, size, keep in buckets:
+        lengths = [len(keep[(keep >= s * size) & (keep < (s + 1) * size)]) for s in range(count)]
+        assert max(lengths) == size and min(lengths) * packed_attention.RATIO >= size
+
+
+def test_a_new_batch_with_the_same_shape_gets_a_new_plan():
+    first = torch.tensor([[0, 1, 2, 3, 0, 1, 2, 3]])
+    second = torch.tensor([[0, 1, 0, 1, 2, 3, 4, 5]])
+    plan_a = segment_plan(first)
+    assert segment_plan(first.clone()) is plan_a  # same segments: reused
+    plan_b = segment_plan(second)
+    assert plan_b is not plan_a
+    assert sorted(b[2] for b in plan_b[0]) == [2, 6]
+
+
+def test_other_attention_implementations_keep_the_mask():
+    model = tiny_model(attn_implementation="eager")
+    model.config._attn_implementation = "flash_attention_2"  # reads position_ids itself
+    assert not use_packed_attention(model)
+    assert model.config._attn_implementation == "flash_attention_2"
+
+
+def test_packed_lora_training_switches_and_saves_a_plain_config(tmp_path):
+    import json
+
+    from martlet_sdk.tiny import tiny_model_dir
+    from martlet_train.job import sft
+
+    model_dir = tiny_model_dir(tmp_path / "model")
+    out = tmp_path / "run"
+    result = sft(
+        {
+            "model": str(model_dir),
+            "dataset": ["sample-sft#24"],
+            "tuner": "lora",
+            "packing": True,
+            "max_length": 256,
+            "per_device_train_batch_size": 2,
+            "max_steps": 2,
+            "learning_rate": 1e-3,
+            "attn_impl": "eager",
+            "output_dir": str(out),
+            "disable_progress_bar": True,
+        }
+    )
+    assert result.global_step == 2
+    train = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(torch.isfinite(torch.tensor(m["loss"])) for m in train if "loss" in m)
+    saved = json.loads((out / "adapter_config.json").read_text())
+    assert saved["peft_type"] == "LORA"
+    assert NAME not in (out / "config.yaml").read_text()
