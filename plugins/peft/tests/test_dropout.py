@@ -62,3 +62,27 @@ def test_the_mask_drops_p_rounded_to_a_multiple_of_1_over_65536():
         assert set(mask.unique().tolist()) == {0.0, 1.0}
         assert abs(1 - mask.float().mean().item() - 0.05) < 0.003
     assert FastDropout(1.0).train()(torch.ones(3, 4)).abs().sum() == 0
+
+
+def test_numba_and_numpy_draw_the_same_bits(monkeypatch):
+    import numpy as np
+    import pytest
+    from martlet_peft import dropout
+
+    pytest.importorskip("numba")
+    assert dropout._kernel() is not None  # numba is a dependency: the fast loop is used
+    for size, seed in [(1, 7), (5, 2**61 + 3), (4096 * 3 + 2, 123)]:
+        fast = dropout._mask_bits(size, seed, 3277).copy()
+        monkeypatch.setattr(dropout, "_kernel", lambda: None)
+        slow = dropout._mask_bits(size, seed, 3277)
+        monkeypatch.undo()
+        assert fast.dtype == np.uint16 and fast.shape == (size,)
+        np.testing.assert_array_equal(fast, slow)
+    # SplitMix64's first output for state 0 + golden (its reference value), lane by lane
+    word = dropout._mask_bits(4, 0, 0).view(np.uint64)[0]
+    assert word == 0x3F803F803F803F80  # threshold 0 keeps everything
+    reference = 0xE220A8397B1DCDAF  # SplitMix64(seed 0), first output
+    lanes = [(reference >> (16 * k)) & 0xFFFF for k in range(4)]
+    limit = sorted(lanes)[2]  # drops the two smallest lanes
+    bits = dropout._mask_bits(4, 0, limit)
+    assert [int(b) for b in bits] == [0x3F80 if lane >= limit else 0 for lane in lanes]

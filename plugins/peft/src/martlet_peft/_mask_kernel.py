@@ -1,0 +1,28 @@
+"""numba's compiled loop for :func:`martlet_peft.dropout.keep_mask` (imported only when numba
+is installed; compiled on first use and cached on disk next to this file)."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from martlet_peft.dropout import BF16_ONE, GOLDEN, MIX1, MIX2
+
+_u64 = np.uint64
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def fill_mask_words(out, seed, threshold):  # pragma: no cover - compiled; tested via keep_mask
+    """Word ``w`` of ``out`` (uint64): SplitMix64's output for ``seed + (w + 1) * GOLDEN``,
+    its four 16-bit lanes replaced by bfloat16 1.0 where the lane is ``>= threshold``, else 0."""
+    limit = _u64(threshold)
+    for w in range(out.shape[0]):
+        z = _u64(seed) + _u64(w + 1) * _u64(GOLDEN)
+        z = (z ^ (z >> _u64(30))) * _u64(MIX1)
+        z = (z ^ (z >> _u64(27))) * _u64(MIX2)
+        z = z ^ (z >> _u64(31))
+        word = _u64(0)
+        for lane in range(4):
+            draw = (z >> _u64(16 * lane)) & _u64(0xFFFF)
+            word |= (_u64(BF16_ONE) * _u64(draw >= limit)) << _u64(16 * lane)
+        out[w] = word
