@@ -14,7 +14,9 @@ from typing import Any
 IGNORE = -100
 
 
-def target_logits(model: Any, batch: dict[str, Any]) -> tuple[Any, Any, Any]:
+def target_logits(
+    model: Any, batch: dict[str, Any], *, head_input: bool = False
+) -> tuple[Any, Any, Any]:
     """Run ``model`` on ``batch`` with the output layer only where a label is predicted.
 
     ``batch`` holds ``input_ids``, ``labels`` and ``attention_mask`` and/or ``position_ids``.
@@ -22,7 +24,8 @@ def target_logits(model: Any, batch: dict[str, Any]) -> tuple[Any, Any, Any]:
     the label each predicts, and the ``[batch, seq - 1]`` mask of predicting positions
     (``logits[:, t]`` predicts ``labels[:, t + 1]``). The vocabulary-wide logits of prompt and
     padding positions are never built (see :func:`logits_only_at`), which is most of a small
-    model's activation memory.
+    model's activation memory. With ``head_input``, the output layer is skipped and the hidden
+    states it would have seen at those positions come back instead of logits.
     """
     import torch.nn.functional as F
 
@@ -32,7 +35,7 @@ def target_logits(model: Any, batch: dict[str, Any]) -> tuple[Any, Any, Any]:
     labels = batch["labels"]
     predicts = labels[:, 1:] != IGNORE
     keep = F.pad(predicts, (0, 1), value=False)
-    with logits_only_at(model, keep) as selected:
+    with logits_only_at(model, keep, skip_head=head_input) as selected:
         logits = model(**inputs).logits
     if not selected:
         logits = _last_columns(logits, labels)[:, :-1][predicts]
@@ -46,9 +49,35 @@ def causal_lm_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, Any, dict[st
     """
     import torch.nn.functional as F
 
+    head = fusable_head(model)
+    if head is not None:
+        from martlet_train.linear_ce import linear_cross_entropy
+
+        hidden, targets, predicts = target_logits(model, batch, head_input=True)
+        loss = linear_cross_entropy(hidden, head.weight, head.bias, targets)
+        return loss, predicts.sum(), {}
     logits, targets, predicts = target_logits(model, batch)
     loss = F.cross_entropy(logits.float(), targets, reduction="sum")
     return loss, predicts.sum(), {}
+
+
+# model types whose causal-LM forward returns the output layer's result unchanged (no logit
+# soft-capping or scaling after it), so the loss may take the layer's input instead
+PLAIN_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3"})
+
+
+def fusable_head(model: Any) -> Any:
+    """The output layer of ``model`` when the loss can fuse it with the cross-entropy
+    (:mod:`martlet_train.linear_ce`): a plain ``nn.Linear`` of a model type in
+    :data:`PLAIN_HEAD_TYPES`; else None."""
+    import torch
+
+    config = getattr(model, "config", None)
+    get_head = getattr(model, "get_output_embeddings", None)
+    if getattr(config, "model_type", None) not in PLAIN_HEAD_TYPES or not callable(get_head):
+        return None
+    head = get_head()
+    return head if type(head) is torch.nn.Linear else None
 
 
 def _last_columns(logits: Any, labels: Any) -> Any:
@@ -58,11 +87,12 @@ def _last_columns(logits: Any, labels: Any) -> Any:
 
 
 @contextlib.contextmanager
-def logits_only_at(model: Any, keep: Any) -> Iterator[bool]:
+def logits_only_at(model: Any, keep: Any, *, skip_head: bool = False) -> Iterator[bool]:
     """While active, the model's output layer sees only the hidden states where ``keep``
     (``[batch, seq]`` bool) is true, so ``model(...).logits`` is ``[keep.sum(), vocab]`` in
-    row-major order. Yields False (and changes nothing) for a model without
-    ``get_output_embeddings``. Virtual tokens prepended by prompt tuning are never kept.
+    row-major order (``[keep.sum(), hidden]``, the layer's input, with ``skip_head``). Yields
+    False (and changes nothing) for a model without ``get_output_embeddings``. Virtual tokens
+    prepended by prompt tuning are never kept.
     """
     import torch.nn.functional as F
 
@@ -83,7 +113,15 @@ def logits_only_at(model: Any, keep: Any) -> Iterator[bool]:
         return (hidden[mask], *rest)
 
     handle = head.register_forward_pre_hook(select)
+    if skip_head:
+        head.forward = _identity  # an instance attribute: the pre-hook still runs first
     try:
         yield True
     finally:
         handle.remove()
+        if skip_head:
+            del head.forward
+
+
+def _identity(hidden: Any) -> Any:
+    return hidden

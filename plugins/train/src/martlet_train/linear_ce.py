@@ -1,0 +1,109 @@
+"""The output layer and the cross-entropy as one function, a chunk of rows at a time.
+
+The plain way builds the vocabulary-wide logits of every target position, casts them to fp32,
+takes the log-softmax, and in the backward pass fills a zero gradient of the same size, writes
+into it and casts it back: for ~570 target positions of a 49k vocabulary that is several
+passes over 110 MB tensors, ~10% of a packed LoRA step on a CPU (``bench/RESULTS.md``).
+:class:`LinearCrossEntropy` computes each chunk's logits, its summed loss and, while the
+chunk is still in cache, its gradient with respect to the hidden states (and to the weight
+and bias when they train) — ``softmax - one_hot`` times the weight — so the backward pass only
+scales what the forward pass kept, and no vocabulary-wide tensor outlives its chunk (the idea
+of Liger Kernel's fused linear cross-entropy, in PyTorch operations).
+"""
+
+from __future__ import annotations
+
+import torch
+
+# rows per chunk: about 16 MiB of fp32 logits, and enough rows for efficient products
+CHUNK_BYTES = 16 << 20
+MIN_ROWS = 128
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return x.dtype
+
+
+class LinearCrossEntropy(torch.autograd.Function):
+    """``sum_i cross_entropy(hidden[i] @ weight.T + bias, targets[i])``, with the gradients
+    computed chunk by chunk in the forward pass."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, dtype, need):  # noqa: D102
+        need_hidden, need_weight, need_bias = need
+        h = hidden.to(dtype)
+        w = weight.to(dtype)
+        b = bias.to(dtype) if bias is not None else None
+        rows = max(MIN_ROWS, CHUNK_BYTES // (4 * w.shape[0]))
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        grad_hidden = torch.empty_like(h) if need_hidden else None
+        grad_weight = torch.zeros(w.shape, dtype=torch.float32) if need_weight else None
+        grad_bias = torch.zeros(w.shape[0], dtype=torch.float32) if need_bias else None
+        if grad_weight is not None:
+            grad_weight = grad_weight.to(w.device)
+            grad_bias = grad_bias.to(w.device) if grad_bias is not None else None
+        for start in range(0, h.shape[0], rows):
+            hc = h[start : start + rows]
+            tc = targets[start : start + rows, None]
+            logits = torch.mm(hc, w.t()) if b is None else torch.addmm(b, hc, w.t())
+            logits = logits.float()
+            # softmax is one fused pass (faster on a CPU than logsumexp or exp); the loss is
+            # -log p[target], exact through log_softmax where p[target] underflows to 0
+            probs = torch.softmax(logits, dim=1)
+            picked = probs.gather(1, tc)
+            losses = -torch.log(picked)
+            lost = picked == 0
+            if bool(lost.any()):
+                rows_lost = lost.squeeze(1)
+                exact = torch.log_softmax(logits[rows_lost], dim=1).gather(1, tc[rows_lost])
+                losses[rows_lost] = -exact
+            total += losses.sum()
+            if not (need_hidden or need_weight or need_bias):
+                continue
+            # d loss / d logits = softmax - one_hot(target)
+            grad = probs.scatter_add_(1, tc, torch.full_like(picked, -1.0))
+            if need_bias:
+                grad_bias += grad.sum(0)
+            grad = grad.to(dtype)
+            if need_hidden:
+                grad_hidden[start : start + rows] = torch.mm(grad, w)
+            if need_weight:
+                grad_weight.addmm_(grad.t().float(), hc.float())
+        ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
+        ctx.dtypes = (hidden.dtype, weight.dtype, getattr(bias, "dtype", None))
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_total):  # noqa: D102
+        grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
+        hidden_dtype, weight_dtype, bias_dtype = ctx.dtypes
+        scale = grad_total.to(torch.float32)
+
+        def scaled(grad, dtype):
+            return None if grad is None else (grad * scale.to(grad.dtype)).to(dtype)
+
+        return (
+            scaled(grad_hidden, hidden_dtype),
+            scaled(grad_weight, weight_dtype),
+            scaled(grad_bias, bias_dtype),
+            None,
+            None,
+            None,
+        )
+
+
+def linear_cross_entropy(
+    hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor
+) -> torch.Tensor:
+    """The summed cross-entropy of ``hidden @ weight.T + bias`` (``[n, vocab]`` logits, never
+    built whole) against ``targets`` (``[n]``, no ignored entries), in fp32."""
+    grad = torch.is_grad_enabled()
+    need = (
+        grad and hidden.requires_grad,
+        grad and weight.requires_grad,
+        grad and bias is not None and bias.requires_grad,
+    )
+    return LinearCrossEntropy.apply(hidden, weight, bias, targets, _compute_dtype(hidden), need)
