@@ -125,39 +125,45 @@ def segment_plan(position_ids: Any) -> tuple[list[tuple[Any, int, int, Any]], An
     return plan
 
 
-def _causal_mask(length: int, group: int, device: Any) -> Any:
-    """``[group * length, length]``: True above the diagonal of each of ``group`` stacked
-    causal blocks (the positions a query may not see)."""
+def _causal_bias(length: int, group: int, dtype: Any, device: Any) -> Any:
+    """``[group * length, length]`` additive mask: -inf above the diagonal of each of
+    ``group`` stacked causal blocks (the positions a query may not see), 0 elsewhere."""
     import torch
 
-    key = (length, group)
-    mask = _causal_cache.get(key)
-    if mask is None or mask.device != device:
-        mask = torch.ones(length, length, dtype=torch.bool, device=device).triu(1).repeat(group, 1)
-        _causal_cache[key] = mask
-    return mask
+    key = (length, group, dtype, device)
+    bias = _causal_cache.get(key)
+    if bias is None:
+        hidden = torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
+        bias = torch.zeros(length, length, dtype=dtype, device=device)
+        bias = bias.masked_fill(hidden, float("-inf")).repeat(group, 1)
+        _causal_cache[key] = bias
+    return bias
 
 
 def _bucket_attention(q: Any, k: Any, v: Any, scaling: float, dropout: float, training: bool):
     """Causal attention of one bucket: ``q`` ``[S, L, Hq, D]``, ``k``/``v`` ``[S, L, Hkv, D]``;
     returns ``[S, L, Hq, D]``. The ``Hq / Hkv`` query heads of a group are stacked along the
-    length, so each group's keys and values are used without being repeated."""
+    length, so each group's keys and values are used without being repeated. Scores are
+    scaled and masked in the product (``baddbmm``); the softmax runs in the inputs' dtype
+    (PyTorch accumulates reduced-precision softmax in fp32)."""
     import torch
 
     count, length, heads, dim = q.shape
     kv_heads = k.shape[2]
     group = heads // kv_heads
-    # [S, Hkv, group * L, D]: query heads h = kv * group + g, as transformers' repeat_kv pairs them
+    batch = count * kv_heads
+    # [S * Hkv, group * L, D]: query heads h = kv * group + g, as transformers' repeat_kv
+    # pairs them
     queries = q.view(count, length, kv_heads, group, dim).permute(0, 2, 3, 1, 4)
-    queries = queries.reshape(count, kv_heads, group * length, dim)
-    keys = k.transpose(1, 2)
-    values = v.transpose(1, 2)
-    scores = torch.matmul(queries, keys.transpose(-1, -2)) * scaling
-    scores = scores.masked_fill(_causal_mask(length, group, q.device), float("-inf"))
-    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+    queries = queries.reshape(batch, group * length, dim)
+    keys = k.transpose(1, 2).reshape(batch, length, dim)
+    values = v.transpose(1, 2).reshape(batch, length, dim)
+    bias = _causal_bias(length, group, q.dtype, q.device)
+    scores = torch.baddbmm(bias.expand(batch, -1, -1), queries, keys.transpose(1, 2), alpha=scaling)
+    probs = torch.softmax(scores, dim=-1)
     if dropout > 0.0 and training:
         probs = torch.nn.functional.dropout(probs, p=dropout)
-    out = torch.matmul(probs, values)  # [S, Hkv, group * L, D]
+    out = torch.bmm(probs, values)  # [S * Hkv, group * L, D]
     out = out.view(count, kv_heads, group, length, dim).permute(0, 3, 1, 2, 4)
     return out.reshape(count, length, heads, dim)
 
