@@ -29,7 +29,7 @@ import torch
 from martlet_peft.dropout import drop_probability, keep_mask
 
 
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype the base layer's product runs in: autocast's when it is on, else ``x``'s."""
     device = x.device.type
     if torch.is_autocast_enabled(device):
@@ -111,7 +111,7 @@ def _fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> tor
     p = float(getattr(dropout, "p", 0.0))
     scaling = float(self.scaling[name])
     keep = None
-    dtype = _compute_dtype(x)
+    dtype = compute_dtype(x)
     if self.training and p > 0.0:
         # inverted dropout: a 0/1 mask, and 1 / (1 - p) folded into the adapter's scaling
         keep = keep_mask(tuple(x.shape), p, x.device, dtype)

@@ -14,17 +14,11 @@ of Liger Kernel's fused linear cross-entropy, in PyTorch operations).
 from __future__ import annotations
 
 import torch
+from martlet_peft.fused import compute_dtype
 
 # rows per chunk: about 16 MiB of fp32 logits, and enough rows for efficient products
 CHUNK_BYTES = 16 << 20
 MIN_ROWS = 128
-
-
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    device = x.device.type
-    if torch.is_autocast_enabled(device):
-        return torch.get_autocast_dtype(device)
-    return x.dtype
 
 
 class LinearCrossEntropy(torch.autograd.Function):
@@ -106,4 +100,4 @@ def linear_cross_entropy(
         grad and weight.requires_grad,
         grad and bias is not None and bias.requires_grad,
     )
-    return LinearCrossEntropy.apply(hidden, weight, bias, targets, _compute_dtype(hidden), need)
+    return LinearCrossEntropy.apply(hidden, weight, bias, targets, compute_dtype(hidden), need)
