@@ -9,7 +9,12 @@ import torch
 from martlet_data.packing import PackedCollator, pack_rows
 from martlet_sdk.tiny import tiny_model
 from martlet_train import packed_attention
-from martlet_train.packed_attention import NAME, segment_plan, use_packed_attention
+from martlet_train.packed_attention import (
+    NAME,
+    restore_attention,
+    segment_plan,
+    use_packed_attention,
+)
 
 # segments of very different lengths: several buckets, right padding in the shorter rows
 LENGTHS = [37, 3, 12, 1, 25, 25, 8, 30, 5, 17, 2, 40]
@@ -123,6 +128,21 @@ def test_a_new_batch_with_the_same_shape_gets_a_new_plan():
     plan_b = segment_plan(second)
     assert plan_b is not plan_a
     assert sorted(b[2] for b in plan_b[0]) == [2, 6]
+
+
+def test_generation_with_a_cache_and_switching_back():
+    model = tiny_model(attn_implementation="eager")
+    ids = torch.randint(3, 200, (1, 6), generator=torch.Generator().manual_seed(3))
+    options = dict(max_new_tokens=5, do_sample=False, pad_token_id=model.config.pad_token_id)
+    with torch.no_grad():
+        ref = model.generate(ids, **options)
+        assert use_packed_attention(model)
+        # the prompt attends causally, each new token (one query, all keys) through sdpa
+        torch.testing.assert_close(model.generate(ids, **options), ref)
+    restore_attention(model, "eager")
+    assert model.config._attn_implementation == "eager"
+    restore_attention(model, "sdpa")  # only a switched model is switched back
+    assert model.config._attn_implementation == "eager"
 
 
 def test_other_attention_implementations_keep_the_mask():

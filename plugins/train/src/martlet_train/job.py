@@ -268,6 +268,8 @@ def run(config: SftConfig | Mapping[str, Any], objective: str = "sft") -> TrainR
     train_rows, val_rows = load_train_val(config)
     train = _encode(train_rows, job.template, job.tokenizer, config, objective)
     val = _encode(val_rows, job.template, job.tokenizer, config, objective) if val_rows else []
+    # packing may switch the model's attention for the run
+    attention = getattr(getattr(job.model, "config", None), "_attn_implementation", None)
     collate = _collator(config, job.tokenizer, job.model)
     if config.packing:
         from martlet_data.packing import pack_rows
@@ -275,7 +277,13 @@ def run(config: SftConfig | Mapping[str, Any], objective: str = "sft") -> TrainR
         train = pack_rows(train, config.max_length)
         val = pack_rows(val, config.max_length) if val else val
     tuner = prepare_model(job)
-    return fit(job, tuner, train=train, val=val, collate=collate)
+    try:
+        return fit(job, tuner, train=train, val=val, collate=collate)
+    finally:
+        if config.packing:
+            from martlet_train.packed_attention import restore_attention
+
+            restore_attention(job.model, attention)
 
 
 def sft(config: SftConfig | Mapping[str, Any]) -> TrainResult:

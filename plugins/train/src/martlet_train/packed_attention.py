@@ -17,8 +17,11 @@ segment plan is computed once per batch and reused by every layer.
 
 :func:`use_packed_attention` switches a model whose attention goes through transformers'
 interface (``eager`` or ``sdpa``) to it; models with ``flash_attention_2`` (which reads packed
-``position_ids`` itself) or their own attention keep the 4D mask. Without ``position_ids`` (a
-plain forward, generation) it computes ordinary causal attention over each whole row.
+``position_ids`` itself) or their own attention keep the 4D mask. Without ``position_ids`` it
+computes ordinary causal attention over each whole row, and a query shorter than its keys
+(decoding with a cache) goes to transformers' sdpa; the training job switches the model back to
+its own attention when the run ends (:func:`restore_attention`), since padded batches need
+their mask.
 
 torch and transformers are imported when a function is called.
 """
@@ -62,6 +65,15 @@ def use_packed_attention(model: Any) -> bool:
     register()
     base.set_attn_implementation(NAME)
     return True
+
+
+def restore_attention(model: Any, implementation: str | None) -> None:
+    """Switch ``model`` back to ``implementation`` (its own attention, e.g. after training on
+    packed rows, before it generates with padded batches)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(base, "config", None)
+    if implementation and getattr(config, "_attn_implementation", None) == NAME:
+        base.set_attn_implementation(implementation)
 
 
 def segment_plan(position_ids: Any) -> tuple[list[tuple[Any, int, int, Any]], Any]:
@@ -189,6 +201,12 @@ def packed_attention(
     if scaling is None:
         scaling = dim**-0.5
     training = bool(getattr(module, "training", False))
+    if key.shape[2] != length:  # decoding with a cache: a query against all earlier keys
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling
+        )
     if position_ids is None or position_ids.shape != (batch, length):
         out = _bucket_attention(
             query.transpose(1, 2),
