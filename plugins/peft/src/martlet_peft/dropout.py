@@ -16,6 +16,7 @@ directly); off the CPU it is ``nn.Dropout``.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -97,18 +98,14 @@ def _numpy_words(out: Any, seed: int, threshold: int) -> None:
     out.view(np.uint16)[:] = keep
 
 
-_kernel_cache: list[Any] = []
-
-
+@functools.cache
 def _kernel() -> Any:
     """numba's compiled mask loop (:mod:`martlet_peft._mask_kernel`), or None without numba."""
-    if not _kernel_cache:
-        try:
-            from martlet_peft._mask_kernel import fill_mask_words
-        except ImportError:
-            fill_mask_words = None
-        _kernel_cache.append(fill_mask_words)
-    return _kernel_cache[0]
+    try:
+        from martlet_peft._mask_kernel import fill_mask_words
+    except ImportError:
+        return None
+    return fill_mask_words
 
 
 def _threshold(p: float) -> int:

@@ -33,12 +33,10 @@ class LinearCrossEntropy(torch.autograd.Function):
         b = bias.to(dtype) if bias is not None else None
         rows = max(MIN_ROWS, CHUNK_BYTES // (4 * w.shape[0]))
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        fp32 = {"dtype": torch.float32, "device": w.device}
         grad_hidden = torch.empty_like(h) if need_hidden else None
-        grad_weight = torch.zeros(w.shape, dtype=torch.float32) if need_weight else None
-        grad_bias = torch.zeros(w.shape[0], dtype=torch.float32) if need_bias else None
-        if grad_weight is not None:
-            grad_weight = grad_weight.to(w.device)
-            grad_bias = grad_bias.to(w.device) if grad_bias is not None else None
+        grad_weight = torch.zeros(w.shape, **fp32) if need_weight else None
+        grad_bias = torch.zeros(w.shape[0], **fp32) if need_bias else None
         for start in range(0, h.shape[0], rows):
             hc = h[start : start + rows]
             tc = targets[start : start + rows, None]
