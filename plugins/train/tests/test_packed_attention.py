@@ -13,6 +13,7 @@ from martlet_train.packed_attention import (
     NAME,
     restore_attention,
     segment_plan,
+    switched,
     use_packed_attention,
 )
 
@@ -143,6 +144,18 @@ def test_generation_with_a_cache_and_switching_back():
     assert model.config._attn_implementation == "eager"
     restore_attention(model, "sdpa")  # only a switched model is switched back
     assert model.config._attn_implementation == "eager"
+
+
+def test_switched_holds_for_the_block_only_even_when_it_fails():
+    model = tiny_model(attn_implementation="sdpa")
+    with pytest.raises(RuntimeError), switched(model) as by_segment:
+        assert by_segment and model.config._attn_implementation == NAME
+        raise RuntimeError("the run failed")
+    assert model.config._attn_implementation == "sdpa"
+    model.config._attn_implementation = "flash_attention_2"
+    with switched(model) as by_segment:
+        assert not by_segment
+    assert model.config._attn_implementation == "flash_attention_2"
 
 
 def test_other_attention_implementations_keep_the_mask():

@@ -268,22 +268,19 @@ def run(config: SftConfig | Mapping[str, Any], objective: str = "sft") -> TrainR
     train_rows, val_rows = load_train_val(config)
     train = _encode(train_rows, job.template, job.tokenizer, config, objective)
     val = _encode(val_rows, job.template, job.tokenizer, config, objective) if val_rows else []
-    # packing may switch the model's attention for the run
-    attention = getattr(getattr(job.model, "config", None), "_attn_implementation", None)
-    collate = _collator(config, job.tokenizer, job.model)
-    if config.packing:
-        from martlet_data.packing import pack_rows
+    if not config.packing:
+        collate = _collator(config, job.tokenizer, job.model)
+        return fit(job, prepare_model(job), train=train, val=val, collate=collate)
+    from martlet_data.packing import pack_rows
 
-        train = pack_rows(train, config.max_length)
-        val = pack_rows(val, config.max_length) if val else val
-    tuner = prepare_model(job)
-    try:
-        return fit(job, tuner, train=train, val=val, collate=collate)
-    finally:
-        if config.packing:
-            from martlet_train.packed_attention import restore_attention
+    from martlet_train.packed_attention import switched
 
-            restore_attention(job.model, attention)
+    train = pack_rows(train, config.max_length)
+    val = pack_rows(val, config.max_length) if val else val
+    # attention segment by segment inside packed rows for the run, where the model allows it
+    with switched(job.model) as by_segment:
+        collate = _collator(config, job.tokenizer, job.model, by_segment=by_segment)
+        return fit(job, prepare_model(job), train=train, val=val, collate=collate)
 
 
 def sft(config: SftConfig | Mapping[str, Any]) -> TrainResult:
@@ -344,9 +341,10 @@ def _encode(
     return encoded
 
 
-def _collator(config: SftConfig, tokenizer: Any, model: Any) -> Any:
-    """The batch collator: padded rows, or packed rows (switching ``model`` to attention
-    segment by segment where it can, :mod:`martlet_train.packed_attention`)."""
+def _collator(config: SftConfig, tokenizer: Any, model: Any, *, by_segment: bool = False) -> Any:
+    """The batch collator: padded rows, or packed rows with ``position_ids`` only (the model
+    attends segment by segment, :mod:`martlet_train.packed_attention`) or with a
+    block-diagonal 4D mask."""
     from martlet_data.packing import PackedCollator, PaddingCollator
 
     pad = tokenizer.pad_token_id
@@ -354,10 +352,7 @@ def _collator(config: SftConfig, tokenizer: Any, model: Any) -> Any:
         pad = tokenizer.eos_token_id
     if not config.packing:
         return PaddingCollator(pad)
-    from martlet_train.packed_attention import use_packed_attention
-
-    # attention segment by segment, found from position_ids; else a block-diagonal 4D mask
-    if use_packed_attention(model):
+    if by_segment:
         return PackedCollator(pad, mask="position_ids")
     return PackedCollator(pad, dtype=next(model.parameters()).dtype)
 

@@ -19,15 +19,16 @@ segment plan is computed once per batch and reused by every layer.
 interface (``eager`` or ``sdpa``) to it; models with ``flash_attention_2`` (which reads packed
 ``position_ids`` itself) or their own attention keep the 4D mask. Without ``position_ids`` it
 computes ordinary causal attention over each whole row, and a query shorter than its keys
-(decoding with a cache) goes to transformers' sdpa; the training job switches the model back to
-its own attention when the run ends (:func:`restore_attention`), since padded batches need
-their mask.
+(decoding with a cache) goes to transformers' sdpa; the training job switches the model only
+for the run (:func:`switched`), since padded batches need their mask.
 
 torch and transformers are imported when a function is called.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 NAME = "martlet_packed"
@@ -36,7 +37,10 @@ RATIO = 1.3
 SWITCHABLE = ("eager", "sdpa")
 
 _plan_cache: dict[str, Any] = {}
-_causal_cache: dict[tuple[int, int], Any] = {}
+# causal masks by (length, group, dtype, device), for the buckets of the current plan: emptied
+# with every new plan (bucket lengths change from batch to batch)
+_causal_cache: dict[tuple[Any, ...], Any] = {}
+_CAUSAL_CACHE_MAX = 64
 
 
 def register() -> None:
@@ -53,10 +57,15 @@ def _no_mask(*args: Any, **kwargs: Any) -> None:
     return None
 
 
+def _base(model: Any) -> Any:
+    """The transformers model inside ``model`` (a PEFT wrapper's base model, else itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def use_packed_attention(model: Any) -> bool:
     """Switch ``model`` (a transformers model, or a wrapper with ``get_base_model``) to
     segment-by-segment attention for packed rows; returns whether it was switched."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = _base(model)
     config = getattr(base, "config", None)
     if config is None or getattr(config, "_attn_implementation", None) not in SWITCHABLE:
         return False
@@ -67,10 +76,23 @@ def use_packed_attention(model: Any) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def switched(model: Any) -> Iterator[bool]:
+    """While active, ``model`` attends segment by segment where :func:`use_packed_attention`
+    can switch it (yields whether it did); afterwards it has its own attention again."""
+    own = getattr(getattr(_base(model), "config", None), "_attn_implementation", None)
+    switch = use_packed_attention(model)
+    try:
+        yield switch
+    finally:
+        if switch:
+            restore_attention(model, own)
+
+
 def restore_attention(model: Any, implementation: str | None) -> None:
     """Switch ``model`` back to ``implementation`` (its own attention, e.g. after training on
     packed rows, before it generates with padded batches)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = _base(model)
     config = getattr(base, "config", None)
     if implementation and getattr(config, "_attn_implementation", None) == NAME:
         base.set_attn_implementation(implementation)
@@ -134,6 +156,7 @@ def segment_plan(position_ids: Any) -> tuple[list[tuple[Any, int, int, Any]], An
     order = torch.argsort(torch.cat(placed)).to(position_ids.device)
     plan = (buckets, order)
     _plan_cache["plan"] = (position_ids.clone(), plan)
+    _causal_cache.clear()
     return plan
 
 
@@ -145,6 +168,8 @@ def _causal_bias(length: int, group: int, dtype: Any, device: Any) -> Any:
     key = (length, group, dtype, device)
     bias = _causal_cache.get(key)
     if bias is None:
+        if len(_causal_cache) >= _CAUSAL_CACHE_MAX:  # whole rows of many lengths, no plan
+            _causal_cache.clear()
         hidden = torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
         bias = torch.zeros(length, length, dtype=dtype, device=device)
         bias = bias.masked_fill(hidden, float("-inf")).repeat(group, 1)
