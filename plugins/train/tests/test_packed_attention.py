@@ -105,20 +105,68 @@ def test_the_plan_covers_every_position_once_in_buckets_of_similar_length():
     position_ids = torch.tensor(
         [list(range(10)) + list(range(3)) + list(range(7)), list(range(16)) + list(range(4))]
     )
-    buckets, order = segment_plan(position_ids)
-    kept = []
-    for gather, count, longest, keep in buckets:
-        assert gather.shape == (count * longest,)
-        kept.append(gather[keep])
-    flat = torch.cat(kept)
-    assert sorted(flat.tolist()) == list(range(40))
-    assert torch.equal(flat[order], torch.arange(40))
+    plan = segment_plan(position_ids)
     # segments 16, 10, 7, 4, 3: buckets start at 16 and hold lengths down to 16 / 1.3
-    longest = [b[2] for b in buckets]
+    longest = [b[1] for b in plan.buckets]
     assert longest == sorted(longest, reverse=True) and longest[0] == 16
-    for _gather, count, size, keep in buckets:
-        lengths = [len(keep[(keep >= s * size) & (keep < (s + 1) * size)]) for s in range(count)]
-        assert max(lengths) == size and min(lengths) * packed_attention.RATIO >= size
+    for count, size, starts, lengths in plan.buckets:
+        assert len(starts) == len(lengths) == count
+        assert int(lengths.max()) == size and int(lengths.min()) * packed_attention.RATIO >= size
+    segments = sorted(
+        (int(s), int(s) + int(n))
+        for _, _, starts, lengths in plan.buckets
+        for s, n in zip(starts, lengths, strict=True)
+    )
+    assert segments == [(0, 10), (10, 13), (13, 20), (20, 36), (36, 40)]
+
+    heads, kv_heads = 6, 2
+    index = plan.indices(heads, kv_heads)
+    assert plan.indices(heads, kv_heads) is index  # computed once per head layout
+    slots = index.query.numel()
+    assert slots == sum(c * heads * n for c, n in index.sizes)
+    real = torch.ones(slots, dtype=torch.bool)
+    real[index.padding] = False
+    # every (position, head) row has exactly one real slot, and the way back finds it
+    assert sorted(index.query[real].tolist()) == list(range(40 * heads))
+    assert torch.equal(index.query[index.query_back], torch.arange(40 * heads))
+    assert bool(real[index.query_back].all())
+    assert torch.equal(index.keys[index.key_back], torch.arange(40 * kv_heads))
+    # a bucket entry stacks the query heads of one key-value head: rows of one position
+    # and the heads kv * group .. kv * group + group - 1, in that order
+    count, size = index.sizes[0]
+    first = index.query[: heads * size].view(kv_heads, heads // kv_heads, size)
+    assert torch.equal(first % heads, torch.arange(heads).view(kv_heads, -1, 1).expand_as(first))
+    assert torch.equal(first[0, 0] // heads, torch.arange(20, 36))
+
+
+def test_padded_slots_get_no_gradient_through_the_gathers():
+    """Outputs of padded query slots are dropped, so their gradient is zeroed on the way
+    back; a padded key slot is never attended to."""
+    position_ids = torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2, 3, 0, 1, 2, 3]])  # 5, 4, 4: one bucket
+    index = segment_plan(position_ids).indices(2, 1)
+    assert index.sizes == [(3, 5)] and index.padding.numel() == 2 * (1 + 1)
+    query = torch.randn(1, 2, 13, 8, requires_grad=True)
+    key = torch.randn(1, 1, 13, 8, requires_grad=True)
+    value = torch.randn(1, 1, 13, 8, requires_grad=True)
+    out, _ = packed_attention.packed_attention(
+        None, query, key, value, None, position_ids=position_ids
+    )
+    weights = torch.randn_like(out)
+    (out * weights).sum().backward()
+    grads = [t.grad.clone() for t in (query, key, value)]
+    # the same attention, each segment on its own
+    for t in (query, key, value):
+        t.grad = None
+    total = 0
+    for start, end in ((0, 5), (5, 9), (9, 13)):
+        q = query[:, :, start:end]
+        k = key[:, :, start:end].expand(-1, 2, -1, -1)
+        v = value[:, :, start:end].expand(-1, 2, -1, -1)
+        part = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        total = total + (part.transpose(1, 2) * weights[:, start:end]).sum()
+    total.backward()
+    for got, t in zip(grads, (query, key, value), strict=True):
+        torch.testing.assert_close(got, t.grad, rtol=1e-5, atol=1e-6)
 
 
 def test_a_new_batch_with_the_same_shape_gets_a_new_plan():
@@ -128,7 +176,7 @@ def test_a_new_batch_with_the_same_shape_gets_a_new_plan():
     assert segment_plan(first.clone()) is plan_a  # same segments: reused
     plan_b = segment_plan(second)
     assert plan_b is not plan_a
-    assert sorted(b[2] for b in plan_b[0]) == [2, 6]
+    assert sorted(b[1] for b in plan_b.buckets) == [2, 6]
 
 
 def test_generation_with_a_cache_and_switching_back():

@@ -8,12 +8,14 @@ CPU (``bench/RESULTS.md``), for attention work that, done segment by segment, is
 tenth of it.
 
 :func:`packed_attention` is registered with transformers' ``AttentionInterface`` as
-``"martlet_packed"``. It finds the segments from ``position_ids`` (each restarts at 0), gathers
-them into a few buckets of similar length (one padded ``[segments, heads, length, head_dim]``
-batch per bucket) and runs causal attention on each bucket: the work is close to the sum of the
-segments' own squares instead of the packed row's. Grouped-query heads share their key and
-value tensors without copies (the queries of a group are stacked along the length). The
-segment plan is computed once per batch and reused by every layer.
+``"martlet_packed"``. It finds the segments from ``position_ids`` (each restarts at 0), sorts
+them into a few buckets of similar length and runs causal attention on each bucket (one padded
+batch of segments): the work is close to the sum of the segments' own squares instead of the
+packed row's. Grouped-query heads share their key and value rows without copies (the queries
+of a group are stacked along the length). One row gather each moves the queries, keys and
+values of all buckets into that layout and one moves the outputs back; their backward passes
+are gathers too, not scatter-adds into zeroed tensors. The segment plan and its row indices
+are computed once per batch and reused by every layer.
 
 :func:`use_packed_attention` switches a model whose attention goes through transformers'
 interface (``eager`` or ``sdpa``) to it; models with ``flash_attention_2`` (which reads packed
@@ -98,17 +100,109 @@ def restore_attention(model: Any, implementation: str | None) -> None:
         base.set_attn_implementation(implementation)
 
 
-def segment_plan(position_ids: Any) -> tuple[list[tuple[Any, int, int, Any]], Any]:
-    """The buckets of the segments of ``position_ids`` (``[batch, length]``, restarting at 0
-    at each segment), as ``(buckets, order)``.
+class SegmentPlan:
+    """The segments of a ``[batch, length]`` ``position_ids`` tensor, gathered into buckets.
 
-    Each bucket is ``(gather, count, length, keep)``: ``gather`` indexes the flattened
-    ``batch * length`` positions (``count`` segments, each padded on the right to ``length``
-    by repeating its last position), ``keep`` picks the real positions out of the bucket's
-    flattened output. ``order`` puts the concatenated kept outputs of all buckets back in the
-    flattened positions' order. Computed once per distinct ``position_ids`` (every layer of a
-    forward pass reuses it).
-    """
+    ``buckets`` lists ``(count, longest, starts, lengths)``: ``count`` segments of at most
+    ``longest`` positions, the flattened (``row * length + position``) index of each segment's
+    first position and each segment's length. A bucket takes segments down to 1/``RATIO`` of
+    its longest. :meth:`indices` turns the plan into the row indices that move queries, keys,
+    values and outputs between transformers' layout and the buckets' (one gather each)."""
+
+    def __init__(self, position_ids: Any) -> None:
+        import torch
+
+        self.shape = tuple(position_ids.shape)
+        self.device = position_ids.device
+        batch, length = self.shape
+        starts = (position_ids == 0).clone()
+        starts[:, 0] = True
+        flat_starts = starts.reshape(-1).nonzero().flatten().tolist()
+        # a segment never spans two rows: every row starts one
+        ends = flat_starts[1:] + [batch * length]
+        segments = sorted(zip(flat_starts, ends, strict=True), key=lambda s: (s[0] - s[1], s[0]))
+        self.buckets: list[tuple[int, int, Any, Any]] = []
+        i = 0
+        while i < len(segments):
+            longest = segments[i][1] - segments[i][0]
+            j = i
+            while j < len(segments) and (segments[j][1] - segments[j][0]) * RATIO >= longest:
+                j += 1
+            members = segments[i:j]
+            self.buckets.append(
+                (
+                    len(members),
+                    longest,
+                    torch.tensor([s for s, _ in members]),
+                    torch.tensor([e - s for s, e in members]),
+                )
+            )
+            i = j
+        self._indices: dict[tuple[int, int], _Indices] = {}
+
+    def indices(self, heads: int, kv_heads: int) -> _Indices:
+        """The gathers for ``heads`` query and ``kv_heads`` key-value heads (computed once)."""
+        key = (heads, kv_heads)
+        if key not in self._indices:
+            self._indices[key] = _Indices(self, heads, kv_heads)
+        return self._indices[key]
+
+
+class _Indices:
+    """Row indices between transformers' layout — queries as ``[batch * length * heads, dim]``
+    rows, keys and values as ``[batch * length * kv_heads, dim]`` — and the buckets' — for each
+    bucket, ``count * kv_heads`` batch entries of ``group * longest`` query rows (the ``group``
+    query heads of a key-value head stacked along the length, as transformers' ``repeat_kv``
+    pairs them) and ``longest`` key rows, all buckets one after another.
+
+    A segment shorter than its bucket is padded by repeating its last position; the padded
+    rows are never attended to (causal mask) and their outputs are dropped, so their gradients
+    are exactly zero and each backward gather reads only the real rows."""
+
+    def __init__(self, plan: SegmentPlan, heads: int, kv_heads: int) -> None:
+        import torch
+
+        group = heads // kv_heads
+        kv = torch.arange(kv_heads)
+        head = kv[:, None] * group + torch.arange(group)  # [kv, group]: query heads by group
+        query_rows, key_rows, query_real, key_real = [], [], [], []
+        self.sizes: list[tuple[int, int]] = []  # (count, longest) per bucket
+        for count, longest, starts, lengths in plan.buckets:
+            steps = torch.arange(longest)
+            # [count, longest]: the flattened position of each bucket slot (padding repeats
+            # the last one) and whether it is a real position
+            positions = starts[:, None] + torch.minimum(steps, lengths[:, None] - 1)
+            real = steps < lengths[:, None]
+            # slots ordered [count, kv, group, longest] and [count, kv, longest]
+            query_rows.append(positions[:, None, None, :] * heads + head[None, :, :, None])
+            key_rows.append(positions[:, None, :] * kv_heads + kv[None, :, None])
+            query_real.append(real[:, None, None, :].expand(count, kv_heads, group, longest))
+            key_real.append(real[:, None, :].expand(count, kv_heads, longest))
+            self.sizes.append((count, longest))
+        query = torch.cat([r.reshape(-1) for r in query_rows])
+        keys = torch.cat([r.reshape(-1) for r in key_rows])
+        real = torch.cat([r.reshape(-1) for r in query_real])
+        real_keys = torch.cat([r.reshape(-1) for r in key_real])
+        batch, length = plan.shape
+        slots = torch.arange(query.numel())
+        # the bucket slot holding each (position, head) row: outputs go back through it, and
+        # a query row's gradient comes from it
+        query_back = torch.empty(batch * length * heads, dtype=torch.long)
+        query_back[query[real]] = slots[real]
+        key_back = torch.empty(batch * length * kv_heads, dtype=torch.long)
+        key_back[keys[real_keys]] = torch.arange(keys.numel())[real_keys]
+        device = plan.device
+        self.query = query.to(device)
+        self.query_back = query_back.to(device)
+        self.keys = keys.to(device)
+        self.key_back = key_back.to(device)
+        self.padding = (~real).nonzero().flatten().to(device)  # the padded query slots
+
+
+def segment_plan(position_ids: Any) -> SegmentPlan:
+    """The :class:`SegmentPlan` of ``position_ids`` (``[batch, length]``, restarting at 0 at
+    each segment). Computed once per distinct ``position_ids``: every layer of a forward pass
+    reuses it."""
     import torch
 
     cached = _plan_cache.get("plan")
@@ -119,42 +213,7 @@ def segment_plan(position_ids: Any) -> tuple[list[tuple[Any, int, int, Any]], An
         and torch.equal(cached[0], position_ids)
     ):
         return cached[1]
-    batch, length = position_ids.shape
-    starts = (position_ids == 0).clone()
-    starts[:, 0] = True
-    flat_starts = starts.reshape(-1).nonzero().flatten().tolist()
-    # a segment never spans two rows: every row starts one
-    ends = flat_starts[1:] + [batch * length]
-    segments = sorted(zip(flat_starts, ends, strict=True), key=lambda s: (s[0] - s[1], s[0]))
-    buckets = []
-    placed = []
-    i = 0
-    while i < len(segments):
-        longest = segments[i][1] - segments[i][0]
-        j = i
-        while j < len(segments) and (segments[j][1] - segments[j][0]) * RATIO >= longest:
-            j += 1
-        members = segments[i:j]
-        gather = torch.empty(len(members), longest, dtype=torch.long)
-        keep = []
-        for s, (start, end) in enumerate(members):
-            n = end - start
-            gather[s, :n] = torch.arange(start, end)
-            gather[s, n:] = end - 1
-            keep.append(torch.arange(s * longest, s * longest + n))
-            placed.append(torch.arange(start, end))
-        device = position_ids.device
-        buckets.append(
-            (
-                gather.reshape(-1).to(device),
-                len(members),
-                longest,
-                torch.cat(keep).to(device),
-            )
-        )
-        i = j
-    order = torch.argsort(torch.cat(placed)).to(position_ids.device)
-    plan = (buckets, order)
+    plan = SegmentPlan(position_ids)
     _plan_cache["plan"] = (position_ids.clone(), plan)
     _causal_cache.clear()
     return plan
@@ -177,32 +236,35 @@ def _causal_bias(length: int, group: int, dtype: Any, device: Any) -> Any:
     return bias
 
 
-def _bucket_attention(q: Any, k: Any, v: Any, scaling: float, dropout: float, training: bool):
-    """Causal attention of one bucket: ``q`` ``[S, L, Hq, D]``, ``k``/``v`` ``[S, L, Hkv, D]``;
-    returns ``[S, L, Hq, D]``. The ``Hq / Hkv`` query heads of a group are stacked along the
-    length, so each group's keys and values are used without being repeated. Scores are
-    scaled and masked in the product (``baddbmm``); the softmax runs in the inputs' dtype
-    (PyTorch accumulates reduced-precision softmax in fp32)."""
+def _gather_rows() -> Any:
+    """``GatherRows.apply(x, index, back, padding)``: ``x[index]`` whose backward pass is a
+    gather as well — ``grad[back]``, with the ``padding`` rows zeroed — instead of a
+    scatter-add into zeros: every row of ``x`` has one real slot in ``index`` (others repeat
+    rows whose gradients are zero)."""
     import torch
 
-    count, length, heads, dim = q.shape
-    kv_heads = k.shape[2]
-    group = heads // kv_heads
-    batch = count * kv_heads
-    # [S * Hkv, group * L, D]: query heads h = kv * group + g, as transformers' repeat_kv
-    # pairs them
-    queries = q.view(count, length, kv_heads, group, dim).permute(0, 2, 3, 1, 4)
-    queries = queries.reshape(batch, group * length, dim)
-    keys = k.transpose(1, 2).reshape(batch, length, dim)
-    values = v.transpose(1, 2).reshape(batch, length, dim)
-    bias = _causal_bias(length, group, q.dtype, q.device)
-    scores = torch.baddbmm(bias.expand(batch, -1, -1), queries, keys.transpose(1, 2), alpha=scaling)
-    probs = torch.softmax(scores, dim=-1)
-    if dropout > 0.0 and training:
-        probs = torch.nn.functional.dropout(probs, p=dropout)
-    out = torch.bmm(probs, values)  # [S * Hkv, group * L, D]
-    out = out.view(count, kv_heads, group, length, dim).permute(0, 3, 1, 2, 4)
-    return out.reshape(count, length, heads, dim)
+    global _GatherRows
+    if _GatherRows is None:
+
+        class GatherRows(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, index, back, padding):  # noqa: D102
+                ctx.save_for_backward(back, padding)
+                return x.index_select(0, index)
+
+            @staticmethod
+            def backward(ctx, grad):  # noqa: D102
+                back, padding = ctx.saved_tensors
+                out = grad.index_select(0, back)
+                if padding is not None:
+                    out.index_fill_(0, padding, 0)
+                return out, None, None, None
+
+        _GatherRows = GatherRows
+    return _GatherRows
+
+
+_GatherRows: Any = None
 
 
 def packed_attention(
@@ -218,44 +280,55 @@ def packed_attention(
 ) -> tuple[Any, None]:
     """transformers' attention-function signature: ``query`` ``[B, Hq, L, D]``, ``key`` and
     ``value`` ``[B, Hkv, L, D]``; returns ``([B, L, Hq, D], None)``. Causal attention within
-    each segment of ``position_ids`` (each whole row when there are none)."""
+    each segment of ``position_ids`` (each whole row when there are none).
+
+    The query, key and value rows of every bucket are gathered in one ``index_select`` each;
+    each bucket's scores are scaled and masked in the product (``baddbmm``), the softmax runs
+    in the inputs' dtype (PyTorch accumulates reduced-precision softmax in fp32), and one more
+    gather puts the outputs back in place."""
     import torch
 
     batch, heads, length, dim = query.shape
     kv_heads = key.shape[1]
     if scaling is None:
         scaling = dim**-0.5
-    training = bool(getattr(module, "training", False))
     if key.shape[2] != length:  # decoding with a cache: a query against all earlier keys
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling
         )
-    if position_ids is None or position_ids.shape != (batch, length):
-        out = _bucket_attention(
-            query.transpose(1, 2),
-            key.transpose(1, 2),
-            value.transpose(1, 2),
-            scaling,
-            dropout,
-            training,
-        )
-        return out, None
-    buckets, order = segment_plan(position_ids)
-    q = query.transpose(1, 2).reshape(batch * length, heads, dim)
-    k = key.transpose(1, 2).reshape(batch * length, kv_heads, dim)
-    v = value.transpose(1, 2).reshape(batch * length, kv_heads, dim)
+    if position_ids is None or tuple(position_ids.shape) != (batch, length):
+        # one causal segment per row
+        position_ids = torch.arange(length, device=query.device).expand(batch, length)
+    index = segment_plan(position_ids).indices(heads, kv_heads)
+    gather = _gather_rows().apply
+    group = heads // kv_heads
+    # [B * L * H, D] rows: free views of the [B, L, H, D] tensors transformers transposed
+    q = gather(query.transpose(1, 2).reshape(-1, dim), index.query, index.query_back, None)
+    k = gather(key.transpose(1, 2).reshape(-1, dim), index.keys, index.key_back, None)
+    v = gather(value.transpose(1, 2).reshape(-1, dim), index.keys, index.key_back, None)
+    training = bool(getattr(module, "training", False))
     outputs = []
-    for gather, count, longest, keep in buckets:
-        out = _bucket_attention(
-            q.index_select(0, gather).view(count, longest, heads, dim),
-            k.index_select(0, gather).view(count, longest, kv_heads, dim),
-            v.index_select(0, gather).view(count, longest, kv_heads, dim),
-            scaling,
-            dropout,
-            training,
+    # split, not sliced: the backward pass concatenates the buckets' gradients in one go
+    q_parts = q.split([count * kv_heads * group * longest for count, longest in index.sizes])
+    k_parts = k.split([count * kv_heads * longest for count, longest in index.sizes])
+    v_parts = v.split([count * kv_heads * longest for count, longest in index.sizes])
+    for (count, longest), queries, keys, values in zip(
+        index.sizes, q_parts, k_parts, v_parts, strict=True
+    ):
+        entries = count * kv_heads
+        queries = queries.view(entries, group * longest, dim)
+        keys = keys.view(entries, longest, dim)
+        values = values.view(entries, longest, dim)
+        bias = _causal_bias(longest, group, query.dtype, query.device)
+        scores = torch.baddbmm(
+            bias.expand(entries, -1, -1), queries, keys.transpose(1, 2), alpha=scaling
         )
-        outputs.append(out.reshape(count * longest, heads, dim).index_select(0, keep))
-    out = torch.cat(outputs).index_select(0, order)
+        probs = torch.softmax(scores, dim=-1)
+        if dropout > 0.0 and training:
+            probs = torch.nn.functional.dropout(probs, p=dropout)
+        outputs.append(torch.bmm(probs, values).view(-1, dim))
+    out = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+    out = gather(out, index.query_back, index.query, index.padding)
     return out.view(batch, length, heads, dim), None
