@@ -245,7 +245,10 @@ def fit(
         accelerator=job.accelerator,
         **extra,
     )
-    result = trainer.train()
+    from martlet_train.cpu_kernels import kernels
+
+    with kernels(job.model, enabled=getattr(job.config, "cpu_kernels", True)):
+        result = trainer.train()
     if job.accelerator.is_main_process:
         summary = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
         print(f"run saved to {job.out} ({summary})", flush=True)

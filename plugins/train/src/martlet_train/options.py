@@ -56,6 +56,11 @@ class TrainOptions:
         help="Keep matrix-product outputs and recompute only element-wise ops in the backward "
         "pass: much of --gradient-checkpointing's saving for a small part of its time.",
     )
+    cpu_kernels: bool = option(
+        True,
+        help="On the CPU, run Llama-style RMSNorm layers of a bfloat16 model through compiled "
+        "(numba) kernels: the same values in less time; off runs the model's own layers.",
+    )
     seed: int = option(42, help="Random seed for initialisation, data order and dropout.")
     logging_steps: int = option(5, help="Log metrics every N optimizer steps.")
     eval_on_start: bool = option(

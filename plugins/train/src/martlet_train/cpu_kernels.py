@@ -1,0 +1,176 @@
+"""Compiled CPU kernels for the element-wise layers of a bfloat16 training step.
+
+PyTorch runs Llama's RMSNorm as a chain of operators — a cast to float32, a square, a mean,
+a reciprocal square root, two products and two casts — each a pass over the hidden states
+with its own autograd node, and its backward pass as a longer chain; on a CPU that is ~10 ms
+per norm and step for four 512-token rows, ~5% of a packed LoRA step (``bench/RESULTS.md``).
+:class:`RMSNormFunction` computes the same forward (the same two bfloat16 roundings) and its
+gradients in one compiled pass each (numba, :mod:`martlet_train._norm_kernel`), row by row in
+float32.
+
+:func:`use_cpu_kernels` switches the RMSNorm modules of a model whose ``forward`` is Llama's
+(Llama, Mistral, Mixtral, Qwen2/3 and their MoE variants, Phi-3, SmolLM3, Granite, GLM,
+DeepSeek-V3, ... — checked against the source of ``LlamaRMSNorm.forward``, not by name) to it;
+each call still takes the module's own forward unless its input and weight are bfloat16 on
+the CPU. :func:`kernels` is the context manager the training job uses. Without numba nothing
+is switched.
+
+torch is imported when a function is called.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import types
+from collections.abc import Iterator
+from typing import Any
+
+
+@functools.cache
+def _compiled() -> Any:
+    """numba's kernels module, or None without numba."""
+    try:
+        from martlet_train import _norm_kernel
+    except ImportError:
+        return None
+    return _norm_kernel
+
+
+@functools.cache
+def _llama_norm_source() -> str | None:
+    try:
+        from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+        return inspect.getsource(LlamaRMSNorm.forward)
+    except (ImportError, OSError, TypeError):
+        return None
+
+
+@functools.cache
+def _is_llama_norm(cls: type) -> bool:
+    """Whether ``cls.forward`` is Llama's RMSNorm forward, word for word."""
+    reference = _llama_norm_source()
+    try:
+        return reference is not None and inspect.getsource(cls.forward) == reference
+    except (OSError, TypeError):
+        return False
+
+
+def _bits(tensor: Any) -> Any:
+    """A bfloat16 tensor's storage as a NumPy uint16 array (no copy)."""
+    import numpy as np
+    import torch
+
+    return tensor.view(torch.int16).numpy().view(np.uint16)
+
+
+def _function() -> Any:
+    import torch
+
+    global _RMSNormFunction
+    if _RMSNormFunction is None:
+
+        class RMSNormFunction(torch.autograd.Function):
+            """``weight * bf16(x * rsqrt(mean(x^2) + eps))`` for bfloat16 ``x`` and
+            ``weight``, forward and backward in one compiled pass each."""
+
+            @staticmethod
+            def forward(ctx, x, weight, eps):  # noqa: D102
+                kernel = _compiled()
+                shape = x.shape
+                rows = x.reshape(-1, shape[-1]).contiguous()
+                out = torch.empty_like(rows)
+                rstd = torch.empty(rows.shape[0], dtype=torch.float32)
+                weight_c = weight.contiguous()
+                kernel.rms_norm_forward(_bits(rows), _bits(weight_c), eps, _bits(out), rstd.numpy())
+                ctx.save_for_backward(rows, weight_c, rstd)
+                return out.view(shape)
+
+            @staticmethod
+            def backward(ctx, grad):  # noqa: D102
+                kernel = _compiled()
+                rows, weight, rstd = ctx.saved_tensors
+                grad_rows = grad.reshape(rows.shape).to(torch.bfloat16).contiguous()
+                grad_x = torch.empty_like(rows)
+                need_weight = ctx.needs_input_grad[1]
+                grad_weight = torch.zeros(rows.shape[1] if need_weight else 0)
+                kernel.rms_norm_backward(
+                    _bits(rows),
+                    _bits(weight),
+                    _bits(grad_rows),
+                    rstd.numpy(),
+                    _bits(grad_x),
+                    grad_weight.numpy(),
+                )
+                return (
+                    grad_x.view(grad.shape),
+                    grad_weight.to(weight.dtype) if need_weight else None,
+                    None,
+                )
+
+        _RMSNormFunction = RMSNormFunction
+    return _RMSNormFunction
+
+
+_RMSNormFunction: Any = None
+
+
+def rms_norm(x: Any, weight: Any, eps: float) -> Any:
+    """Llama's RMSNorm of bfloat16 ``x`` with bfloat16 ``weight`` on the CPU, through the
+    compiled kernels (numba must be installed)."""
+    return _function().apply(x, weight, float(eps))
+
+
+def _norm_forward(self: Any, hidden_states: Any) -> Any:
+    import torch
+
+    weight = self.weight
+    if (
+        type(hidden_states) is torch.Tensor  # not a DTensor, fake or meta tensor
+        and type(weight.data) is torch.Tensor
+        and hidden_states.dtype == torch.bfloat16
+        and weight.dtype == torch.bfloat16
+        and hidden_states.device.type == "cpu"
+        and weight.device.type == "cpu"
+        and weight.dim() == 1
+        and hidden_states.shape[-1] == weight.shape[0]
+    ):
+        return rms_norm(hidden_states, weight, self.variance_epsilon)
+    return type(self).forward(self, hidden_states)
+
+
+def use_cpu_kernels(model: Any) -> list[Any]:
+    """Route the Llama-style RMSNorm modules of ``model`` through :func:`rms_norm`; returns
+    the switched modules (empty without numba)."""
+    if _compiled() is None:
+        return []
+    switched = []
+    for module in model.modules():
+        if (
+            "forward" not in vars(module)
+            and hasattr(module, "variance_epsilon")
+            and getattr(module, "weight", None) is not None
+            and _is_llama_norm(type(module))
+        ):
+            module.forward = types.MethodType(_norm_forward, module)
+            switched.append(module)
+    return switched
+
+
+def restore(modules: list[Any]) -> None:
+    """Give ``modules`` (from :func:`use_cpu_kernels`) their own forward again."""
+    for module in modules:
+        vars(module).pop("forward", None)
+
+
+@contextlib.contextmanager
+def kernels(model: Any, enabled: bool = True) -> Iterator[int]:
+    """While active, ``model``'s supported layers use the compiled CPU kernels (yields how
+    many were switched); afterwards their own forward again."""
+    modules = use_cpu_kernels(model) if enabled else []
+    try:
+        yield len(modules)
+    finally:
+        restore(modules)

@@ -1,0 +1,109 @@
+"""The compiled RMSNorm: the values and gradients of transformers' own module in bfloat16,
+switched only where it applies, and given back after the run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from martlet_sdk.tiny import tiny_model
+from martlet_train import cpu_kernels
+from martlet_train.cpu_kernels import kernels, rms_norm, use_cpu_kernels
+
+pytest.importorskip("numba")
+from transformers.models.llama.modeling_llama import LlamaRMSNorm  # noqa: E402
+
+
+def norm_with_weight(width: int, dtype=torch.bfloat16, trainable=False) -> LlamaRMSNorm:
+    norm = LlamaRMSNorm(width, eps=1e-5)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(width, generator=torch.Generator().manual_seed(1)) + 1)
+    norm = norm.to(dtype)
+    norm.weight.requires_grad_(trainable)
+    return norm
+
+
+@pytest.mark.parametrize("trainable", [False, True])
+def test_values_and_gradients_match_the_module_in_bfloat16(trainable):
+    generator = torch.Generator().manual_seed(0)
+    norm = norm_with_weight(96, trainable=trainable)
+    x = (torch.randn(3, 40, 96, generator=generator) * 3).to(torch.bfloat16).requires_grad_()
+    grad = torch.randn(3, 40, 96, generator=generator).to(torch.bfloat16)
+
+    ref = norm(x)
+    ref.backward(grad)
+    ref_x, ref_w = x.grad.clone(), norm.weight.grad.clone() if trainable else None
+    x.grad = None
+    norm.weight.grad = None
+
+    out = rms_norm(x, norm.weight, norm.variance_epsilon)
+    out.backward(grad)
+    assert out.dtype == torch.bfloat16 and out.shape == ref.shape
+    # the same two roundings: equal but where a float32 sum order moves a value by one step
+    assert (out == ref).float().mean() > 0.999
+    torch.testing.assert_close(out, ref, rtol=1e-2, atol=1e-2)
+    # gradients: float32 throughout, rounded once (PyTorch rounds the steps to bfloat16)
+    scale = float(ref_x.float().abs().max())
+    torch.testing.assert_close(x.grad.float(), ref_x.float(), rtol=0, atol=0.02 * scale)
+    if trainable:
+        assert norm.weight.grad.dtype == torch.bfloat16
+        scale = float(ref_w.float().abs().max())
+        torch.testing.assert_close(
+            norm.weight.grad.float(), ref_w.float(), rtol=0, atol=0.02 * scale
+        )
+
+
+def test_gradients_match_float64_more_closely_than_bfloat16_autograd():
+    generator = torch.Generator().manual_seed(2)
+    norm = norm_with_weight(64)
+    x = torch.randn(50, 64, generator=generator).to(torch.bfloat16)
+    grad = torch.randn(50, 64, generator=generator).to(torch.bfloat16)
+    exact_x = x.double().requires_grad_()
+    variance = exact_x.pow(2).mean(-1, keepdim=True)
+    (norm.weight.double() * exact_x * torch.rsqrt(variance + 1e-5)).backward(grad.double())
+
+    errors = []
+    for fn in (norm, lambda t: rms_norm(t, norm.weight, 1e-5)):
+        leaf = x.clone().requires_grad_()
+        fn(leaf).backward(grad)
+        errors.append(float((leaf.grad.double() - exact_x.grad).abs().max()))
+    assert errors[1] <= errors[0]
+
+
+def test_only_llama_style_bfloat16_norms_on_the_cpu_are_switched():
+    model = tiny_model().to(torch.bfloat16)
+    switched = use_cpu_kernels(model)
+    norms = [m for m in model.modules() if isinstance(m, LlamaRMSNorm)]
+    assert switched and len(switched) == len(norms)
+    cpu_kernels.restore(switched)
+    assert all("forward" not in vars(m) for m in norms)
+
+    class OtherNorm(LlamaRMSNorm):  # a different forward: left alone
+        def forward(self, hidden_states):
+            return hidden_states * (1.0 + self.weight)
+
+    other = OtherNorm(8)
+    assert use_cpu_kernels(other) == []
+    # float32 inputs keep the module's own computation
+    fp32 = norm_with_weight(16, torch.float32)
+    (switched,) = use_cpu_kernels(fp32)
+    x = torch.randn(4, 16)
+    torch.testing.assert_close(fp32(x), LlamaRMSNorm.forward(fp32, x))
+
+
+def test_a_model_trains_the_same_with_and_without_the_kernels():
+    torch.manual_seed(0)
+    model = tiny_model().to(torch.bfloat16)
+    ids = torch.randint(3, 200, (2, 12), generator=torch.Generator().manual_seed(4))
+    losses = []
+    for enabled in (False, True):
+        model.zero_grad(set_to_none=True)
+        with kernels(model, enabled=enabled) as count:
+            assert (count > 0) == enabled
+            loss = model(input_ids=ids, labels=ids).loss
+            loss.backward()
+        grads = torch.cat([p.grad.float().flatten() for p in model.parameters()])
+        losses.append((float(loss.detach()), grads))
+    assert abs(losses[0][0] - losses[1][0]) < 1e-2
+    cosine = torch.nn.functional.cosine_similarity(losses[0][1], losses[1][1], dim=0)
+    assert cosine > 0.999
+    assert all("forward" not in vars(m) for m in model.modules() if isinstance(m, LlamaRMSNorm))
