@@ -3,6 +3,7 @@ eval mode, and LoRA models get it."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from martlet_peft.dropout import FastDropout, drop_probability, keep_mask, use_fast_dropout
 from martlet_peft.options import TunerOptions
@@ -86,3 +87,40 @@ def test_numba_and_numpy_draw_the_same_bits(monkeypatch):
     limit = sorted(lanes)[2]  # drops the two smallest lanes
     bits = dropout._mask_bits(4, 0, limit)
     assert [int(b) for b in bits] == [0x3F80 if lane >= limit else 0 for lane in lanes]
+
+
+@pytest.mark.parametrize("shape", [(64, 96), (3, 5, 4), (7, 3)])
+def test_a_drop_mask_clears_what_keep_mask_drops_without_storing_a_mask(shape, monkeypatch):
+    from martlet_peft import dropout
+    from martlet_peft.dropout import DropMask
+
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16) + 5
+    torch.manual_seed(11)
+    keep = keep_mask(shape, 0.3, "cpu", torch.bfloat16)
+    torch.manual_seed(11)  # the same seed from torch's generator: the same elements
+    mask = DropMask(shape, 0.3, "cpu", torch.bfloat16)
+    assert torch.equal(mask.keep(), keep)
+    dropped = mask.dropped(x)
+    assert dropped.dtype == torch.bfloat16 and torch.equal(dropped, x * keep)
+    assert x.numel() < 100 or 0.2 < float((dropped == 0).float().mean()) < 0.4
+    inplace = x.clone()
+    assert mask.zero_dropped_(inplace) is inplace and torch.equal(inplace, dropped)
+    # without numba (or for other dtypes) the mask is multiplied in: the same values
+    monkeypatch.setattr(dropout, "_and_kernel", lambda: None)
+    assert torch.equal(mask.dropped(x), dropped)
+    assert torch.equal(mask.zero_dropped_(x.clone()), dropped)
+    assert torch.equal(mask.dropped(x.float()), dropped.float())
+
+
+def test_the_compiled_pass_is_used_only_on_aligned_bfloat16_storage():
+    from martlet_peft.dropout import DropMask
+
+    pytest.importorskip("numba")
+    mask = DropMask((4, 8), 0.5, "cpu", torch.bfloat16)
+    x = torch.randn(4, 9).to(torch.bfloat16)
+    assert mask._words(torch.zeros(4, 8, dtype=torch.bfloat16)) is not None
+    assert mask._words(x[:, 1:]) is None  # not contiguous
+    assert mask._words(torch.zeros(33, dtype=torch.bfloat16)[1:]) is None  # misaligned
+    assert mask._words(torch.zeros(4, 8)) is None  # float32
+    flat = torch.randn(33).to(torch.bfloat16)[1:]  # 32 values at an odd offset: multiplied
+    assert torch.equal(mask.dropped(flat.view(4, 8)), flat.view(4, 8) * mask.keep())

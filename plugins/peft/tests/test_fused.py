@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from martlet_peft.dropout import DropMask
 from martlet_peft.fused import LoraLinearFunction, fuse_lora
 from martlet_peft.options import TunerOptions
 from martlet_peft.peft_methods import LoraTuner
@@ -175,8 +176,7 @@ def test_function_gradients_against_finite_differences():
     bias = torch.randn(4, dtype=torch.float64, requires_grad=True)
     a = torch.randn(2, 5, dtype=torch.float64, requires_grad=True)
     b = torch.randn(4, 2, dtype=torch.float64, requires_grad=True)
-    keep = (torch.rand(2, 3, 5) > 0.3).double()
-    for mask in (None, keep):
+    for mask in (None, DropMask((2, 3, 5), 0.3, "cpu", torch.float64)):
         torch.autograd.gradcheck(
             lambda x, bias, a, b, mask=mask: LoraLinearFunction.apply(
                 x, w, bias, a, b, 1.7, mask, torch.float64

@@ -59,6 +59,72 @@ def keep_mask(shape: tuple[int, ...], p: float, device: Any, dtype: torch.dtype)
     return mask.to(device=device, dtype=dtype)
 
 
+class DropMask:
+    """One dropout mask over a tensor of ``shape``, applied without being kept in memory where
+    possible.
+
+    On the CPU it is the seed of :func:`keep_mask`'s stream (drawn from torch's generator the
+    same way, so the same elements are dropped): :meth:`dropped` and :meth:`zero_dropped_`
+    clear the dropped elements of a bfloat16 tensor in one compiled pass over its bits (numba's
+    :func:`~martlet_peft._mask_kernel.and_mask_words`), four values per 64-bit word; other
+    dtypes, or no numba, multiply by :meth:`keep`. Elsewhere it holds the mask drawn on the
+    device."""
+
+    def __init__(self, shape: tuple[int, ...], p: float, device: Any, dtype: torch.dtype):
+        self.shape = tuple(shape)
+        self.threshold = _threshold(p)
+        self.dtype = dtype
+        self.device = torch.device(device)
+        self._keep = None
+        self.seed = 0
+        if self.device.type == "cpu":
+            self.seed = int(torch.randint(0, _SEED_HIGH, (1,)))
+        else:
+            self._keep = keep_mask(self.shape, p, self.device, dtype)
+
+    def keep(self) -> torch.Tensor:
+        """The 0/1 mask in :attr:`dtype` (as :func:`keep_mask` would have drawn it)."""
+        if self._keep is not None:
+            return self._keep
+        bits = _mask_bits(math.prod(self.shape), self.seed, self.threshold)
+        mask = torch.from_numpy(bits).view(torch.bfloat16).reshape(self.shape)
+        return mask.to(dtype=self.dtype)
+
+    def dropped(self, x: torch.Tensor) -> torch.Tensor:
+        """A copy of ``x`` (of :attr:`shape`) with the dropped elements set to 0."""
+        words = self._words(x)
+        if words is None:
+            return x * self.keep().reshape(x.shape)
+        out = torch.empty_like(x)
+        _and_kernel()[0](words, self._words(out), self.seed, self.threshold)
+        return out
+
+    def zero_dropped_(self, x: torch.Tensor) -> torch.Tensor:
+        """Set the dropped elements of ``x`` to 0, in place; returns ``x``."""
+        words = self._words(x)
+        if words is None:
+            return x.mul_(self.keep().reshape(x.shape))
+        _and_kernel()[1](words, self.seed, self.threshold)
+        return x
+
+    def _words(self, x: torch.Tensor) -> Any:
+        """``x``'s bits as uint64 words when the compiled pass applies to it, else None."""
+        import numpy as np
+
+        if (
+            self._keep is not None
+            or x.dtype != torch.bfloat16
+            or x.device.type != "cpu"
+            or type(x) is not torch.Tensor
+            or x.numel() % 4
+            or x.data_ptr() % 8
+            or not x.is_contiguous()
+            or _and_kernel() is None
+        ):
+            return None
+        return x.detach().view(-1).view(torch.int64).numpy().view(np.uint64)
+
+
 def _mask_bits(size: int, seed: int, threshold: int) -> Any:
     """``size`` uint16 values: bfloat16 1.0 (0x3F80) where the draw is ``>= threshold``, else
     0; numba's kernel when numba is installed, else NumPy (the same bits)."""
@@ -106,6 +172,17 @@ def _kernel() -> Any:
     except ImportError:
         return None
     return fill_mask_words
+
+
+@functools.cache
+def _and_kernel() -> Any:
+    """numba's compiled dropout passes, ``(and_mask_words, and_mask_words_inplace)`` from
+    :mod:`martlet_peft._mask_kernel`, or None without numba."""
+    try:
+        from martlet_peft._mask_kernel import and_mask_words, and_mask_words_inplace
+    except ImportError:
+        return None
+    return and_mask_words, and_mask_words_inplace
 
 
 def _threshold(p: float) -> int:

@@ -7,16 +7,19 @@ and an addition, each with its own backward node. On a CPU these small operation
 noticeable part of a training step (``bench/RESULTS.md``). :class:`LoraLinearFunction` computes
 the same value with the layer's large product, the adapter's rank-r product added to its output
 (``addmm``), and a hand-written backward pass that does the same for the input gradient. For
-the backward pass it keeps ``x`` (one tensor for the layers that read the same input), the 0/1
-dropout mask in the compute dtype and the rank-r activations, instead of a dropped-out copy of
-``x`` per layer in the adapter's dtype.
+the backward pass it keeps the dropped-out input in the compute dtype (``x`` itself without
+dropout: one tensor for the layers that read the same input) and the rank-r activations,
+instead of a dropped-out copy of ``x`` per layer in the adapter's dtype; the dropout mask is
+never stored on the CPU: a :class:`~martlet_peft.dropout.DropMask` is a seed, and the dropped
+elements are cleared from the bfloat16 input (forward) and from the adapter's share of the
+input gradient (backward) by one compiled pass each.
 
 :func:`fuse_lora` switches a PEFT model's plain LoRA layers (one active adapter, no DoRA or
 other variant, an ``nn.Linear`` base) to it. Anything else — adapters disabled or merged,
 mixed-adapter batches, several active adapters — still goes through PEFT's own forward, so
-saving, merging and ``disable_adapter()`` behave as before. Dropout masks are drawn by
-:func:`martlet_peft.dropout.keep_mask`, as :class:`~martlet_peft.dropout.FastDropout` draws
-them, so a fused and an unfused model draw the same masks from the same seed.
+saving, merging and ``disable_adapter()`` behave as before. Dropout masks come from the stream
+of :func:`martlet_peft.dropout.keep_mask`, as :class:`~martlet_peft.dropout.FastDropout` draws
+them, so a fused and an unfused model drop the same elements from the same seed.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 
 import torch
 
-from martlet_peft.dropout import drop_probability, keep_mask
+from martlet_peft.dropout import DropMask, drop_probability
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -38,21 +41,25 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
 
 
 class LoraLinearFunction(torch.autograd.Function):
-    """``x @ W.T + bias + scaling * ((x * keep) @ A.T) @ B.T`` with a frozen ``W``; ``keep`` is
-    a 0/1 dropout mask in the compute dtype or ``None`` (no dropout)."""
+    """``x @ W.T + bias + scaling * dropout(x) @ A.T @ B.T`` with a frozen ``W``; ``mask`` is
+    the dropout's :class:`~martlet_peft.dropout.DropMask` (elements it drops are 0 in
+    ``dropout(x)``, the others unscaled) or ``None`` (no dropout)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, lora_a, lora_b, scaling, keep, dtype):  # noqa: D102
+    def forward(ctx, x, weight, bias, lora_a, lora_b, scaling, mask, dtype):  # noqa: D102
         shape = x.shape
         x2 = x.reshape(-1, shape[-1]).to(dtype)
         w, a, b = weight.to(dtype), lora_a.to(dtype), lora_b.to(dtype)
         # out of place: selective activation checkpointing keeps some of these outputs and
         # refuses tensors that were changed after it kept them
         y = torch.mm(x2, w.t()) if bias is None else torch.addmm(bias.to(dtype), x2, w.t())
-        dropped = x2 if keep is None else x2 * keep.reshape(x2.shape)
+        dropped = x2 if mask is None else mask.dropped(x2.contiguous())
         h = torch.mm(dropped, a.t())
         y = torch.addmm(y, h, b.t(), alpha=scaling)
-        ctx.save_for_backward(x2, w, a, b, h, keep)
+        # the dropped-out input serves the adapter's gradient; the input's gradient needs only
+        # the mask, which is redrawn from its seed
+        ctx.save_for_backward(dropped, w, a, b, h)
+        ctx.mask = mask
         ctx.meta = (
             shape,
             scaling,
@@ -65,7 +72,8 @@ class LoraLinearFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
-        x2, w, a, b, h, keep = ctx.saved_tensors
+        dropped, w, a, b, h = ctx.saved_tensors
+        mask = ctx.mask
         shape, scaling, x_dtype, a_dtype, b_dtype, bias_dtype = ctx.meta
         g = grad.reshape(-1, grad.shape[-1]).to(w.dtype)
         gh = torch.mm(g, b).mul_(scaling)
@@ -75,14 +83,12 @@ class LoraLinearFunction(torch.autograd.Function):
         if ctx.needs_input_grad[4]:
             grad_b = torch.mm(g.t(), h).mul_(scaling).to(b_dtype)
         if ctx.needs_input_grad[3]:
-            dropped = x2 if keep is None else x2 * keep.reshape(x2.shape)
             grad_a = torch.mm(gh.t(), dropped).to(a_dtype)
         if ctx.needs_input_grad[0]:
-            grad_x = torch.mm(g, w)
-            if keep is None:
-                grad_x.addmm_(gh, a)
-            else:
-                grad_x.addcmul_(torch.mm(gh, a), keep.reshape(grad_x.shape))
+            if mask is None:
+                grad_x = torch.mm(g, w).addmm_(gh, a)
+            else:  # the adapter's share reaches only the kept elements
+                grad_x = torch.addmm(mask.zero_dropped_(torch.mm(gh, a)), g, w)
             grad_x = grad_x.reshape(shape).to(x_dtype)
         return grad_x, None, grad_bias, grad_a, grad_b, None, None, None
 
@@ -110,11 +116,12 @@ def _fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> tor
     dropout = self.lora_dropout[name]
     p = float(getattr(dropout, "p", 0.0))
     scaling = float(self.scaling[name])
-    keep = None
+    mask = None
     dtype = compute_dtype(x)
     if self.training and p > 0.0:
-        # inverted dropout: a 0/1 mask, and 1 / (1 - p) folded into the adapter's scaling
-        keep = keep_mask(tuple(x.shape), p, x.device, dtype)
+        # inverted dropout: elements cleared by the mask, 1 / (1 - p) folded into the
+        # adapter's scaling
+        mask = DropMask(tuple(x.shape), p, x.device, dtype)
         dropped = drop_probability(p)
         scaling = scaling / (1.0 - dropped) if dropped < 1.0 else 0.0
     return LoraLinearFunction.apply(
@@ -124,7 +131,7 @@ def _fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> tor
         self.lora_A[name].weight,
         self.lora_B[name].weight,
         scaling,
-        keep,
+        mask,
         dtype,
     )
 
