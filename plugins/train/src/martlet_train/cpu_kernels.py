@@ -159,6 +159,14 @@ def use_cpu_kernels(model: Any) -> list[Any]:
     return switched
 
 
+def _warm_up() -> None:
+    """Load (or compile, the first time) the kernels before the first training step."""
+    import torch
+
+    x = torch.ones(2, 4, dtype=torch.bfloat16, requires_grad=True)
+    rms_norm(x, torch.ones(4, dtype=torch.bfloat16), 1e-6).sum().backward()
+
+
 def restore(modules: list[Any]) -> None:
     """Give ``modules`` (from :func:`use_cpu_kernels`) their own forward again."""
     for module in modules:
@@ -170,6 +178,8 @@ def kernels(model: Any, enabled: bool = True) -> Iterator[int]:
     """While active, ``model``'s supported layers use the compiled CPU kernels (yields how
     many were switched); afterwards their own forward again."""
     modules = use_cpu_kernels(model) if enabled else []
+    if modules:
+        _warm_up()
     try:
         yield len(modules)
     finally:
