@@ -107,3 +107,37 @@ def test_a_model_trains_the_same_with_and_without_the_kernels():
     cosine = torch.nn.functional.cosine_similarity(losses[0][1], losses[1][1], dim=0)
     assert cosine > 0.999
     assert all("forward" not in vars(m) for m in model.modules() if isinstance(m, LlamaRMSNorm))
+
+
+def test_a_bfloat16_sft_run_uses_the_kernels_and_the_option_turns_them_off(tmp_path, monkeypatch):
+    from martlet_sdk.tiny import tiny_model_dir
+    from martlet_train.job import sft
+
+    calls = []
+    original = cpu_kernels.rms_norm
+
+    def counted(x, weight, eps):
+        calls.append(x.shape[-1])
+        return original(x, weight, eps)
+
+    monkeypatch.setattr(cpu_kernels, "rms_norm", counted)
+    model_dir = tiny_model_dir(tmp_path / "model")
+    for enabled in (True, False):
+        calls.clear()
+        result = sft(
+            {
+                "model": str(model_dir),
+                "dataset": ["sample-sft#8"],
+                "tuner": "lora",
+                "torch_dtype": "bfloat16",
+                "max_length": 128,
+                "per_device_train_batch_size": 2,
+                "max_steps": 1,
+                "cpu_kernels": enabled,
+                "output_dir": str(tmp_path / f"run-{enabled}"),
+                "disable_progress_bar": True,
+            }
+        )
+        assert result.global_step == 1
+        # the model's norms (the warm-up before the first step uses 4 values)
+        assert any(width > 4 for width in calls) == enabled
