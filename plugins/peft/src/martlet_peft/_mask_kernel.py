@@ -1,5 +1,5 @@
-"""numba's compiled loop for :func:`martlet_peft.dropout.keep_mask` (imported only when numba
-is installed; compiled on first use and cached on disk next to this file)."""
+"""numba's compiled loops for :mod:`martlet_peft.dropout` (imported only when numba is
+installed; compiled on first use and cached on disk next to this file)."""
 
 from __future__ import annotations
 
@@ -11,53 +11,41 @@ from martlet_peft.dropout import BF16_ONE, GOLDEN, MIX1, MIX2
 _u64 = np.uint64
 
 
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _lanes(seed, w, threshold, value):  # pragma: no cover - compiled
+    """Word ``w``'s four 16-bit lanes: ``value`` where the lane of SplitMix64's output for
+    ``seed + (w + 1) * GOLDEN`` is ``>= threshold`` (kept), else 0 (dropped)."""
+    z = _u64(seed) + _u64(w + 1) * _u64(GOLDEN)
+    z = (z ^ (z >> _u64(30))) * _u64(MIX1)
+    z = (z ^ (z >> _u64(27))) * _u64(MIX2)
+    z = z ^ (z >> _u64(31))
+    word = _u64(0)
+    for lane in range(4):
+        draw = (z >> _u64(16 * lane)) & _u64(0xFFFF)
+        word |= (_u64(value) * _u64(draw >= _u64(threshold))) << _u64(16 * lane)
+    return word
+
+
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def fill_mask_words(out, seed, threshold):  # pragma: no cover - compiled; tested via keep_mask
-    """Word ``w`` of ``out`` (uint64): SplitMix64's output for ``seed + (w + 1) * GOLDEN``,
-    its four 16-bit lanes replaced by bfloat16 1.0 where the lane is ``>= threshold``, else 0."""
-    limit = _u64(threshold)
+    """Word ``w`` of ``out`` (uint64): bfloat16 1.0 in the kept lanes of :func:`_lanes`, 0 in
+    the dropped ones."""
     for w in range(out.shape[0]):
-        z = _u64(seed) + _u64(w + 1) * _u64(GOLDEN)
-        z = (z ^ (z >> _u64(30))) * _u64(MIX1)
-        z = (z ^ (z >> _u64(27))) * _u64(MIX2)
-        z = z ^ (z >> _u64(31))
-        word = _u64(0)
-        for lane in range(4):
-            draw = (z >> _u64(16 * lane)) & _u64(0xFFFF)
-            word |= (_u64(BF16_ONE) * _u64(draw >= limit)) << _u64(16 * lane)
-        out[w] = word
+        out[w] = _lanes(seed, w, threshold, BF16_ONE)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def and_mask_words(src, dst, seed, threshold):  # pragma: no cover - compiled; tested via DropMask
-    """``dst[w] = src[w]`` with the 16-bit lanes that :func:`fill_mask_words` would set to 0
-    (dropped) cleared: dropout applied to four bfloat16 values per uint64 word, without a mask
-    in memory. ``dst`` must not be ``src`` (LLVM's vectorised loop checks for overlap and runs
-    a scalar loop, ~7x slower, when they are the same): :func:`and_mask_words_inplace`."""
-    limit = _u64(threshold)
+    """``dst[w] = src[w]`` with the dropped lanes cleared: dropout applied to four bfloat16
+    values per uint64 word, without a mask in memory. ``dst`` must not be ``src`` (LLVM's
+    vectorised loop checks for overlap and runs a scalar loop, ~7x slower, when they are the
+    same): :func:`and_mask_words_inplace`."""
     for w in range(src.shape[0]):
-        z = _u64(seed) + _u64(w + 1) * _u64(GOLDEN)
-        z = (z ^ (z >> _u64(30))) * _u64(MIX1)
-        z = (z ^ (z >> _u64(27))) * _u64(MIX2)
-        z = z ^ (z >> _u64(31))
-        keep = _u64(0)
-        for lane in range(4):
-            draw = (z >> _u64(16 * lane)) & _u64(0xFFFF)
-            keep |= (_u64(0xFFFF) * _u64(draw >= limit)) << _u64(16 * lane)
-        dst[w] = src[w] & keep
+        dst[w] = src[w] & _lanes(seed, w, threshold, 0xFFFF)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def and_mask_words_inplace(words, seed, threshold):  # pragma: no cover - compiled
     """:func:`and_mask_words` with ``dst`` = ``src`` = ``words``."""
-    limit = _u64(threshold)
     for w in range(words.shape[0]):
-        z = _u64(seed) + _u64(w + 1) * _u64(GOLDEN)
-        z = (z ^ (z >> _u64(30))) * _u64(MIX1)
-        z = (z ^ (z >> _u64(27))) * _u64(MIX2)
-        z = z ^ (z >> _u64(31))
-        keep = _u64(0)
-        for lane in range(4):
-            draw = (z >> _u64(16 * lane)) & _u64(0xFFFF)
-            keep |= (_u64(0xFFFF) * _u64(draw >= limit)) << _u64(16 * lane)
-        words[w] &= keep
+        words[w] &= _lanes(seed, w, threshold, 0xFFFF)
