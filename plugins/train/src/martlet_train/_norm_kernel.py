@@ -23,6 +23,15 @@ def _round(bits):  # pragma: no cover - compiled
     return ((bits + _u32(0x7FFF) + ((bits >> _u32(16)) & _u32(1))) >> _u32(16)) << _u32(16)
 
 
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _widen(bits):  # pragma: no cover - compiled
+    """A float32 copy of a 1-D array of bfloat16 bits."""
+    out = np.empty(bits.shape[0], _u32)
+    for j in range(bits.shape[0]):
+        out[j] = _u32(bits[j]) << _u32(16)
+    return out.view(np.float32)
+
+
 @numba.njit(cache=True, nogil=True, boundscheck=False, fastmath=_FAST)
 def rms_norm_forward(x, weight, eps, out, rstd):  # pragma: no cover - compiled
     """``out = weight * bf16(x * rstd)`` row by row, ``rstd = 1 / sqrt(mean(x^2) + eps)``
@@ -30,10 +39,7 @@ def rms_norm_forward(x, weight, eps, out, rstd):  # pragma: no cover - compiled
     ``x``, ``out``: uint16 ``[rows, n]``; ``weight``: uint16 ``[n]``; ``rstd``: float32
     ``[rows]`` (written, for the backward pass)."""
     rows, n = x.shape
-    w_bits = np.empty(n, _u32)
-    for j in range(n):
-        w_bits[j] = _u32(weight[j]) << _u32(16)
-    w = w_bits.view(np.float32)
+    w = _widen(weight)
     t_bits = np.empty(n, _u32)
     t = t_bits.view(np.float32)
     for i in range(rows):
@@ -62,10 +68,7 @@ def rms_norm_backward(x, weight, grad, rstd, grad_x, grad_weight):  # pragma: no
     of grad * bf16(x * r)``."""
     rows, n = x.shape
     with_weight = grad_weight.shape[0] == n
-    w_bits = np.empty(n, _u32)
-    for j in range(n):
-        w_bits[j] = _u32(weight[j]) << _u32(16)
-    w = w_bits.view(np.float32)
+    w = _widen(weight)
     x_bits = np.empty(n, _u32)
     xf = x_bits.view(np.float32)
     g_bits = np.empty(n, _u32)
