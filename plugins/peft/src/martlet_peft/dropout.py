@@ -48,23 +48,16 @@ def keep_mask(shape: tuple[int, ...], p: float, device: Any, dtype: torch.dtype)
     dropped when its 16-bit draw is below ``round(p * 65536)``. Off the CPU the mask is drawn
     on the device by torch (its generator, the same probability).
     """
-    if torch.device(device).type != "cpu":
-        uniform = torch.rand(shape, device=device)
-        return (uniform >= drop_probability(p)).to(dtype)
-    size = math.prod(shape)
-    seed = int(torch.randint(0, _SEED_HIGH, (1,)))
-    # the bit patterns of bfloat16 0 and 1: a 0/1 mask in bfloat16 without a cast
-    bits = _mask_bits(size, seed, _threshold(p))
-    mask = torch.from_numpy(bits).view(torch.bfloat16).reshape(shape)
-    return mask.to(device=device, dtype=dtype)
+    return DropMask(shape, p, device, dtype).keep()
 
 
 class DropMask:
     """One dropout mask over a tensor of ``shape``, applied without being kept in memory where
     possible.
 
-    On the CPU it is the seed of :func:`keep_mask`'s stream (drawn from torch's generator the
-    same way, so the same elements are dropped): :meth:`dropped` and :meth:`zero_dropped_`
+    On the CPU it is a seed of the module doc's stream, drawn from torch's generator
+    (:func:`keep_mask` is this class's :meth:`keep`, so both drop the same elements from the
+    same seed): :meth:`dropped` and :meth:`zero_dropped_`
     clear the dropped elements of a bfloat16 tensor in one compiled pass over its bits (numba's
     :func:`~martlet_peft._mask_kernel.and_mask_words`), four values per 64-bit word; other
     dtypes, or no numba, multiply by :meth:`keep`. Elsewhere it holds the mask drawn on the
@@ -74,18 +67,19 @@ class DropMask:
         self.shape = tuple(shape)
         self.threshold = _threshold(p)
         self.dtype = dtype
-        self.device = torch.device(device)
         self._keep = None
         self.seed = 0
-        if self.device.type == "cpu":
+        if torch.device(device).type == "cpu":
             self.seed = int(torch.randint(0, _SEED_HIGH, (1,)))
         else:
-            self._keep = keep_mask(self.shape, p, self.device, dtype)
+            uniform = torch.rand(self.shape, device=device)
+            self._keep = (uniform >= drop_probability(p)).to(dtype)
 
     def keep(self) -> torch.Tensor:
-        """The 0/1 mask in :attr:`dtype` (as :func:`keep_mask` would have drawn it)."""
+        """The 0/1 mask in :attr:`dtype` (:func:`keep_mask`'s result)."""
         if self._keep is not None:
             return self._keep
+        # the bit patterns of bfloat16 0 and 1: a 0/1 mask in bfloat16 without a cast
         bits = _mask_bits(math.prod(self.shape), self.seed, self.threshold)
         mask = torch.from_numpy(bits).view(torch.bfloat16).reshape(self.shape)
         return mask.to(dtype=self.dtype)
