@@ -15,7 +15,8 @@ each call still takes the module's own forward unless its input and weight are b
 the CPU. :func:`kernels` is the context manager the training job uses. Without numba nothing
 is switched.
 
-torch is imported when a function is called.
+This module is imported only by a training run (torch loaded already); numba when a kernel
+is first needed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ import inspect
 import types
 from collections.abc import Iterator
 from typing import Any
+
+import numpy as np
+import torch
 
 
 @functools.cache
@@ -58,74 +62,55 @@ def _is_llama_norm(cls: type) -> bool:
         return False
 
 
-def _bits(tensor: Any) -> Any:
+def _bits(tensor: torch.Tensor) -> np.ndarray:
     """A bfloat16 tensor's storage as a NumPy uint16 array (no copy)."""
-    import numpy as np
-    import torch
-
     return tensor.view(torch.int16).numpy().view(np.uint16)
 
 
-def _function() -> Any:
-    import torch
+class RMSNormFunction(torch.autograd.Function):
+    """``weight * bf16(x * rsqrt(mean(x^2) + eps))`` for bfloat16 ``x`` and ``weight``,
+    forward and backward in one compiled pass each."""
 
-    global _RMSNormFunction
-    if _RMSNormFunction is None:
+    @staticmethod
+    def forward(ctx, x, weight, eps):  # noqa: D102
+        shape = x.shape
+        rows = x.reshape(-1, shape[-1]).contiguous()
+        out = torch.empty_like(rows)
+        rstd = torch.empty(rows.shape[0], dtype=torch.float32)
+        weight = weight.contiguous()
+        _compiled().rms_norm_forward(_bits(rows), _bits(weight), eps, _bits(out), rstd.numpy())
+        ctx.save_for_backward(rows, weight, rstd)
+        return out.view(shape)
 
-        class RMSNormFunction(torch.autograd.Function):
-            """``weight * bf16(x * rsqrt(mean(x^2) + eps))`` for bfloat16 ``x`` and
-            ``weight``, forward and backward in one compiled pass each."""
-
-            @staticmethod
-            def forward(ctx, x, weight, eps):  # noqa: D102
-                kernel = _compiled()
-                shape = x.shape
-                rows = x.reshape(-1, shape[-1]).contiguous()
-                out = torch.empty_like(rows)
-                rstd = torch.empty(rows.shape[0], dtype=torch.float32)
-                weight_c = weight.contiguous()
-                kernel.rms_norm_forward(_bits(rows), _bits(weight_c), eps, _bits(out), rstd.numpy())
-                ctx.save_for_backward(rows, weight_c, rstd)
-                return out.view(shape)
-
-            @staticmethod
-            def backward(ctx, grad):  # noqa: D102
-                kernel = _compiled()
-                rows, weight, rstd = ctx.saved_tensors
-                grad_rows = grad.reshape(rows.shape).to(torch.bfloat16).contiguous()
-                grad_x = torch.empty_like(rows)
-                need_weight = ctx.needs_input_grad[1]
-                grad_weight = torch.zeros(rows.shape[1] if need_weight else 0)
-                kernel.rms_norm_backward(
-                    _bits(rows),
-                    _bits(weight),
-                    _bits(grad_rows),
-                    rstd.numpy(),
-                    _bits(grad_x),
-                    grad_weight.numpy(),
-                )
-                return (
-                    grad_x.view(grad.shape),
-                    grad_weight.to(weight.dtype) if need_weight else None,
-                    None,
-                )
-
-        _RMSNormFunction = RMSNormFunction
-    return _RMSNormFunction
-
-
-_RMSNormFunction: Any = None
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        rows, weight, rstd = ctx.saved_tensors
+        grad_rows = grad.reshape(rows.shape).to(torch.bfloat16).contiguous()
+        grad_x = torch.empty_like(rows)
+        need_weight = ctx.needs_input_grad[1]
+        grad_weight = torch.zeros(rows.shape[1] if need_weight else 0)
+        _compiled().rms_norm_backward(
+            _bits(rows),
+            _bits(weight),
+            _bits(grad_rows),
+            rstd.numpy(),
+            _bits(grad_x),
+            grad_weight.numpy(),
+        )
+        return (
+            grad_x.view(grad.shape),
+            grad_weight.to(weight.dtype) if need_weight else None,
+            None,
+        )
 
 
 def rms_norm(x: Any, weight: Any, eps: float) -> Any:
     """Llama's RMSNorm of bfloat16 ``x`` with bfloat16 ``weight`` on the CPU, through the
     compiled kernels (numba must be installed)."""
-    return _function().apply(x, weight, float(eps))
+    return RMSNormFunction.apply(x, weight, float(eps))
 
 
 def _norm_forward(self: Any, hidden_states: Any) -> Any:
-    import torch
-
     weight = self.weight
     if (
         type(hidden_states) is torch.Tensor  # not a DTensor, fake or meta tensor
@@ -161,8 +146,6 @@ def use_cpu_kernels(model: Any) -> list[Any]:
 
 def _warm_up() -> None:
     """Load (or compile, the first time) the kernels before the first training step."""
-    import torch
-
     x = torch.ones(2, 4, dtype=torch.bfloat16, requires_grad=True)
     rms_norm(x, torch.ones(4, dtype=torch.bfloat16), 1e-6).sum().backward()
 

@@ -24,7 +24,8 @@ computes ordinary causal attention over each whole row, and a query shorter than
 (decoding with a cache) goes to transformers' sdpa; the training job switches the model only
 for the run (:func:`switched`), since padded batches need their mask.
 
-torch and transformers are imported when a function is called.
+transformers is imported when a function is called (this module is imported only by a
+training run, which has torch loaded already).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from typing import Any
+
+import torch
 
 NAME = "martlet_packed"
 # a bucket takes segments down to 1/RATIO of its longest: few buckets, little padding
@@ -110,8 +113,6 @@ class SegmentPlan:
     values and outputs between transformers' layout and the buckets' (one gather each)."""
 
     def __init__(self, position_ids: Any) -> None:
-        import torch
-
         self.shape = tuple(position_ids.shape)
         self.device = position_ids.device
         batch, length = self.shape
@@ -160,8 +161,6 @@ class _Indices:
     are exactly zero and each backward gather reads only the real rows."""
 
     def __init__(self, plan: SegmentPlan, heads: int, kv_heads: int) -> None:
-        import torch
-
         group = heads // kv_heads
         kv = torch.arange(kv_heads)
         head = kv[:, None] * group + torch.arange(group)  # [kv, group]: query heads by group
@@ -203,8 +202,6 @@ def segment_plan(position_ids: Any) -> SegmentPlan:
     """The :class:`SegmentPlan` of ``position_ids`` (``[batch, length]``, restarting at 0 at
     each segment). Computed once per distinct ``position_ids``: every layer of a forward pass
     reuses it."""
-    import torch
-
     cached = _plan_cache.get("plan")
     if (
         cached is not None
@@ -222,8 +219,6 @@ def segment_plan(position_ids: Any) -> SegmentPlan:
 def _causal_bias(length: int, group: int, dtype: Any, device: Any) -> Any:
     """``[group * length, length]`` additive mask: -inf above the diagonal of each of
     ``group`` stacked causal blocks (the positions a query may not see), 0 elsewhere."""
-    import torch
-
     key = (length, group, dtype, device)
     bias = _causal_cache.get(key)
     if bias is None:
@@ -236,35 +231,24 @@ def _causal_bias(length: int, group: int, dtype: Any, device: Any) -> Any:
     return bias
 
 
-def _gather_rows() -> Any:
+class GatherRows(torch.autograd.Function):
     """``GatherRows.apply(x, index, back, padding)``: ``x[index]`` whose backward pass is a
     gather as well — ``grad[back]``, with the ``padding`` rows zeroed — instead of a
     scatter-add into zeros: every row of ``x`` has one real slot in ``index`` (others repeat
     rows whose gradients are zero)."""
-    import torch
 
-    global _GatherRows
-    if _GatherRows is None:
+    @staticmethod
+    def forward(ctx, x, index, back, padding):  # noqa: D102
+        ctx.save_for_backward(back, padding)
+        return x.index_select(0, index)
 
-        class GatherRows(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, x, index, back, padding):  # noqa: D102
-                ctx.save_for_backward(back, padding)
-                return x.index_select(0, index)
-
-            @staticmethod
-            def backward(ctx, grad):  # noqa: D102
-                back, padding = ctx.saved_tensors
-                out = grad.index_select(0, back)
-                if padding is not None:
-                    out.index_fill_(0, padding, 0)
-                return out, None, None, None
-
-        _GatherRows = GatherRows
-    return _GatherRows
-
-
-_GatherRows: Any = None
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        back, padding = ctx.saved_tensors
+        out = grad.index_select(0, back)
+        if padding is not None:
+            out.index_fill_(0, padding, 0)
+        return out, None, None, None
 
 
 def packed_attention(
@@ -286,8 +270,6 @@ def packed_attention(
     each bucket's scores are scaled and masked in the product (``baddbmm``), the softmax runs
     in the inputs' dtype (PyTorch accumulates reduced-precision softmax in fp32), and one more
     gather puts the outputs back in place."""
-    import torch
-
     batch, heads, length, dim = query.shape
     kv_heads = key.shape[1]
     if scaling is None:
@@ -302,7 +284,7 @@ def packed_attention(
         # one causal segment per row
         position_ids = torch.arange(length, device=query.device).expand(batch, length)
     index = segment_plan(position_ids).indices(heads, kv_heads)
-    gather = _gather_rows().apply
+    gather = GatherRows.apply
     group = heads // kv_heads
     # [B * L * H, D] rows: free views of the [B, L, H, D] tensors transformers transposed
     q = gather(query.transpose(1, 2).reshape(-1, dim), index.query, index.query_back, None)
