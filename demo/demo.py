@@ -54,8 +54,6 @@ TRAIN = [
     "--max-length",
     "256",
     "--packing",
-    "--mixed-precision",
-    "bf16",
     "--logging-steps",
     "5",
     "--save-steps",

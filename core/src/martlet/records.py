@@ -317,7 +317,10 @@ class DatasetSourceRecord(Record):
 class TunerRecord(Record):
     """A training method for the model's weights: LoRA and its kin, full, freeze, ...
 
-    Claim ``"merge"`` in ``capabilities`` when the trained result can be merged into the base.
+    Claim ``"merge"`` in ``capabilities`` when the trained result can be merged into the base,
+    and ``"adapter"`` when the base model's weights stay frozen (only added parameters train):
+    ``--torch-dtype auto`` then loads the base in the device's native half dtype, where
+    otherwise weights that train stay float32.
     """
 
     kind: ClassVar[str] = "tuners"

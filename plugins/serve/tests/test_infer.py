@@ -208,3 +208,20 @@ def test_a_row_with_nothing_to_answer_names_its_line(cli, tiny_model_dir, tmp_pa
     result = cli("infer", "--model", str(tiny_model_dir), "--input", str(rows))
     assert result.exit_code != 0
     assert "bad.jsonl" in result.stderr and "line 1" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("native", "device_map", "dtype"),
+    [("1", None, "bfloat16"), ("0", None, "float32"), ("1", "cpu", "bfloat16")],
+)
+def test_auto_weights_follow_the_device(martlet_manager, monkeypatch, native, device_map, dtype):
+    """Inference loads weights in the device's native half dtype, float32 without one."""
+    from martlet.config import build
+    from martlet_serve.infer import InferConfig
+
+    martlet_manager(*PLUGINS)
+    monkeypatch.setenv("MARTLET_CPU_BF16", native)
+    config = build(InferConfig, values={"model": "x", "device_map": device_map})
+    assert config.loader_options()["torch_dtype"] == dtype
+    explicit = build(InferConfig, values={"model": "x", "torch_dtype": "float32"})
+    assert explicit.loader_options()["torch_dtype"] == "float32"

@@ -32,7 +32,6 @@ def test_dpo_on_the_embedded_model_raises_the_held_out_margin_and_accuracy(tmp_p
             "learning_rate": 5e-4,
             "lora_rank": 8,
             "lora_alpha": 32,
-            "mixed_precision": "bf16",
             "output_dir": str(out),
             "logging_steps": 3,
             "disable_progress_bar": True,

@@ -353,18 +353,38 @@ def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tiny_model_dir, tmp_path)
     assert state["global_step"] == step + 2
 
 
-def test_an_fp32_run_on_a_bf16_cpu_gets_a_precision_tip(martlet_manager):
-    from types import SimpleNamespace
+@pytest.mark.parametrize(
+    ("native", "tuner", "mixed", "weights"),
+    [
+        ("1", "lora", "bf16", "bfloat16"),
+        ("1", "full", "bf16", "float32"),
+        ("0", "lora", "no", "float32"),
+    ],
+)
+def test_auto_precision_is_resolved_printed_and_recorded(
+    cli, tiny_model_dir, tmp_path, monkeypatch, native, tuner, mixed, weights
+):
+    """What `auto` became is printed once and written to config.yaml (the CPU made to report
+    native bf16 or none with MARTLET_CPU_BF16)."""
+    monkeypatch.setenv("MARTLET_CPU_BF16", native)
+    out = tmp_path / "run"
+    args = ("--dataset", "sample-sft#8", "--max-steps", "1", "--tuner", tuner)
+    result = cli("sft", *base_args(tiny_model_dir, out, *args))
+    assert result.exit_code == 0, result.stderr
+    compute = {"bf16": "bfloat16", "no": "float32"}[mixed]
+    assert result.stdout.count("precision (auto):") == 1
+    assert f"{compute} compute, {weights} weights on cpu" in result.stdout
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert (config["mixed_precision"], config["torch_dtype"]) == (mixed, weights)
+    assert "warning:" not in result.stdout
 
-    from martlet_train.job import precision_hint
 
-    martlet_manager("accel")
-    cpu = SimpleNamespace(device=SimpleNamespace(type="cpu"))
-    fp32 = SimpleNamespace(mixed_precision="no", torch_dtype="auto")
-    from martlet_accel.devices import CpuAccelerator
-
-    tip = precision_hint(fp32, cpu)
-    assert (tip is not None) == CpuAccelerator().fast_bf16()
-    assert precision_hint(SimpleNamespace(mixed_precision="bf16", torch_dtype="auto"), cpu) is None
-    gpu = SimpleNamespace(device=SimpleNamespace(type="cuda"))
-    assert precision_hint(fp32, gpu) is None
+def test_explicit_bf16_on_a_cpu_without_it_runs_with_one_warning(cli, tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ("--dataset", "sample-sft#8", "--max-steps", "1", "--mixed-precision", "bf16")
+    result = cli("sft", *base_args(tiny_model_dir, out, *args))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.count("warning: bfloat16 on this cpu is not native") == 1
+    assert "--mixed-precision auto" in result.stdout
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert (config["mixed_precision"], config["torch_dtype"]) == ("bf16", "float32")

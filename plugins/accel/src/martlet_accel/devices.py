@@ -66,9 +66,18 @@ class CpuAccelerator(TorchAccelerator):
         return torch.device("cpu")
 
     def fast_bf16(self) -> bool:
-        """Whether the CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX)."""
-        flags = _cpu_flags()
-        return bool({"avx512_bf16", "amx_bf16"} & flags)
+        """Whether the CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX); elsewhere
+        PyTorch emulates them, over a hundred times slower than float32.
+
+        ``MARTLET_CPU_BF16=1`` (or ``0``) makes the CPU report native bf16 (or none) whatever it
+        has: for tests of both paths on either kind of CPU.
+        """
+        forced = os.environ.get("MARTLET_CPU_BF16", "").strip().lower()
+        if forced in ("1", "true", "yes", "native"):
+            return True
+        if forced in ("0", "false", "no", "none"):
+            return False
+        return bool(NATIVE_BF16_FLAGS & _cpu_flags())
 
     def preferred_dtype(self) -> str:
         return "bfloat16" if self.fast_bf16() else "float32"
@@ -100,6 +109,13 @@ class CudaAccelerator(TorchAccelerator):
         if self.is_available() and torch.cuda.is_bf16_supported():
             dtypes.insert(1, "bfloat16")
         return dtypes
+
+    def preferred_dtype(self) -> str:
+        """bfloat16 where the GPU has bf16 tensor cores (compute capability 8.0 and later),
+        float16 (trained with a gradient scaler) on older GPUs."""
+        if self.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):
+            return "bfloat16"
+        return "float16"
 
     def distributed_backend(self) -> str:
         return "nccl"
@@ -142,6 +158,10 @@ class XpuAccelerator(TorchAccelerator):
 
     def distributed_backend(self) -> str:
         return "xccl"
+
+
+#: /proc/cpuinfo flags of CPUs that multiply bf16 matrices in hardware
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
 def _cpu_flags() -> set[str]:

@@ -51,7 +51,10 @@ class ModelOptions:
         metavar="ID_OR_PATH",
     )
     torch_dtype: Literal["auto", "bfloat16", "float16", "float32"] = option(
-        "auto", help="Dtype of the weights; auto keeps the checkpoint's own."
+        "auto",
+        help="Dtype of the weights; auto: the device's native half dtype (bf16 or fp16) for "
+        "weights that stay frozen (an adapter's base model, inference), float32 for weights "
+        "that train and on devices without one.",
     )
     device_map: str | None = option(
         None,

@@ -8,6 +8,9 @@ MARTLET_API = 1
 _OPTIONS = "martlet_peft.options:TunerOptions"
 _PEFT = ("peft>=0.15",)
 _TRAIN = {"train", "cpu", "cuda"}
+#: tuners that train the model's own weights; the others keep the base frozen and train added
+#: parameters ("adapter": ``--torch-dtype auto`` may load their base in a half dtype)
+_TRAINS_BASE = {"full", "freeze", "galore", "lisa", "llamapro"}
 
 # name, class, summary, merge?, extra requirements, aliases
 _TUNERS = (
@@ -118,6 +121,8 @@ def martlet_tuners():
             summary=summary,
             aliases=aliases,
             requires=("torch", "transformers", *requires),
-            capabilities=_TRAIN | ({"merge"} if merge else set()),
+            capabilities=_TRAIN
+            | ({"merge"} if merge else set())
+            | (set() if name in _TRAINS_BASE else {"adapter"}),
             options=_OPTIONS,
         )

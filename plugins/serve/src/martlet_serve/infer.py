@@ -22,6 +22,9 @@ from martlet.config import option
 from martlet.errors import ConfigError
 from martlet_hf.options import ModelOptions, TemplateOptions
 
+#: device_map values that spread the layers over whatever devices there are
+_SPREAD = ("auto", "balanced", "balanced_low_0", "sequential")
+
 
 @dataclass(kw_only=True)
 class InferConfig(ModelOptions, TemplateOptions):
@@ -80,6 +83,21 @@ class InferConfig(ModelOptions, TemplateOptions):
         parent = getattr(super(), "__post_init__", None)
         if parent is not None:
             parent()
+
+    def loader_options(self) -> dict[str, Any]:
+        """The model's loader options, ``--torch-dtype auto`` resolved for inference on the
+        device the weights go to: its native half dtype where it has one, else float32."""
+        options = super().loader_options()
+        if options.get("torch_dtype") in ("auto", None):
+            from martlet.precision import resolve
+
+            target = self.device_map
+            device = "cpu" if target is None else None  # the loader's default: one CPU
+            kind = str(target).strip().split(":")[0]
+            if target is not None and not kind.startswith("{") and kind not in _SPREAD:
+                device = "cuda" if kind.isdigit() else kind
+            options["torch_dtype"] = resolve(device=device, inference=True).torch_dtype
+        return options
 
     def generation(self) -> dict[str, Any]:
         return dict(

@@ -167,43 +167,43 @@ class Job:
 
 def start(config: Any, label: str) -> Job:
     """Seed, create the run directory (``config.yaml``, ``plugins.lock.json``), choose the
-    accelerator, load the model, tokenizer and template."""
+    device and the precision, load the model, tokenizer and template."""
     import martlet
 
     _seed(config.seed)
     out = prepare_output_dir(config)
+    _choose_device(config)
+    precision = resolve_precision(config)
     accelerator = _accelerator(config)
     if accelerator.is_main_process:
         write_run_files(config, out, label)
-        hint = precision_hint(config, accelerator)
-        if hint:
-            print(hint, flush=True)
+        print(precision.describe(), flush=True)
+        from martlet.precision import emulation_warning
+
+        warning = emulation_warning(precision)
+        if warning:
+            print(warning, flush=True)
     model, tokenizer = martlet.load_model(config.model, **_load_options(config))
     template = martlet.load_template(tokenizer, config.template, **config.template_options())
     return Job(config, out, accelerator, model, tokenizer, template)
 
 
-def precision_hint(config: Any, accelerator: Any) -> str | None:
-    """A one-line tip when a run computes in fp32 on a CPU that multiplies bf16 natively
-    (AVX512-BF16 or AMX: ~2.5x the fp32 rate; bench/RESULTS.md measures +46% tokens/s)."""
-    if accelerator.device.type != "cpu" or getattr(config, "mixed_precision", "no") != "no":
-        return None
-    if getattr(config, "torch_dtype", "auto") not in ("auto", "float32", None):
-        return None
-    from martlet.errors import MartletError
-    from martlet.manager import get_manager
+def resolve_precision(config: Any) -> Any:
+    """Replace ``auto`` in ``--mixed-precision`` and ``--torch-dtype`` by what the device's
+    accelerator record chooses (:mod:`martlet.precision`), so ``config.yaml`` records the
+    resolved values; returns the :class:`~martlet.precision.Precision`."""
+    from martlet.precision import resolve
 
-    try:
-        cpu = get_manager().registry.get("accelerators", "cpu").load()()
-        fast = bool(cpu.fast_bf16())
-    except (MartletError, AttributeError):
-        return None
-    if not fast:
-        return None
-    return (
-        "tip: this CPU multiplies bf16 matrices natively; --mixed-precision bf16 trains faster "
-        "(with --torch-dtype bfloat16 for the frozen weights of an adapter run: faster still)"
+    tuner = _require("tuners", config.tuner)
+    precision = resolve(
+        device=config.device,
+        mixed_precision=config.mixed_precision,
+        torch_dtype=config.torch_dtype,
+        trains_weights="adapter" not in tuner.capabilities,
     )
+    config.mixed_precision = precision.mixed_precision
+    config.torch_dtype = precision.torch_dtype
+    return precision
 
 
 def prepare_model(job: Job) -> Any:
@@ -305,9 +305,8 @@ def _seed(seed: int) -> None:
     set_seed(seed)
 
 
-def _accelerator(config: SftConfig) -> Any:
-    from martlet_train.loop import make_accelerator
-
+def _choose_device(config: SftConfig) -> None:
+    """``--device``, or the CPU where it is missing and ``--fallback-on-cpu`` allows."""
     if config.device and config.device != "cpu" and config.fallback_on_cpu:
         import torch
 
@@ -315,6 +314,11 @@ def _accelerator(config: SftConfig) -> Any:
         if module is None or not getattr(module, "is_available", lambda: False)():
             print(f"no {config.device} device here: training on the CPU (--fallback-on-cpu)")
             config.device = "cpu"
+
+
+def _accelerator(config: SftConfig) -> Any:
+    from martlet_train.loop import make_accelerator
+
     return make_accelerator(config)
 
 
@@ -331,14 +335,23 @@ def _encode(
 ) -> list[dict[str, Any]]:
     from martlet_data.encode import encode_rows
 
-    encoded = list(encode_rows(rows, template, tokenizer=tokenizer, max_length=config.max_length))
+    result = encode_rows(rows, template, tokenizer=tokenizer, max_length=config.max_length)
+    encoded = list(result)
     if objective == "pt":  # every token is a target
         for row in encoded:
             row["labels"] = list(row["input_ids"])
     if not encoded:
+        stats = result.stats
+        why = (
+            f"all {stats.rows} rows were dropped: "
+            f"{stats.deleted['longer than max_length']} longer than --max-length "
+            f"{config.max_length}, {stats.deleted['no target tokens']} with no target tokens"
+            if stats.rows
+            else "the dataset gave no rows"
+        )
         raise MartletError(
             "no rows left to train on after encoding",
-            why="every row was too long for --max-length or had no target tokens",
+            why=why,
             fix="raise --max-length, use --truncation-strategy left|right, or check the data",
         )
     return encoded

@@ -534,6 +534,10 @@ def make_accelerator(options: Any) -> Any:
 
     device = getattr(options, "device", None)
     precision = getattr(options, "mixed_precision", "no")
+    if precision in ("auto", None):  # a Trainer built without a job: the device decides
+        from martlet.precision import resolve
+
+        precision = resolve(device=device, mixed_precision="auto").mixed_precision
     try:
         return Accelerator(mixed_precision=precision, cpu=(device == "cpu"))
     except ValueError as exc:

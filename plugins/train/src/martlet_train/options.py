@@ -45,8 +45,11 @@ class TrainOptions:
     adam_beta1: float = option(0.9, help="AdamW beta1.")
     adam_beta2: float = option(0.999, help="AdamW beta2.")
     adam_epsilon: float = option(1e-8, help="AdamW epsilon.")
-    mixed_precision: Literal["no", "bf16", "fp16"] = option(
-        "no", help="Autocast the forward pass to this dtype, keeping float32 weights."
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = option(
+        "auto",
+        help="Autocast the forward pass to this dtype, keeping float32 weights that train; "
+        "auto: bf16 where the device multiplies it natively (a CPU with AVX512-BF16 or AMX, "
+        "GPUs from compute capability 8.0), fp16 on older GPUs, none otherwise.",
     )
     gradient_checkpointing: bool = option(
         False, help="Recompute activations in the backward pass to save memory."
