@@ -10,7 +10,7 @@ from pathlib import Path
 import martlet
 import pytest
 from martlet.errors import ConfigError
-from martlet_data.errors import BadRowError, DataError
+from martlet_data.errors import BadRowError, DataError, EmptyDatasetError
 from martlet_data.rows import Rows, RowStream, select
 
 ROWS = [
@@ -51,7 +51,8 @@ def test_json_array_is_streamed_item_by_item(tmp_path, monkeypatch):
     path.write_text(json.dumps(ROWS, indent=2), encoding="utf-8")
     assert list(martlet.load_dataset(str(path))) == CANONICAL
     path.write_text("  [ ]  ", encoding="utf-8")
-    assert list(martlet.load_dataset(str(path))) == []
+    with pytest.raises(EmptyDatasetError, match="has no rows"):
+        martlet.load_dataset(str(path))
 
 
 def test_json_columnar(tmp_path):

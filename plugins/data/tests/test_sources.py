@@ -11,7 +11,7 @@ import time
 import martlet
 import pytest
 from martlet.errors import ConfigError, MissingDependencyError, UnknownNameError
-from martlet_data.errors import BadRowError
+from martlet_data.errors import BadRowError, EmptyDatasetError
 from martlet_data.hubs import HubError
 from martlet_data.loading import load_datasets
 from martlet_data.rows import Rows, RowStream
@@ -298,9 +298,12 @@ def test_named_dataset_picks_the_hub_asked_for(monkeypatch):
     assert rows[0]["answer"] == "B" and rows[0]["choices"] == ["a", "b"]
     martlet.load_dataset("mmlu:anatomy", hub="modelscope", split="dev")
     assert calls[-1] == ("ms", "modelscope/mmlu", ("anatomy",), "dev")
-    martlet.load_dataset("sharegpt-gpt4", format="messages", on_bad_rows="skip")
+    # the fake's one row fits neither dataset: skipped, which leaves no rows (an error)
+    with pytest.raises(EmptyDatasetError, match="1 row, all skipped"):
+        martlet.load_dataset("sharegpt-gpt4", format="messages", on_bad_rows="skip")
     assert calls[-1][:2] == ("ms", "AI-ModelScope/sharegpt_gpt4")  # only on ModelScope
-    martlet.load_dataset("arc", hub="modelscope", on_bad_rows="skip")
+    with pytest.raises(EmptyDatasetError, match="1 row, all skipped"):
+        martlet.load_dataset("arc", hub="modelscope", on_bad_rows="skip")
     assert calls[-1][:2] == ("hf", "allenai/ai2_arc")  # falls back to the hub it is on
 
 

@@ -19,6 +19,7 @@ _LAZY = {
     "BadRowError": "martlet_data.errors",
     "BadRowReport": "martlet_data.errors",
     "DataError": "martlet_data.errors",
+    "EmptyDatasetError": "martlet_data.errors",
     "to_canonical": "martlet_data.formats",
     "detect_format": "martlet_data.formats",
     "parse_spec": "martlet_data.spec",

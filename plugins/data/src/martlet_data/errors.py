@@ -46,6 +46,48 @@ class DataError(MartletError):
     """A dataset cannot be read at all (missing file, unreachable hub, unreadable file)."""
 
 
+class EmptyDatasetError(DataError):
+    """A dataset gives no rows: its files are empty, every row was skipped as bad, or what was
+    selected of it (a subset, a split, a preprocessor's filter) keeps none.
+
+    Attributes:
+        source: the dataset as the user named it (a path, a name, a hub id).
+        rows: raw rows read from it.
+        report: the rows skipped as bad, by reason.
+    """
+
+    def __init__(
+        self, source: str, *, rows: int, report: BadRowReport, empty_why: str | None = None
+    ) -> None:
+        self.source = source
+        self.rows = rows
+        self.report = report
+        noun = "row" if rows == 1 else "rows"
+        if rows == 0:
+            super().__init__(
+                f"dataset {source!r} has no rows",
+                why=empty_why or "reading it gave no rows",
+                fix="add rows to it, or point --dataset at data that has some",
+            )
+        elif report.skipped >= rows:
+            super().__init__(
+                f"dataset {source!r}: {rows} {noun}, all skipped",
+                why=f"every row is bad: {report.reasons()}",
+                fix="fix the rows, map their columns with --columns, or force their format "
+                "with --dataset-format",
+            )
+        else:
+            dropped = rows - report.skipped
+            why = f"{dropped} left out by the dataset's preprocessor (nothing in them to use)"
+            if report.skipped:
+                why += f"; {report.skipped} skipped as bad: {report.reasons()}"
+            super().__init__(
+                f"dataset {source!r}: {rows} {noun}, none kept",
+                why=why,
+                fix="choose another subset or split of it, or check its options",
+            )
+
+
 @dataclass
 class BadRowReport:
     """The rows skipped under ``on_bad_rows="skip"``, grouped by reason.
@@ -75,15 +117,20 @@ class BadRowReport:
             mine = self.examples.setdefault(reason, [])
             mine.extend(shown[: max(0, 3 - len(mine))])
 
+    def reasons(self) -> str:
+        """The reasons counted, most frequent first, each with its first example:
+        ``3 malformed JSON (e.g. x.jsonl, line 2: ...); 1 empty text (e.g. ...)``."""
+        return "; ".join(
+            f"{n} {reason} (e.g. {self.examples[reason][0]})"
+            for reason, n in self.counts.most_common()
+        )
+
     def summary(self) -> str:
         """One line per reason: ``skipped 3 bad rows: 2 malformed JSON (x.jsonl, line 4; ...)``."""
         if not self.skipped:
             return "no bad rows"
-        parts = []
-        for reason, n in self.counts.most_common():
-            parts.append(f"{n} {reason} (e.g. {self.examples[reason][0]})")
         noun = "row" if self.skipped == 1 else "rows"
-        return f"skipped {self.skipped} bad {noun}: " + "; ".join(parts)
+        return f"skipped {self.skipped} bad {noun}: {self.reasons()}"
 
     def to_dict(self) -> dict[str, Any]:
         return {

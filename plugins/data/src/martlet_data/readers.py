@@ -85,6 +85,31 @@ def read_file(path: Path, *, txt_unit: str = "line") -> Iterator[RawRow]:
     return read_txt(path, unit=txt_unit)
 
 
+def empty_reason(path: Path) -> str:
+    """Why a data file that gave no raw rows has none, as a predicate of it ("is 0 bytes",
+    "holds only blank lines", ...). Looks at the file again: call it only to explain."""
+    try:
+        if path.stat().st_size == 0:
+            return "is empty (0 bytes)"
+        suffix = path.suffix.lower()
+        if suffix == ".json":
+            first = _first_char(path)
+            if first == "[":
+                return "is an empty JSON array"
+            if first == "{":
+                return "is a JSON object of empty columns"
+            return "holds only whitespace"
+        if suffix == ".csv":
+            with open(path, encoding="utf-8-sig", newline="") as fh:
+                if csv.DictReader(fh).fieldnames:
+                    return "has a header line and no data rows"
+        if suffix == ".parquet":
+            return "holds a table of 0 rows"
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return "holds no rows"
+    return "holds only blank lines"
+
+
 def read_jsonl(path: Path) -> Iterator[RawRow]:
     with open(path, "rb") as fh:
         for number, line in enumerate(fh, 1):
@@ -123,6 +148,8 @@ def _first_char(path: Path) -> str:
 
 def read_json(path: Path) -> Iterator[RawRow]:
     first = _first_char(path)
+    if first == "":  # 0 bytes or only whitespace: no rows (the caller says so)
+        return
     if first == "[":
         yield from _read_json_array(path)
         return

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
-from martlet_data.errors import BadRowError, BadRowReport, RowProblem
+from martlet_data.errors import BadRowError, BadRowReport, EmptyDatasetError, RowProblem
 from martlet_data.formats import apply_columns, to_canonical, to_prompt
 
 Preprocess = Callable[..., Any]
@@ -42,6 +42,9 @@ class RowStream:
 
     ``report`` and ``formats`` describe the most recent (or current) pass.
     ``take(n)`` gives a stream of at most ``n`` rows.
+
+    A source that gives no rows raises :class:`~martlet_data.errors.EmptyDatasetError` when a
+    pass reaches its end (a stream can only be found empty by reading it).
     """
 
     def __init__(
@@ -61,14 +64,19 @@ class RowStream:
     def __iter__(self) -> Iterator[dict]:
         self.report, self.formats = BadRowReport(), Counter()
         produced = 0
+        log = True
         try:
             for row in self._make(self.report, self.formats):
                 if self.limit is not None and produced >= self.limit:
                     return
                 produced += 1
                 yield row
+        except EmptyDatasetError:
+            log = False  # the error counts the skipped rows itself
+            raise
         finally:
-            self.report.log(self.label)
+            if log:
+                self.report.log(self.label)
 
     def take(self, n: int) -> RowStream:
         limit = n if self.limit is None else min(n, self.limit)
@@ -91,6 +99,8 @@ def canonical_rows(
     on_bad_rows: str = "error",
     trace: list[str] | None = None,
     prompts: bool = False,
+    source: str | None = None,
+    empty_why: Callable[[], str] | None = None,
 ) -> Iterator[dict]:
     """Convert ``(where, raw row)`` pairs to canonical rows, lazily.
 
@@ -98,11 +108,18 @@ def canonical_rows(
     ``on_bad_rows="skip"`` is counted in ``report`` and left out. ``formats`` counts the input
     format of each row produced; ``trace``, when given, gets each one appended in order.
     With ``prompts`` the rows are questions to answer (:func:`to_prompt`), not training rows.
+
+    With ``source`` (the dataset as the user named it), reaching the end of ``raw`` without
+    producing a row raises :class:`EmptyDatasetError` naming it: no raw rows at all (the reason
+    is ``empty_why()``, asked only then), every row skipped (the reasons counted), or none kept
+    by ``preprocess``.
     """
     convert = to_prompt if prompts else to_canonical
     options = dict(preprocess_options or {})
     keep = set(keep) | set(getattr(preprocess, "keep", ())) | set((columns or {}).values())
+    read = kept = 0
     for where, row in raw:
+        read += 1
         try:
             if isinstance(row, RowProblem):
                 raise row
@@ -114,11 +131,15 @@ def canonical_rows(
                 formats[used] += 1
                 if trace is not None:
                     trace.append(used)
+                kept += 1
                 yield out
         except RowProblem as problem:
             if on_bad_rows != "skip":
                 raise BadRowError(where, problem) from None
             report.add(where, problem)
+    if source is not None and not kept:
+        why = empty_why() if empty_why is not None and not read else None
+        raise EmptyDatasetError(source, rows=read, report=report, empty_why=why)
 
 
 def select(rows: list, count: int | None, seed: int) -> list:

@@ -34,7 +34,7 @@ from martlet.errors import ConfigError, UnknownNameError
 
 from martlet_data.errors import BadRowReport, DataError
 from martlet_data.options import ReadOptions
-from martlet_data.readers import data_files, read_file
+from martlet_data.readers import data_files, empty_reason, read_file
 from martlet_data.rows import Preprocess, Rows, RowStream, canonical_rows, select
 from martlet_data.spec import DatasetSpec, parse_spec
 
@@ -59,8 +59,15 @@ def build(
     preprocess: Preprocess | None = None,
     keep: tuple[str, ...] = (),
     format: str | None = None,
+    empty_why: Callable[[], str] | None = None,
 ) -> Rows | RowStream:
-    """Rows (or a stream) of canonical rows from a factory of raw rows."""
+    """Rows (or a stream) of canonical rows from a factory of raw rows.
+
+    Every source's rows come through here, so this is where a dataset that gives no rows is
+    an :class:`~martlet_data.errors.EmptyDatasetError` naming ``label``: at once for a list,
+    when a pass reaches the end for a stream. ``empty_why()`` says why a source with no raw
+    rows has none ("the file is empty (0 bytes)", ...); it is called only then.
+    """
 
     def make(
         report: BadRowReport, formats: Counter, trace: list[str] | None = None
@@ -77,6 +84,8 @@ def build(
             on_bad_rows=opts.on_bad_rows,
             trace=trace,
             prompts=opts.prompts,
+            source=label,
+            empty_why=empty_why,
         )
 
     if opts.streaming:
@@ -102,6 +111,29 @@ def _local_raw(files: list[Path], opts: ReadOptions) -> RawFactory:
     return raw
 
 
+def _local_empty(files: list[Path], root: Path) -> Callable[[], str]:
+    def why() -> str:
+        if len(files) == 1 and files[0] == root:
+            return f"the file {empty_reason(files[0])}"
+        shown = "; ".join(f"{f.relative_to(root)} {empty_reason(f)}" for f in files[:5])
+        more = f"; and {len(files) - 5} more" if len(files) > 5 else ""
+        files_hold = "file holds" if len(files) == 1 else "files hold"
+        return f"its {len(files)} data {files_hold} no rows: {shown}{more}"
+
+    return why
+
+
+def _hub_empty(subsets: tuple[str, ...], split: str) -> Callable[[], str]:
+    def why() -> str:
+        where = f"split {split!r}"
+        if subsets:
+            noun = "subset" if len(subsets) == 1 else "subsets"
+            where += f" of {noun} {', '.join(subsets)}"
+        return f"its {where} has no rows"
+
+    return why
+
+
 class LocalSource:
     """Local files and folders: .jsonl, .json, .csv, .parquet, .txt."""
 
@@ -118,7 +150,14 @@ class LocalSource:
                 fix="leave out ':SUBSET' for a local file or folder",
             )
         files = data_files(parsed.name)
-        return build(parsed, _local_raw(files, opts), opts, label=parsed.name)
+        root = Path(os.path.expanduser(parsed.name))
+        return build(
+            parsed,
+            _local_raw(files, opts),
+            opts,
+            label=parsed.name,
+            empty_why=_local_empty(files, root),
+        )
 
 
 class HfSource:
@@ -151,7 +190,13 @@ class HfSource:
         raw = hf_rows(
             parsed.name, parsed.subsets, split, streaming=opts.streaming, num_proc=opts.num_proc
         )
-        return build(parsed, raw, opts, label=f"hf::{parsed.name}")
+        return build(
+            parsed,
+            raw,
+            opts,
+            label=f"hf::{parsed.name}",
+            empty_why=_hub_empty(parsed.subsets, split),
+        )
 
 
 class ModelScopeSource:
@@ -177,14 +222,17 @@ class ModelScopeSource:
 
         opts = ReadOptions.from_options({**options, "streaming": streaming})
         parsed = parse_spec(spec)
+        split = opts.split or "train"
         raw = ms_rows(
-            parsed.name,
-            parsed.subsets,
-            opts.split or "train",
-            streaming=opts.streaming,
-            num_proc=opts.num_proc,
+            parsed.name, parsed.subsets, split, streaming=opts.streaming, num_proc=opts.num_proc
         )
-        return build(parsed, raw, opts, label=f"ms::{parsed.name}")
+        return build(
+            parsed,
+            raw,
+            opts,
+            label=f"ms::{parsed.name}",
+            empty_why=_hub_empty(parsed.subsets, split),
+        )
 
 
 def package_path(path: str) -> Path:
@@ -257,7 +305,14 @@ class NamedSource:
                 for number, row in enumerate(rows_fn(**opts.preprocess_options()), 1):
                     yield f"dataset {record.name}, row {number}", row
 
-            return build(parsed, generated, opts, label=label, format=format)
+            return build(
+                parsed,
+                generated,
+                opts,
+                label=label,
+                format=format,
+                empty_why=lambda: "its generator gave no rows",
+            )
         validate = getattr(impl, "validate", None)
         if callable(validate):
             validate(**opts.preprocess_options())
@@ -268,8 +323,10 @@ class NamedSource:
                     f"dataset {record.name!r} has no subsets (got :{'/'.join(parsed.subsets)})",
                     fix=f"use {record.name} without ':SUBSET'",
                 )
-            files = data_files(package_path(record.path))
+            root = package_path(record.path)
+            files = data_files(root)
             raw = _local_raw(files, opts)
+            empty_why = _local_empty(files, root)
         else:
             hub, hub_id = self._hub(record, opts.hub)
             subsets = parsed.subsets or tuple(record.subsets)
@@ -279,7 +336,17 @@ class NamedSource:
             reader = hf_rows if hub == "huggingface" else ms_rows
             raw = reader(hub_id, subsets, split, streaming=opts.streaming, num_proc=opts.num_proc)
             label = f"{record.name} ({hub}::{hub_id})"
-        return build(parsed, raw, opts, label=label, preprocess=impl, keep=keep, format=format)
+            empty_why = _hub_empty(subsets, split)
+        return build(
+            parsed,
+            raw,
+            opts,
+            label=label,
+            preprocess=impl,
+            keep=keep,
+            format=format,
+            empty_why=empty_why,
+        )
 
     @staticmethod
     def _hub(record: Any, wanted: str | None) -> tuple[str, str]:

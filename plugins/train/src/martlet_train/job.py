@@ -267,8 +267,8 @@ def run(config: SftConfig | Mapping[str, Any], objective: str = "sft") -> TrainR
             fix="train a reward model (a scalar head) with `martlet rlhf --method rm`",
         )
     check(config)
+    train_rows, val_rows = load_train_val(config)  # bad or empty data fails before the model loads
     job = start(config, objective)
-    train_rows, val_rows = load_train_val(config)
     train = _encode(train_rows, job.template, job.tokenizer, config, objective)
     val = _encode(val_rows, job.template, job.tokenizer, config, objective) if val_rows else []
     if not config.packing:

@@ -194,8 +194,8 @@ def rlhf(config: RlhfConfig | Mapping[str, Any]) -> TrainResult:
     record = check(config)
     loss = record.load()
     try_options(record, loss, config)
+    train_rows, val_rows = load_train_val(config)  # bad or empty data fails before the model loads
     job = jobs.start(config, f"rlhf --method {record.name}")
-    train_rows, val_rows = load_train_val(config)
     train = encode(train_rows, job.template, job.tokenizer, config, record)
     val = encode(val_rows, job.template, job.tokenizer, config, record) if val_rows else []
     tuner = jobs.prepare_model(job)
