@@ -388,3 +388,23 @@ def test_explicit_bf16_on_a_cpu_without_it_runs_with_one_warning(cli, tiny_model
     assert "--mixed-precision auto" in result.stdout
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert (config["mixed_precision"], config["torch_dtype"]) == ("bf16", "float32")
+
+
+def test_an_empty_dataset_fails_before_the_model_loads(cli, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    out = tmp_path / "run"
+    missing_model = tmp_path / "no-such-model"  # never reached: the data is checked first
+    result = cli("sft", *base_args(missing_model, out, "--dataset", str(empty)))
+    assert result.exit_code != 0
+    assert "empty.jsonl' has no rows" in result.stderr and "0 bytes" in result.stderr
+    assert not (out / "config.yaml").exists()
+
+
+def test_rows_all_too_long_say_how_many_were_dropped(cli, tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ("--dataset", "sample-sft#4", "--max-length", "8", "--truncation-strategy", "delete")
+    result = cli("sft", *base_args(tiny_model_dir, out, *args))
+    assert result.exit_code != 0
+    assert "no rows left to train on after encoding" in result.stderr
+    assert "all 4 rows were dropped: 4 longer than --max-length 8" in result.stderr
