@@ -18,7 +18,9 @@ instead of the language-model head, from a folder or a GGUF file's cached folder
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -179,10 +181,22 @@ def _max_memory(value: Any) -> dict:
     return {int(k) if str(k).isdigit() else k: v for k, v in value.items()}
 
 
+@functools.cache
+def _accepts_use_kernels() -> bool:
+    """Whether this transformers knows ``from_pretrained(use_kernels=...)`` (4.54 and later)."""
+    from transformers import modeling_utils
+
+    return "use_kernels" in inspect.getsource(modeling_utils.PreTrainedModel.from_pretrained)
+
+
 def _from_pretrained_kwargs(options: dict[str, Any]) -> dict[str, Any]:
     kwargs: dict[str, Any] = dict(options.get("model_kwargs") or {})
     kwargs["trust_remote_code"] = bool(options.get("trust_remote_code", False))
     kwargs["local_files_only"] = True
+    # transformers 5 turns on hub kernels by default: fetched from the hub at run time, and
+    # re-applied by every model.train()/eval(), which would undo Martlet's own kernel switches
+    if _accepts_use_kernels():
+        kwargs.setdefault("use_kernels", False)
     if "torch_dtype" in options:
         kwargs["dtype"] = options["torch_dtype"]
     if "attn_impl" in options:

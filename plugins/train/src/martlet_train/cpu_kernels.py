@@ -131,6 +131,11 @@ def use_cpu_kernels(model: Any) -> list[Any]:
     the switched modules (empty without numba)."""
     if _compiled() is None:
         return []
+    for module in model.modules():
+        # transformers' hub kernels replace the forward of every decorated layer at each
+        # model.train()/eval(): switched off here, or they would undo these switches
+        if getattr(module, "use_kernels", False) is True:
+            module.use_kernels = False
     switched = []
     for module in model.modules():
         if (
