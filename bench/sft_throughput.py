@@ -45,13 +45,25 @@ COMMON = dict(
 # the fastest settings found on this CPU: bf16 frozen weights (adapters stay fp32) under bf16
 # autocast, eager attention (faster than sdpa for rows this short), rows of similar length
 # batched together
-FAST = dict(torch_dtype="bfloat16", mixed_precision="bf16", attn_impl="eager", group_by_length=True)
+FAST = dict(
+    torch_dtype="bfloat16",
+    mixed_precision="bf16",
+    attn_impl="eager",
+    group_by_length=True,
+    padding_free=False,  # the settings as first measured: padded batches, no memory limit
+    max_activation_memory="none",
+)
+FP32 = dict(torch_dtype="float32", mixed_precision="no")
 VARIANTS = {
-    # ms-swift's work exactly: fp32, PyTorch's default attention (sdpa)
-    "fp32": dict(torch_dtype="float32"),
-    "fp32-checkpointing": dict(torch_dtype="float32", gradient_checkpointing=True),
-    "fp32-selective": dict(torch_dtype="float32", selective_checkpointing=True),
-    "fp32-fast": dict(torch_dtype="float32", attn_impl="eager", group_by_length=True),
+    # Martlet's defaults (precision `auto`: see --cpu-bf16; padding-free batches, activation
+    # memory within half the weights' size)
+    "default": {},
+    "default-unlimited": {"max_activation_memory": "none"},
+    # ms-swift's work exactly: fp32, PyTorch's default attention (sdpa), padded batches
+    "fp32": {**FP32, "padding_free": False, "max_activation_memory": "none"},
+    "fp32-checkpointing": {**FP32, "padding_free": False, "gradient_checkpointing": True},
+    "fp32-selective": {**FP32, "padding_free": False, "selective_checkpointing": True},
+    "fp32-fast": {**FP32, "attn_impl": "eager", "group_by_length": True, "padding_free": False},
     "bf16": dict(torch_dtype="float32", mixed_precision="bf16"),
     "bf16-packed": dict(torch_dtype="float32", mixed_precision="bf16", packing=True),
     "bf16-fast": FAST,
@@ -139,6 +151,9 @@ def flops_per_token() -> tuple[float, float]:
     from transformers import AutoConfig
 
     source, _ = martlet.resolve_model(MODEL)
+    if not Path(source, "config.json").is_file():  # the GGUF itself: convert it once
+        martlet.load_model(MODEL)
+        source, _ = martlet.resolve_model(MODEL)
     config = AutoConfig.from_pretrained(source)
     h, i, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
     kv = config.num_key_value_heads * (h // config.num_attention_heads)
@@ -168,11 +183,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument(
+        "--cpu-bf16",
+        choices=("auto", "0", "1"),
+        default="auto",
+        help="what the CPU reports to `auto` precision: its own flags, none (0: the fp32 path "
+        "of a CPU without native bf16) or native (1)",
+    )
     args = parser.parse_args()
+    if args.cpu_bf16 != "auto":
+        os.environ["MARTLET_CPU_BF16"] = args.cpu_bf16
     names = [v for v in args.variants.split(",") if v]
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}; {args.steps} optimizer steps per variant"
+        f"{platform.python_version()}; {args.steps} optimizer steps per variant; "
+        f"MARTLET_CPU_BF16={os.environ.get('MARTLET_CPU_BF16', '(unset)')}"
     )
     fp32, bf16 = matmul_rate("float32"), matmul_rate("bfloat16")
     print(f"matrix products: fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s")

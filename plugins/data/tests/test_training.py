@@ -311,3 +311,20 @@ def test_packed_collator_pads_positions_as_one_more_row():
 def test_pack_rows_refuses_labels_of_another_length():
     with pytest.raises(ConfigError, match="labels and input_ids differ"):
         pack_rows([{"input_ids": [1, 2], "labels": [1]}], 4)
+
+
+def test_padding_free_batches_are_one_row_with_no_padding():
+    from martlet_data.packing import PaddingFreeCollator
+
+    rows = [
+        {"input_ids": [5, 6, 7], "labels": [-100, 6, 7]},
+        {"input_ids": [8, 9], "labels": [8, 9]},
+    ]
+    collate = PaddingFreeCollator(0)
+    batch = collate(rows)
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9]]
+    # the second row's first token is never predicted from the first row's last one
+    assert batch["labels"].tolist() == [[-100, 6, 7, -100, 9]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1]]
+    assert "attention_mask" not in batch
+    assert int(batch["num_tokens"]) == 5 and collate.padding_fraction == 0.0

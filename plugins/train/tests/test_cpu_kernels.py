@@ -97,11 +97,29 @@ def test_only_llama_style_bfloat16_norms_on_the_cpu_are_switched():
 
     other = OtherNorm(8)
     assert use_cpu_kernels(other) == []
-    # float32 inputs keep the module's own computation
-    fp32 = norm_with_weight(16, torch.float32)
-    (switched,) = use_cpu_kernels(fp32)
+    # a float32 model is left alone, and numba is not even loaded for it
+    assert use_cpu_kernels(norm_with_weight(16, torch.float32)) == []
+    # float32 inputs of a switched bfloat16 norm keep the module's own computation
+    bf16 = norm_with_weight(16, torch.bfloat16)
+    (switched,) = use_cpu_kernels(bf16)
     x = torch.randn(4, 16)
-    torch.testing.assert_close(fp32(x), LlamaRMSNorm.forward(fp32, x))
+    torch.testing.assert_close(bf16(x), LlamaRMSNorm.forward(bf16, x))
+
+
+def test_a_float32_model_does_not_load_numba():
+    code = (
+        "import sys, torch\n"
+        "from martlet_sdk.tiny import tiny_model\n"
+        "from martlet_train.cpu_kernels import kernels\n"
+        "with kernels(tiny_model()) as n:\n"
+        "    assert n == 0\n"
+        "assert 'numba' not in sys.modules, 'numba loaded'\n"
+    )
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 def test_a_model_trains_the_same_with_and_without_the_kernels():

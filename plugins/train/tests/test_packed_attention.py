@@ -242,3 +242,37 @@ def test_packed_lora_training_switches_and_saves_a_plain_config(tmp_path):
     saved = json.loads((out / "adapter_config.json").read_text())
     assert saved["peft_type"] == "LORA"
     assert NAME not in (out / "config.yaml").read_text()
+
+
+def test_a_padding_free_batch_gives_the_padded_batch_loss_and_gradients():
+    """--padding-free: a micro-batch's rows as one row, attended segment by segment, train on
+    exactly what the padded batch trains on."""
+    from martlet_data.packing import PaddingCollator, PaddingFreeCollator
+    from martlet_train.losses import causal_lm_loss
+
+    generator = torch.Generator().manual_seed(0)
+    rows = []
+    for n in LENGTHS[:5]:
+        ids = torch.randint(3, 200, (n,), generator=generator).tolist()
+        rows.append({"input_ids": ids, "labels": [-100] * (n // 3) + ids[n // 3 :]})
+    padded = PaddingCollator(0)(rows)
+    free = PaddingFreeCollator(0)(rows)
+    assert free["input_ids"].shape == (1, sum(LENGTHS[:5])) and "attention_mask" not in free
+    assert int(free["num_tokens"]) == int(padded["num_tokens"])
+
+    def loss_and_grads(model, batch):
+        model.zero_grad(set_to_none=True)
+        loss_sum, count, _ = causal_lm_loss(model, batch)
+        loss_sum.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return float(loss_sum), int(count), grads
+
+    model = tiny_model(num_key_value_heads=2, attn_implementation="sdpa").train()
+    ref_loss, ref_count, ref_grads = loss_and_grads(model, padded)
+    with switched(model) as by_segment:
+        assert by_segment
+        loss, count, grads = loss_and_grads(model, free)
+    assert count == ref_count
+    assert loss == pytest.approx(ref_loss, rel=1e-5)
+    for name, grad in ref_grads.items():
+        torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-5)

@@ -144,12 +144,23 @@ def test_packing_cuts_padding(cli, tiny_model_dir, tmp_path):
                 "256",
                 "--packing",
                 packing,
+                "--padding-free",
+                "false",
             ),
         )
         assert result.exit_code == 0, result.stderr
         metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
         fractions[packing] = sum(m["padding_fraction"] for m in metrics) / len(metrics)
     assert fractions["true"] < fractions["false"]
+
+
+def test_padding_free_batches_by_default_train_on_no_padding(cli, tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ("--dataset", "sample-sft#16", "--max-steps", "2", "--per-device-train-batch-size", "4")
+    result = cli("sft", *base_args(tiny_model_dir, out, *args))
+    assert result.exit_code == 0, result.stderr
+    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(m["padding_fraction"] == 0 for m in metrics if "padding_fraction" in m)
 
 
 def test_a_yaml_config_with_sections_and_ms_swift_names(cli, tiny_model_dir, tmp_path):
@@ -408,3 +419,23 @@ def test_rows_all_too_long_say_how_many_were_dropped(cli, tiny_model_dir, tmp_pa
     assert result.exit_code != 0
     assert "no rows left to train on after encoding" in result.stderr
     assert "all 4 rows were dropped: 4 longer than --max-length 8" in result.stderr
+
+
+def test_the_activation_budget_recomputes_layers_only_when_asked_to_save_memory(
+    cli, tiny_model_dir, tmp_path
+):
+    def recomputed(limit: str) -> list:
+        out = tmp_path / limit
+        args = ("--dataset", "sample-sft#8", "--max-steps", "2", "--max-activation-memory", limit)
+        result = cli("sft", *base_args(tiny_model_dir, out, *args))
+        assert result.exit_code == 0, result.stderr
+        lines = (out / "metrics.jsonl").read_text().splitlines()
+        return [json.loads(line).get("recomputed_layers") for line in lines if "loss" in line]
+
+    assert all(n and n > 0 for n in recomputed("1KB"))  # nothing fits: layers are recomputed
+    assert all(n == 0 for n in recomputed("1GB"))  # everything fits
+    assert all(n is None for n in recomputed("none"))  # no budget at all
+    bad = cli(
+        "sft", *base_args(tiny_model_dir, tmp_path / "bad", "--max-activation-memory", "lots")
+    )
+    assert bad.exit_code != 0 and "cannot read 'lots' as a size" in bad.stderr

@@ -249,6 +249,12 @@ class DataOptions(DatasetReadOptions):
     )
     dataset_shuffle: bool = option(True, help="Shuffle the training rows (seeded by --data-seed).")
     packing: bool = option(False, help="Bin-pack encoded rows up to --max-length for training.")
+    padding_free: bool = option(
+        True,
+        help="Batch the rows of a micro-batch as one row, each attending only to itself: no "
+        "compute or memory spent on padding, the same rows and targets as padded batches "
+        "(where the model's attention allows it; padded batches otherwise).",
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.split_dataset_ratio < 1.0:

@@ -79,27 +79,7 @@ def pack_rows(rows: Sequence[Mapping[str, Any]], max_length: int) -> list[dict[s
     """
     lengths = [len(r["input_ids"]) for r in rows]
     bins = plan_bins(lengths, max_length)
-    packed = []
-    for members in bins:
-        ids: list[int] = []
-        labels: list[int] = []
-        positions: list[int] = []
-        for i in members:
-            row_ids, row_labels = list(rows[i]["input_ids"]), list(rows[i]["labels"])
-            if len(row_labels) != len(row_ids):
-                raise ConfigError(f"row {i}: labels and input_ids differ in length")
-            row_labels[0] = IGNORE_INDEX
-            ids += row_ids
-            labels += row_labels
-            positions += range(len(row_ids))
-        packed.append(
-            {
-                "input_ids": ids,
-                "labels": labels,
-                "position_ids": positions,
-                "seq_lens": [lengths[i] for i in members],
-            }
-        )
+    packed = [concatenate([rows[i] for i in members], members) for members in bins]
     total = sum(lengths)
     if packed:
         fill = total / (len(packed) * max_length)
@@ -111,6 +91,30 @@ def pack_rows(rows: Sequence[Mapping[str, Any]], max_length: int) -> list[dict[s
             100 * fill,
         )
     return packed
+
+
+def concatenate(
+    rows: Sequence[Mapping[str, Any]], names: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """One packed row holding ``rows`` in order (see the module doc); ``names`` number the rows
+    in error messages (default: their places in ``rows``)."""
+    ids: list[int] = []
+    labels: list[int] = []
+    positions: list[int] = []
+    for i, row in zip(names if names is not None else range(len(rows)), rows, strict=True):
+        row_ids, row_labels = list(row["input_ids"]), list(row["labels"])
+        if len(row_labels) != len(row_ids):
+            raise ConfigError(f"row {i}: labels and input_ids differ in length")
+        row_labels[0] = IGNORE_INDEX
+        ids += row_ids
+        labels += row_labels
+        positions += range(len(row_ids))
+    return {
+        "input_ids": ids,
+        "labels": labels,
+        "position_ids": positions,
+        "seq_lens": [len(r["input_ids"]) for r in rows],
+    }
 
 
 def _torch_dtype(dtype: Any) -> Any:
@@ -305,3 +309,19 @@ class PackedCollator(_PaddingStats):
         batch["num_tokens"] = torch.tensor(real)  # real (non-padding) tokens, for throughput
         self._count(real, length * len(rows))
         return batch
+
+
+class PaddingFreeCollator(PackedCollator):
+    """Batches encoded rows without padding: the rows of a batch become one packed row
+    (``position_ids`` restarting at 0 for each, no ``attention_mask``), so no position is
+    spent on padding. The same rows and target tokens as :class:`PaddingCollator`'s batch;
+    the model must keep attention within each row (flash attention, or eager/sdpa switched to
+    Martlet's segment-by-segment attention). ms-swift's and TRL's ``padding_free``."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        super().__init__(pad_token_id, mask="position_ids")
+
+    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        if not rows:
+            raise ConfigError("cannot collate an empty batch")
+        return super().__call__([concatenate(rows)])

@@ -7,12 +7,12 @@ and an addition, each with its own backward node. On a CPU these small operation
 noticeable part of a training step (``bench/RESULTS.md``). :class:`LoraLinearFunction` computes
 the same value with the layer's large product, the adapter's rank-r product added to its output
 (``addmm``), and a hand-written backward pass that does the same for the input gradient. For
-the backward pass it keeps the dropped-out input in the compute dtype (``x`` itself without
-dropout: one tensor for the layers that read the same input) and the rank-r activations,
-instead of a dropped-out copy of ``x`` per layer in the adapter's dtype; the dropout mask is
-never stored on the CPU: a :class:`~martlet_peft.dropout.DropMask` is a seed, and the dropped
-elements are cleared from the bfloat16 input (forward) and from the adapter's share of the
-input gradient (backward) by one compiled pass each.
+the backward pass it keeps the input in the compute dtype (one tensor for the layers that read
+the same input: q, k and v; gate and up) and the rank-r activations, instead of a dropped-out
+copy of ``x`` per layer in the adapter's dtype; the dropout mask is never stored on the CPU: a
+:class:`~martlet_peft.dropout.DropMask` is a seed, and the dropped elements are cleared from
+the input (forward, and again for the adapter's gradient) and from the adapter's share of the
+input gradient (backward) — one compiled pass each for bfloat16.
 
 :func:`fuse_lora` switches a PEFT model's plain LoRA layers (one active adapter, no DoRA or
 other variant, an ``nn.Linear`` base) to it. Anything else — adapters disabled or merged,
@@ -56,9 +56,10 @@ class LoraLinearFunction(torch.autograd.Function):
         dropped = x2 if mask is None else mask.dropped(x2.contiguous())
         h = torch.mm(dropped, a.t())
         y = torch.addmm(y, h, b.t(), alpha=scaling)
-        # the dropped-out input serves the adapter's gradient; the input's gradient needs only
-        # the mask, which is redrawn from its seed
-        ctx.save_for_backward(dropped, w, a, b, h)
+        # the input itself is kept (one tensor for the layers that read it: q, k and v; gate
+        # and up) and the adapter's gradient redraws the dropped-out copy from the mask's seed;
+        # the input's gradient needs only the mask
+        ctx.save_for_backward(x2, w, a, b, h)
         ctx.mask = mask
         ctx.meta = (
             shape,
@@ -72,7 +73,7 @@ class LoraLinearFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
-        dropped, w, a, b, h = ctx.saved_tensors
+        x2, w, a, b, h = ctx.saved_tensors
         mask = ctx.mask
         shape, scaling, x_dtype, a_dtype, b_dtype, bias_dtype = ctx.meta
         g = grad.reshape(-1, grad.shape[-1]).to(w.dtype)
@@ -83,6 +84,7 @@ class LoraLinearFunction(torch.autograd.Function):
         if ctx.needs_input_grad[4]:
             grad_b = torch.mm(g.t(), h).mul_(scaling).to(b_dtype)
         if ctx.needs_input_grad[3]:
+            dropped = x2 if mask is None else mask.dropped(x2.contiguous())
             grad_a = torch.mm(gh.t(), dropped).to(a_dtype)
         if ctx.needs_input_grad[0]:
             if mask is None:

@@ -127,26 +127,29 @@ def _norm_forward(self: Any, hidden_states: Any) -> Any:
 
 
 def use_cpu_kernels(model: Any) -> list[Any]:
-    """Route the Llama-style RMSNorm modules of ``model`` through :func:`rms_norm`; returns
-    the switched modules (empty without numba)."""
-    if _compiled() is None:
+    """Route the Llama-style RMSNorm modules of ``model`` whose weights are bfloat16 on the CPU
+    through :func:`rms_norm`; returns the switched modules (empty without numba, and for other
+    dtypes, which never load numba: ~90 MB less on the float32 path)."""
+    candidates = [
+        module
+        for module in model.modules()
+        if "forward" not in vars(module)
+        and hasattr(module, "variance_epsilon")
+        and isinstance(getattr(module, "weight", None), torch.Tensor)
+        and module.weight.dtype == torch.bfloat16
+        and module.weight.device.type == "cpu"
+        and _is_llama_norm(type(module))
+    ]
+    if not candidates or _compiled() is None:
         return []
     for module in model.modules():
         # transformers' hub kernels replace the forward of every decorated layer at each
         # model.train()/eval(): switched off here, or they would undo these switches
         if getattr(module, "use_kernels", False) is True:
             module.use_kernels = False
-    switched = []
-    for module in model.modules():
-        if (
-            "forward" not in vars(module)
-            and hasattr(module, "variance_epsilon")
-            and getattr(module, "weight", None) is not None
-            and _is_llama_norm(type(module))
-        ):
-            module.forward = types.MethodType(_norm_forward, module)
-            switched.append(module)
-    return switched
+    for module in candidates:
+        module.forward = types.MethodType(_norm_forward, module)
+    return candidates
 
 
 def _warm_up() -> None:

@@ -112,6 +112,11 @@ def check(config: SftConfig) -> None:
     for name in config.report_to:
         if name.lower() not in ("none", ""):
             _require("callbacks", name)
+    limit = str(getattr(config, "max_activation_memory", "none")).strip().lower()
+    if limit not in ("auto", "none", "off", "no", "0", ""):
+        from martlet_train.memory import parse_size
+
+        parse_size(limit)  # a bad size fails now, not after the model has loaded
     if config.packing and not config.max_length:
         raise ConfigError("--packing needs --max-length", fix="e.g. --max-length 2048")
     if config.gradient_accumulation_steps < 1 or config.per_device_train_batch_size < 1:
@@ -163,6 +168,7 @@ class Job:
     model: Any
     tokenizer: Any
     template: Any
+    budget: Any = None  #: the activation budget, once the model is prepared
 
 
 def start(config: Any, label: str) -> Job:
@@ -207,17 +213,34 @@ def resolve_precision(config: Any) -> Any:
 
 
 def prepare_model(job: Job) -> Any:
-    """Activation checkpointing and the tuner: ``job.model`` becomes the model to train;
-    returns the tuner."""
+    """Activation checkpointing or the activation budget, and the tuner: ``job.model`` becomes
+    the model to train; returns the tuner."""
+    from martlet_train import memory
+
     config = job.config
     if config.gradient_checkpointing or config.selective_checkpointing:
-        from martlet_train import memory
-
         memory.enable(job.model, selective=not config.gradient_checkpointing)
+    else:
+        limit = activation_limit(config, job.model)
+        if limit is not None:
+            job.budget = memory.ActivationBudget(job.model, limit)
     tuner = _require("tuners", config.tuner).load()()
     job.model = tuner.prepare(job.model, config)
     _report_trainable(job.model, job.accelerator)
     return tuner
+
+
+def activation_limit(config: Any, model: Any) -> int | None:
+    """Bytes of ``--max-activation-memory`` (``auto``: half the model's weights), or None."""
+    from martlet_train.memory import parse_size
+
+    value = str(getattr(config, "max_activation_memory", "none")).strip().lower()
+    if value in ("none", "off", "no", "0", ""):
+        return None
+    if value == "auto":
+        weights = sum(p.numel() * p.element_size() for p in model.parameters())
+        return weights // 2
+    return parse_size(value)
 
 
 def fit(
@@ -243,6 +266,7 @@ def fit(
         tokenizer=job.tokenizer,
         callbacks=_callbacks(job.config),
         accelerator=job.accelerator,
+        activation_budget=job.budget,
         **extra,
     )
     from martlet_train.cpu_kernels import kernels
@@ -271,15 +295,16 @@ def run(config: SftConfig | Mapping[str, Any], objective: str = "sft") -> TrainR
     job = start(config, objective)
     train = _encode(train_rows, job.template, job.tokenizer, config, objective)
     val = _encode(val_rows, job.template, job.tokenizer, config, objective) if val_rows else []
-    if not config.packing:
+    if not config.packing and not config.padding_free:
         collate = _collator(config, job.tokenizer, job.model)
         return fit(job, prepare_model(job), train=train, val=val, collate=collate)
-    from martlet_data.packing import pack_rows
-
     from martlet_train.packed_attention import switched
 
-    train = pack_rows(train, config.max_length)
-    val = pack_rows(val, config.max_length) if val else val
+    if config.packing:
+        from martlet_data.packing import pack_rows
+
+        train = pack_rows(train, config.max_length)
+        val = pack_rows(val, config.max_length) if val else val
     # attention segment by segment inside packed rows for the run, where the model allows it
     with switched(job.model) as by_segment:
         collate = _collator(config, job.tokenizer, job.model, by_segment=by_segment)
@@ -358,16 +383,16 @@ def _encode(
 
 
 def _collator(config: SftConfig, tokenizer: Any, model: Any, *, by_segment: bool = False) -> Any:
-    """The batch collator: padded rows, or packed rows with ``position_ids`` only (the model
-    attends segment by segment, :mod:`martlet_train.packed_attention`) or with a
-    block-diagonal 4D mask."""
-    from martlet_data.packing import PackedCollator, PaddingCollator
+    """The batch collator: padded rows; a micro-batch's rows as one row (``--padding-free``,
+    where the model attends segment by segment, :mod:`martlet_train.packed_attention`); or
+    packed rows with ``position_ids`` only (the same) or with a block-diagonal 4D mask."""
+    from martlet_data.packing import PackedCollator, PaddingCollator, PaddingFreeCollator
 
     pad = tokenizer.pad_token_id
     if pad is None:
         pad = tokenizer.eos_token_id
     if not config.packing:
-        return PaddingCollator(pad)
+        return PaddingFreeCollator(pad) if by_segment else PaddingCollator(pad)
     if by_segment:
         return PackedCollator(pad, mask="position_ids")
     return PackedCollator(pad, dtype=next(model.parameters()).dtype)

@@ -61,6 +61,8 @@ class Trainer:
         callbacks: objects with ``on_log(step, metrics)`` and ``on_end()``.
         accelerator: an ``accelerate.Accelerator`` (default: one for ``options.device``).
         checkpointer: writes/reads checkpoints (default: :class:`Checkpointer`).
+        activation_budget: a :class:`~martlet_train.memory.ActivationBudget` that plans which
+            layers each micro-batch recomputes, or None.
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class Trainer:
         callbacks: Sequence[Any] = (),
         accelerator: Any = None,
         checkpointer: Checkpointer | None = None,
+        activation_budget: Any = None,
     ) -> None:
         if not train_rows:
             raise ConfigError("no training rows", fix="check --dataset and its filters")
@@ -88,6 +91,7 @@ class Trainer:
         self.tokenizer = tokenizer
         self.loss_fn = loss_fn
         self.callbacks = list(callbacks)
+        self.budget = activation_budget
         self.output_dir = Path(options.output_dir)
         self.accelerator = accelerator or make_accelerator(options)
         self.checkpointer = checkpointer or Checkpointer(self.output_dir, options.save_total_limit)
@@ -232,7 +236,7 @@ class Trainer:
         for i, batch in enumerate(micro_batches):
             last = i == len(micro_batches) - 1
             sync = contextlib.nullcontext() if last else acc.no_sync(self.model)
-            with sync, acc.autocast():
+            with sync, acc.autocast(), self._saving(batch):
                 loss_sum, _count, metrics = self.loss_fn(self.model, batch)
                 # DDP averages gradients over ranks, hence the world size factor
                 loss = loss_sum * self.world / total_targets
@@ -243,6 +247,8 @@ class Trainer:
             acc.backward(loss)
             step_loss += float(loss_sum.detach())
             stats.add_metrics(metrics)
+            if self.budget is not None and self.budget.enabled:
+                stats.add_metrics({"recomputed_layers": (self.budget.checkpointed, 1)})
         grad_norm = None
         if self.options.max_grad_norm and self.options.max_grad_norm > 0:
             grad_norm = acc.clip_grad_norm_(self.model.parameters(), self.options.max_grad_norm)
@@ -267,6 +273,15 @@ class Trainer:
             seconds=time.perf_counter() - started,
             grad_norm=float(grad_norm) if grad_norm is not None else None,
         )
+
+    def _saving(self, batch: dict[str, Any]) -> Any:
+        """Where a micro-batch's forward pass runs: inside the activation budget, if any."""
+        if self.budget is None:
+            return contextlib.nullcontext()
+        positions = sum(
+            int(batch[k].numel()) for k in ("input_ids", "rejected_input_ids") if k in batch
+        )
+        return self.budget.saving(self.model, positions)
 
     # ----------------------------------------------------------------- eval, save, log
 

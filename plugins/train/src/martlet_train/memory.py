@@ -73,3 +73,125 @@ def _low_rank(op: Any, args: tuple[Any, ...]) -> bool:
         return False
     inner = tensors[-2].shape[-1]  # mm(a, b), addmm(bias, a, b): a's last dimension
     return inner <= LOW_RANK or tensors[-1].shape[-1] <= LOW_RANK
+
+
+class ActivationBudget:
+    """Recompute as few decoder layers as each micro-batch needs to keep the activations its
+    forward pass saves within ``limit`` bytes (``--max-activation-memory``).
+
+    While a forward pass runs inside :meth:`saving`, every tensor autograd saves is counted
+    once (parameters excluded). The first layer of a batch is planned from the bytes a plain
+    layer saved per token in the last batch; after each layer, the next one runs plainly if the
+    bytes saved so far plus two layers' worth (its own activations, and the room a
+    recomputed layer needs in the backward pass) fit, else it is checkpointed: only its input
+    is kept and it runs again in the backward pass. Short batches run with no recomputation
+    at all, long ones recompute just enough layers; the same gradients either way.
+    """
+
+    def __init__(self, model: Any, limit: int) -> None:
+        from transformers.modeling_layers import GradientCheckpointingLayer
+
+        self.limit = int(limit)
+        self.layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+        self.enabled = bool(self.layers) and hasattr(model, "gradient_checkpointing_enable")
+        self.per_token: float | None = None  # bytes a plain layer saved per token
+        self.checkpointed = 0  # layers recomputed in the last batch
+        self._active = False
+        self._params: set[int] = set()
+        self._seen: set[int] = set()
+        self._used = 0
+        self._tokens = 0
+        self._layer_start = 0
+        if not self.enabled:
+            return
+        enable(model, selective=False)
+        for i, layer in enumerate(self.layers):
+            layer.gradient_checkpointing = False
+            layer.register_forward_pre_hook(self._before)
+            layer.register_forward_hook(functools.partial(self._after, i))
+
+    @property
+    def used(self) -> int:
+        """Bytes saved by the forward pass of the current (or last) batch."""
+        return self._used
+
+    def saving(self, model: Any, tokens: int) -> Any:
+        """The context a micro-batch's forward pass runs in (``tokens``: its positions)."""
+        import contextlib
+
+        import torch
+
+        if not self.enabled:
+            return contextlib.nullcontext()
+        self._params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        self._seen.clear()
+        self._used, self._tokens, self.checkpointed = 0, int(tokens), 0
+        self._plan(0)
+
+        @contextlib.contextmanager
+        def counting() -> Any:
+            self._active = True
+            try:
+                with torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack):
+                    yield
+            finally:
+                self._active = False
+
+        return counting()
+
+    def _pack(self, tensor: Any) -> Any:
+        try:
+            storage = tensor.untyped_storage()
+        except (RuntimeError, NotImplementedError):  # a tensor without storage
+            return tensor
+        key = storage.data_ptr()
+        if key not in self._params and key not in self._seen:
+            self._seen.add(key)
+            self._used += storage.nbytes()
+        return tensor
+
+    def _plan(self, i: int) -> None:
+        """Whether layer ``i`` runs plainly or checkpointed in this batch."""
+        if i >= len(self.layers):
+            return
+        plain = True
+        if self.per_token is not None:
+            plain = self._used + 2 * self.per_token * self._tokens <= self.limit
+        self.layers[i].gradient_checkpointing = not plain
+        self.checkpointed += not plain
+
+    def _before(self, layer: Any, args: Any) -> None:
+        if self._active:
+            self._layer_start = self._used
+
+    def _after(self, i: int, layer: Any, args: Any, output: Any) -> None:
+        if not self._active:
+            return  # a checkpointed layer recomputed in the backward pass
+        if not layer.gradient_checkpointing and self._tokens:
+            self.per_token = (self._used - self._layer_start) / self._tokens
+        self._plan(i + 1)
+
+
+def _unpack(tensor: Any) -> Any:
+    return tensor
+
+
+def parse_size(value: str | int | float) -> int:
+    """Bytes from ``512MB``, ``1.5GiB``, ``800000000``, ... (decimal and binary units)."""
+    from martlet.errors import ConfigError
+
+    if isinstance(value, (int, float)):
+        return int(value)
+    text = str(value).strip().lower().replace(" ", "")
+    units = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12}
+    units |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "k": 2**10}
+    units |= {"m": 2**20, "g": 2**30}
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(number) :]
+    try:
+        return int(float(number) * units[unit])
+    except (KeyError, ValueError):
+        raise ConfigError(
+            f"cannot read {value!r} as a size",
+            fix="e.g. 512MB, 1.5GiB or a number of bytes",
+        ) from None

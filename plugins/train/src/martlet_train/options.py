@@ -59,6 +59,15 @@ class TrainOptions:
         help="Keep matrix-product outputs and recompute only element-wise ops in the backward "
         "pass: much of --gradient-checkpointing's saving for a small part of its time.",
     )
+    max_activation_memory: str = option(
+        "auto",
+        help="The most memory the activations a micro-batch's forward pass saves may take "
+        "(e.g. 512MB, 2GiB): decoder layers are recomputed in the backward pass, as few as "
+        "each batch needs (none for short batches), to stay within it. auto: half the size "
+        "of the model's weights; none: keep every activation. --gradient-checkpointing and "
+        "--selective-checkpointing replace it.",
+        aliases=("activation_memory",),
+    )
     cpu_kernels: bool = option(
         True,
         help="On the CPU, run Llama-style RMSNorm layers of a bfloat16 model through compiled "
