@@ -270,8 +270,9 @@ def fit(
         **extra,
     )
     from martlet_train.cpu_kernels import kernels
+    from martlet_train.lean_mlp import lean_mlps
 
-    with kernels(job.model, enabled=getattr(job.config, "cpu_kernels", True)):
+    with kernels(job.model, enabled=getattr(job.config, "cpu_kernels", True)), lean_mlps(job.model):
         result = trainer.train()
     if job.accelerator.is_main_process:
         summary = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())

@@ -1,0 +1,102 @@
+"""Gated MLPs that keep less for the backward pass.
+
+Llama's MLP computes ``down(silu(gate(x)) * up(x))``; autograd keeps ``gate(x)`` for the SiLU's
+gradient and both ``silu(gate(x))`` and ``up(x)`` for the product's: three intermediate-width
+tensors per token and layer, the largest share of a decoder layer's activations.
+:class:`SwiGLUFunction` keeps ``gate(x)`` and ``up(x)`` only and recomputes the SiLU in the
+backward pass (one element-wise pass): a sixth less activation memory per layer for the same
+values. :func:`lean_mlps` switches every MLP whose ``forward`` is Llama's, word for word
+(Llama, Mistral, Qwen2/3, SmolLM3, ...; checked against the source, not by name) with a SiLU
+activation, for as long as the training run lasts.
+
+This module is imported only by a training run (torch loaded already).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+
+class SwiGLUFunction(torch.autograd.Function):
+    """``silu(gate) * up``, keeping only ``gate`` and ``up`` for the backward pass."""
+
+    @staticmethod
+    def forward(ctx, gate, up):  # noqa: D102
+        ctx.save_for_backward(gate, up)
+        return torch.nn.functional.silu(gate) * up
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        gate, up = ctx.saved_tensors
+        # in float32 for half inputs, as PyTorch's own SiLU gradient computes
+        g, a, b = grad.float(), gate.float(), up.float()
+        sigmoid = torch.sigmoid(a)
+        silu = a * sigmoid
+        grad_up = (g * silu).to(up.dtype) if ctx.needs_input_grad[1] else None
+        grad_gate = None
+        if ctx.needs_input_grad[0]:
+            # d silu / d a = sigmoid * (1 + a * (1 - sigmoid))
+            grad_gate = (g * b * sigmoid * (1 + a * (1 - sigmoid))).to(gate.dtype)
+        return grad_gate, grad_up
+
+
+@functools.cache
+def _llama_mlp_source() -> str | None:
+    try:
+        from transformers.models.llama.modeling_llama import LlamaMLP
+
+        return inspect.getsource(LlamaMLP.forward)
+    except (ImportError, OSError, TypeError):
+        return None
+
+
+@functools.cache
+def _is_llama_mlp(cls: type) -> bool:
+    reference = _llama_mlp_source()
+    try:
+        return reference is not None and inspect.getsource(cls.forward) == reference
+    except (OSError, TypeError):
+        return False
+
+
+def _is_silu(act: Any) -> bool:
+    from transformers.activations import SiLUActivation
+
+    return isinstance(act, (torch.nn.SiLU, SiLUActivation))
+
+
+def _lean_forward(self: Any, x: Any) -> Any:
+    return self.down_proj(SwiGLUFunction.apply(self.gate_proj(x), self.up_proj(x)))
+
+
+def use_lean_mlps(model: Any) -> list[Any]:
+    """Switch ``model``'s Llama-style SiLU MLPs to :class:`SwiGLUFunction`; returns them."""
+    switched = []
+    for module in model.modules():
+        if (
+            "forward" not in vars(module)
+            and _is_llama_mlp(type(module))
+            and _is_silu(getattr(module, "act_fn", None))
+        ):
+            module.forward = types.MethodType(_lean_forward, module)
+            switched.append(module)
+    return switched
+
+
+@contextlib.contextmanager
+def lean_mlps(model: Any) -> Iterator[int]:
+    """While active, ``model``'s Llama-style MLPs keep less for the backward pass (yields how
+    many were switched); afterwards their own forward again."""
+    modules = use_lean_mlps(model)
+    try:
+        yield len(modules)
+    finally:
+        for module in modules:
+            vars(module).pop("forward", None)
