@@ -3,19 +3,14 @@ eval mode, and LoRA models get it."""
 
 from __future__ import annotations
 
-import json
-import os
 import platform
-import re
-import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
 from martlet_peft.dropout import FastDropout, drop_probability, keep_mask, use_fast_dropout
 from martlet_peft.options import TunerOptions
 from martlet_peft.peft_methods import LoraTuner
+from martlet_sdk.isa import check_built_for_avx2, run_avx2_child, seed_with_the_native_cache
 from martlet_sdk.tiny import tiny_model
 
 
@@ -136,23 +131,6 @@ def test_the_compiled_pass_is_used_only_on_aligned_bfloat16_storage():
 
 # -- the kernels compiled for an AVX2-only CPU ---------------------------------------------------
 
-# numba compiles for Haswell (AVX2 and FMA, no AVX512: what an AVX2-only CPU such as AMD's Zen 3
-# runs) and torch runs its AVX2 kernels. NUMBA_CPU_FEATURES must be set too (empty: the CPU
-# model's own features): with NUMBA_CPU_NAME alone numba keeps the host's feature list
-# (+avx512f, ...) and LLVM still emits AVX512 code.
-AVX2_ENV = {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "", "ATEN_CPU_CAPABILITY": "avx2"}
-# registers and instructions only AVX512 has (AT&T syntax, as numba's inspect_asm prints it)
-AVX512_ASM = re.compile(
-    r"%zmm|%[xy]mm(?:1[6-9]|2\d|3[01])\b|%k[0-7]\b|vpmullq|vpternlog|vpro[lr]v?q|vpsraq|kmov"
-)
-CHILD = (
-    "import importlib.util, sys\n"
-    "spec = importlib.util.spec_from_file_location('_avx2_child', sys.argv[1])\n"
-    "module = importlib.util.module_from_spec(spec)\n"
-    "spec.loader.exec_module(module)\n"
-    "module.check_the_avx2_build()\n"
-)
-
 
 def mask_kernels():
     from martlet_peft import _mask_kernel
@@ -164,71 +142,11 @@ def mask_kernels():
     )
 
 
-def run_avx2_child(tmp_path, kernels) -> None:
-    """Run :func:`check_the_avx2_build` of this file in a subprocess under :data:`AVX2_ENV`,
-    with a fresh numba cache holding a copy of this process's (native) build of ``kernels``."""
-    from numba.core.registry import cpu_target
-
-    native_cache = kernels[0]._cache._cache_path
-    if not all(os.path.exists(kernel._cache._cache_file._index_path) for kernel in kernels):
-        native_cache = ""  # nothing cached on disk here: the cross-CPU check is left out
-    native = [cpu_target.target_context.codegen().magic_tuple(), native_cache]
-    env = {
-        **os.environ,
-        **AVX2_ENV,
-        "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache"),
-        "MARTLET_NATIVE_NUMBA": json.dumps(native),
-    }
-    child = subprocess.run(
-        [sys.executable, "-c", CHILD, __file__],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert child.returncode == 0, child.stdout + child.stderr
-
-
-def seed_with_the_native_cache(kernels) -> None:
-    """(In the child, before the first call) copy the parent's cache files of ``kernels`` —
-    index and compiled code, keyed by the parent's CPU — into this process's cache."""
-    native_cache = json.loads(os.environ["MARTLET_NATIVE_NUMBA"])[1]
-    if not native_cache:
-        return
-    for kernel in kernels:
-        base = kernel._cache._cache_file._index_name.removesuffix("nbi")
-        os.makedirs(kernel._cache._cache_path, exist_ok=True)
-        for name in os.listdir(native_cache):
-            if name.startswith(base):
-                shutil.copy(os.path.join(native_cache, name), kernel._cache._cache_path)
-
-
-def check_built_for_avx2(kernels) -> None:
-    """(In the child, after the kernels ran) the environment took effect, each kernel was
-    compiled here for Haswell — not loaded from the parent's cache copied in beforehand — with
-    no AVX512 instruction, and its cache index holds that build apart from the parent's."""
-    import numba
-    from numba.core.registry import cpu_target
-
-    assert numba.config.CPU_NAME == "haswell" and numba.config.CPU_FEATURES == ""
-    cpu = cpu_target.target_context.codegen().magic_tuple()
-    assert cpu[1:] == ("haswell", ""), cpu
-    assert torch.backends.cpu.get_cpu_capability() == "AVX2"
-    native_cpu, native_cache = json.loads(os.environ["MARTLET_NATIVE_NUMBA"])
-    for kernel in kernels:
-        assert not kernel.stats.cache_hits and kernel.stats.cache_misses, kernel
-        for asm in kernel.inspect_asm().values():
-            found = AVX512_ASM.search(asm)
-            assert found is None, (kernel, found)
-        cpus = {key[1] for key in kernel._cache._cache_file._load_index()}
-        assert cpu in cpus
-        assert not native_cache or tuple(native_cpu) in cpus
-
-
 def check_the_avx2_build() -> None:
     """Run by :func:`test_the_kernels_built_for_an_avx2_cpu_draw_and_clear_the_same_bits` in
-    a subprocess under :data:`AVX2_ENV`: the mask bits of NumPy's fallback, and the dropped
-    lanes of bfloat16 words cleared as the mask says, in place and into a copy."""
+    a subprocess under :data:`martlet_sdk.isa.AVX2_ENV`: the mask bits of NumPy's fallback,
+    and the dropped lanes of bfloat16 words cleared as the mask says, in place and into a
+    copy."""
     import numpy as np
     from martlet_peft import dropout
 
@@ -274,4 +192,4 @@ def test_the_kernels_built_for_an_avx2_cpu_draw_and_clear_the_same_bits(tmp_path
     if not (features.get("avx2") and features.get("fma")):
         pytest.skip("this CPU cannot run Haswell's instructions")
     dropout.warm_up()  # the native build, on disk for the child's cross-CPU check
-    run_avx2_child(tmp_path, mask_kernels())
+    run_avx2_child(__file__, tmp_path, mask_kernels())
