@@ -182,21 +182,7 @@ class HfSource:
         )
 
     def read(self, spec: str, streaming: bool = False, **options: Any) -> Rows | RowStream:
-        from martlet_data.hubs import hf_rows
-
-        opts = ReadOptions.from_options({**options, "streaming": streaming})
-        parsed = parse_spec(spec)
-        split = opts.split or "train"
-        raw = hf_rows(
-            parsed.name, parsed.subsets, split, streaming=opts.streaming, num_proc=opts.num_proc
-        )
-        return build(
-            parsed,
-            raw,
-            opts,
-            label=f"hf::{parsed.name}",
-            empty_why=_hub_empty(parsed.subsets, split),
-        )
+        return _read_hub("huggingface", spec, streaming, options)
 
 
 class ModelScopeSource:
@@ -218,21 +204,27 @@ class ModelScopeSource:
         return wanted == "modelscope" and parsed.looks_like_hub_id and not parsed.looks_like_path
 
     def read(self, spec: str, streaming: bool = False, **options: Any) -> Rows | RowStream:
-        from martlet_data.hubs import ms_rows
+        return _read_hub("modelscope", spec, streaming, options)
 
-        opts = ReadOptions.from_options({**options, "streaming": streaming})
-        parsed = parse_spec(spec)
-        split = opts.split or "train"
-        raw = ms_rows(
-            parsed.name, parsed.subsets, split, streaming=opts.streaming, num_proc=opts.num_proc
-        )
-        return build(
-            parsed,
-            raw,
-            opts,
-            label=f"ms::{parsed.name}",
-            empty_why=_hub_empty(parsed.subsets, split),
-        )
+
+def _read_hub(hub: str, spec: str, streaming: bool, options: dict[str, Any]) -> Rows | RowStream:
+    """A hub dataset id's rows (``hf::`` or ``ms::`` labels), for the two hub sources."""
+    from martlet_data.hubs import hf_rows, ms_rows
+
+    reader, prefix = (hf_rows, "hf") if hub == "huggingface" else (ms_rows, "ms")
+    opts = ReadOptions.from_options({**options, "streaming": streaming})
+    parsed = parse_spec(spec)
+    split = opts.split or "train"
+    raw = reader(
+        parsed.name, parsed.subsets, split, streaming=opts.streaming, num_proc=opts.num_proc
+    )
+    return build(
+        parsed,
+        raw,
+        opts,
+        label=f"{prefix}::{parsed.name}",
+        empty_why=_hub_empty(parsed.subsets, split),
+    )
 
 
 def package_path(path: str) -> Path:
