@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
-import types
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
+
+from martlet_train.switching import forward_is, restore, switch
 
 
 @functools.cache
@@ -42,24 +42,8 @@ def _compiled() -> Any:
     return _norm_kernel
 
 
-@functools.cache
-def _llama_norm_source() -> str | None:
-    try:
-        from transformers.models.llama.modeling_llama import LlamaRMSNorm
-
-        return inspect.getsource(LlamaRMSNorm.forward)
-    except (ImportError, OSError, TypeError):
-        return None
-
-
-@functools.cache
-def _is_llama_norm(cls: type) -> bool:
-    """Whether ``cls.forward`` is Llama's RMSNorm forward, word for word."""
-    reference = _llama_norm_source()
-    try:
-        return reference is not None and inspect.getsource(cls.forward) == reference
-    except (OSError, TypeError):
-        return False
+#: the layer whose forward the kernels compute
+LLAMA_NORM = "transformers.models.llama.modeling_llama:LlamaRMSNorm"
 
 
 def _bits(tensor: torch.Tensor) -> np.ndarray:
@@ -138,7 +122,7 @@ def use_cpu_kernels(model: Any) -> list[Any]:
         and isinstance(getattr(module, "weight", None), torch.Tensor)
         and module.weight.dtype == torch.bfloat16
         and module.weight.device.type == "cpu"
-        and _is_llama_norm(type(module))
+        and forward_is(type(module), LLAMA_NORM)
     ]
     if not candidates or _compiled() is None:
         return []
@@ -147,21 +131,13 @@ def use_cpu_kernels(model: Any) -> list[Any]:
         # model.train()/eval(): switched off here, or they would undo these switches
         if getattr(module, "use_kernels", False) is True:
             module.use_kernels = False
-    for module in candidates:
-        module.forward = types.MethodType(_norm_forward, module)
-    return candidates
+    return switch(candidates, _norm_forward)
 
 
 def _warm_up() -> None:
     """Load (or compile, the first time) the kernels before the first training step."""
     x = torch.ones(2, 4, dtype=torch.bfloat16, requires_grad=True)
     rms_norm(x, torch.ones(4, dtype=torch.bfloat16), 1e-6).sum().backward()
-
-
-def restore(modules: list[Any]) -> None:
-    """Give ``modules`` (from :func:`use_cpu_kernels`) their own forward again."""
-    for module in modules:
-        vars(module).pop("forward", None)
 
 
 @contextlib.contextmanager

@@ -15,13 +15,12 @@ This module is imported only by a training run (torch loaded already).
 from __future__ import annotations
 
 import contextlib
-import functools
-import inspect
-import types
 from collections.abc import Iterator
 from typing import Any
 
 import torch
+
+from martlet_train.switching import forward_is, restore, switch
 
 
 class SwiGLUFunction(torch.autograd.Function):
@@ -47,23 +46,8 @@ class SwiGLUFunction(torch.autograd.Function):
         return grad_gate, grad_up
 
 
-@functools.cache
-def _llama_mlp_source() -> str | None:
-    try:
-        from transformers.models.llama.modeling_llama import LlamaMLP
-
-        return inspect.getsource(LlamaMLP.forward)
-    except (ImportError, OSError, TypeError):
-        return None
-
-
-@functools.cache
-def _is_llama_mlp(cls: type) -> bool:
-    reference = _llama_mlp_source()
-    try:
-        return reference is not None and inspect.getsource(cls.forward) == reference
-    except (OSError, TypeError):
-        return False
+#: the layer whose forward :func:`_lean_forward` computes
+LLAMA_MLP = "transformers.models.llama.modeling_llama:LlamaMLP"
 
 
 def _is_silu(act: Any) -> bool:
@@ -78,16 +62,16 @@ def _lean_forward(self: Any, x: Any) -> Any:
 
 def use_lean_mlps(model: Any) -> list[Any]:
     """Switch ``model``'s Llama-style SiLU MLPs to :class:`SwiGLUFunction`; returns them."""
-    switched = []
-    for module in model.modules():
-        if (
-            "forward" not in vars(module)
-            and _is_llama_mlp(type(module))
+    return switch(
+        (
+            module
+            for module in model.modules()
+            if "forward" not in vars(module)
+            and forward_is(type(module), LLAMA_MLP)
             and _is_silu(getattr(module, "act_fn", None))
-        ):
-            module.forward = types.MethodType(_lean_forward, module)
-            switched.append(module)
-    return switched
+        ),
+        _lean_forward,
+    )
 
 
 @contextlib.contextmanager
@@ -98,5 +82,4 @@ def lean_mlps(model: Any) -> Iterator[int]:
     try:
         yield len(modules)
     finally:
-        for module in modules:
-            vars(module).pop("forward", None)
+        restore(modules)
