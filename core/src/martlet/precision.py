@@ -98,9 +98,9 @@ def resolve(
         mixed = DTYPES[half] if half else "no"
     else:
         mixed = mixed_precision
-    compute = MIXED.get(mixed)
-    frozen = compute if compute and compute == half else (half if inference else None)
-    frozen = frozen or "float32"
+    # frozen weights go half only where the device computes that half dtype natively (and, in
+    # training, where the forward pass is autocast to it)
+    frozen = half if half and (inference or MIXED.get(mixed) == half) else "float32"
     if torch_dtype not in ("auto", None):
         weights = torch_dtype
     elif inference or not trains_weights:

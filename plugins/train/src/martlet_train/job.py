@@ -112,11 +112,7 @@ def check(config: SftConfig) -> None:
     for name in config.report_to:
         if name.lower() not in ("none", ""):
             _require("callbacks", name)
-    limit = str(getattr(config, "max_activation_memory", "none")).strip().lower()
-    if limit not in ("auto", "none", "off", "no", "0", ""):
-        from martlet_train.memory import parse_size
-
-        parse_size(limit)  # a bad size fails now, not after the model has loaded
+    _activation_setting(config)  # a bad size fails now, not after the model has loaded
     if config.packing and not config.max_length:
         raise ConfigError("--packing needs --max-length", fix="e.g. --max-length 2048")
     if config.gradient_accumulation_steps < 1 or config.per_device_train_batch_size < 1:
@@ -230,17 +226,22 @@ def prepare_model(job: Job) -> Any:
     return tuner
 
 
-def activation_limit(config: Any, model: Any) -> int | None:
-    """Bytes of ``--max-activation-memory`` (``auto``: half the model's weights), or None."""
+def _activation_setting(config: Any) -> int | str | None:
+    """``--max-activation-memory`` read: bytes, ``"auto"``, or None (no budget)."""
     from martlet_train.memory import parse_size
 
     value = str(getattr(config, "max_activation_memory", "none")).strip().lower()
     if value in ("none", "off", "no", "0", ""):
         return None
-    if value == "auto":
-        weights = sum(p.numel() * p.element_size() for p in model.parameters())
-        return weights // 2
-    return parse_size(value)
+    return value if value == "auto" else parse_size(value)
+
+
+def activation_limit(config: Any, model: Any) -> int | None:
+    """Bytes of ``--max-activation-memory`` (``auto``: half the model's weights), or None."""
+    setting = _activation_setting(config)
+    if setting == "auto":
+        return sum(p.numel() * p.element_size() for p in model.parameters()) // 2
+    return setting
 
 
 def fit(

@@ -259,12 +259,7 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         real = sum(int(_real_tokens(b)) for b in micro_batches)
-        positions = sum(
-            int(b[key].numel())
-            for b in micro_batches
-            for key in ("input_ids", "rejected_input_ids")
-            if key in b
-        )
+        positions = sum(_positions(b) for b in micro_batches)
         stats.add(
             loss_sum=step_loss,
             targets=local_targets,
@@ -278,10 +273,7 @@ class Trainer:
         """Where a micro-batch's forward pass runs: inside the activation budget, if any."""
         if self.budget is None:
             return contextlib.nullcontext()
-        positions = sum(
-            int(batch[k].numel()) for k in ("input_ids", "rejected_input_ids") if k in batch
-        )
-        return self.budget.saving(self.model, positions)
+        return self.budget.saving(self.model, _positions(batch))
 
     # ----------------------------------------------------------------- eval, save, log
 
@@ -524,6 +516,12 @@ class _Window:
 def to_device(batch: dict[str, Any], device: Any) -> dict[str, Any]:
     """A collated batch with its tensors moved to ``device``."""
     return {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
+
+
+def _positions(batch: dict[str, Any]) -> int:
+    """Token positions a batch runs through the model, padding included (both sides of
+    preference pairs)."""
+    return sum(int(batch[k].numel()) for k in ("input_ids", "rejected_input_ids") if k in batch)
 
 
 def _real_tokens(batch: dict[str, Any]) -> Any:

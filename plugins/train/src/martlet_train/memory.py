@@ -10,6 +10,7 @@ intermediates, so it saves much of the memory for a small part of the time.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Any
 
@@ -117,13 +118,12 @@ class ActivationBudget:
 
     def saving(self, model: Any, tokens: int) -> Any:
         """The context a micro-batch's forward pass runs in (``tokens``: its positions)."""
-        import contextlib
-
         import torch
 
         if not self.enabled:
             return contextlib.nullcontext()
-        self._params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        if not self._params:  # the trained model's parameters: the tuner has added its own
+            self._params = {p.untyped_storage().data_ptr() for p in model.parameters()}
         self._seen.clear()
         self._used, self._tokens, self.checkpointed = 0, int(tokens), 0
         self._plan(0)
