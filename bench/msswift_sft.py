@@ -12,6 +12,10 @@ chatml template with SmolLM2's default system prompt renders each row exactly as
 template does in Martlet (`--no-system` drops the prompt, as the first runs did). ms-swift
 reports its training runtime; real tokens/s = the tokens of the rows it trained on (counted with
 the model's chat template) / that runtime. Peak RSS is the swift process's.
+
+In the same run, ``--martlet VARIANTS`` (default: ``default,default-packed``) trains
+`bench/sft_throughput.py`'s variants on the same work (``--cpu-bf16 0``: the fp32 path a CPU
+without native bf16 takes) and prints each beside ms-swift: tokens/s, peak RSS and the ratios.
 """
 
 from __future__ import annotations
@@ -53,7 +57,20 @@ def main() -> int:
         default="",
         help="more ms-swift flags, as one string (e.g. '--group_by_length true --attn_impl eager')",
     )
+    parser.add_argument(
+        "--martlet",
+        default="default,default-packed",
+        help="bench/sft_throughput.py variants to run on the same work in this run ('' for none)",
+    )
+    parser.add_argument(
+        "--cpu-bf16",
+        choices=("auto", "0", "1"),
+        default="0",
+        help="what the CPU reports to Martlet's `auto` precision (0: the fp32 path)",
+    )
     args = parser.parse_args()
+    if args.cpu_bf16 != "auto":
+        os.environ["MARTLET_CPU_BF16"] = args.cpu_bf16
 
     import martlet
 
@@ -142,11 +159,30 @@ def main() -> int:
     if stated:
         mean_tokens = float(stated[-1])
     tokens = mean_tokens * 4 * args.steps
+    swift_speed, swift_rss = tokens / runtime, usage.ru_maxrss / 2**20
     print(
         f"ms-swift: {args.steps} steps in {runtime:.1f} s of training; "
-        f"~{tokens:.0f} real tokens -> {tokens / runtime:.0f} tokens/s; "
-        f"peak RSS {usage.ru_maxrss / 2**20:.2f} GiB"
+        f"~{tokens:.0f} real tokens -> {swift_speed:.0f} tokens/s; peak RSS {swift_rss:.2f} GiB",
+        flush=True,
     )
+    variants = [v for v in args.martlet.split(",") if v]
+    if not variants:
+        return 0
+    sys.path.insert(0, str(Path(__file__).parent))
+    from sft_throughput import run_variant
+
+    print(f"MARTLET_CPU_BF16={os.environ.get('MARTLET_CPU_BF16', '(unset)')}")
+    print("\n| run | real tokens/s (all steps) | × ms-swift | peak RSS GiB | × ms-swift |")
+    print("|---|---|---|---|---|")
+    print(f"| ms-swift | {swift_speed:.0f} | 1.00 | {swift_rss:.2f} | 1.00 |", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, name in enumerate(variants):
+            r = run_variant(name, args.steps, Path(tmp, str(i)))
+            print(
+                f"| Martlet {name} | {r['all_steps']:.0f} | {r['all_steps'] / swift_speed:.2f} | "
+                f"{r['peak_rss_gib']:.2f} | {r['peak_rss_gib'] / swift_rss:.2f} |",
+                flush=True,
+            )
     return 0
 
 

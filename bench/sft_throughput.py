@@ -59,6 +59,8 @@ VARIANTS = {
     # memory within half the weights' size)
     "default": {},
     "default-unlimited": {"max_activation_memory": "none"},
+    # the defaults with rows packed into 512-token rows (as many rows as --steps unpacked steps)
+    "default-packed": {"packing": True, "logging_steps": 1},
     # ms-swift's work exactly: fp32, PyTorch's default attention (sdpa), padded batches
     "fp32": {**FP32, "padding_free": False, "max_activation_memory": "none"},
     "fp32-checkpointing": {**FP32, "padding_free": False, "gradient_checkpointing": True},

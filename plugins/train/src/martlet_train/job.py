@@ -273,8 +273,13 @@ def fit(
     from martlet_train.cpu_kernels import kernels
     from martlet_train.lean_mlp import lean_mlps
 
-    with kernels(job.model, enabled=getattr(job.config, "cpu_kernels", True)), lean_mlps(job.model):
-        result = trainer.train()
+    try:
+        with kernels(job.model, enabled=getattr(job.config, "cpu_kernels", True)):
+            with lean_mlps(job.model):
+                result = trainer.train()
+    finally:
+        if job.budget is not None:
+            job.budget.release()
     if job.accelerator.is_main_process:
         summary = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
         print(f"run saved to {job.out} ({summary})", flush=True)

@@ -14,6 +14,8 @@ import contextlib
 import functools
 from typing import Any
 
+from martlet_train.arena import SavedTensorArena
+
 #: a matrix product whose inner dimension is at most this is cheap to recompute (LoRA's B)
 LOW_RANK = 64
 
@@ -86,7 +88,9 @@ class ActivationBudget:
     bytes saved so far plus two layers' worth (its own activations, and the room a
     recomputed layer needs in the backward pass) fit, else it is checkpointed: only its input
     is kept and it runs again in the backward pass. Short batches run with no recomputation
-    at all, long ones recompute just enough layers; the same gradients either way.
+    at all, long ones recompute just enough layers; the same gradients either way. The saved
+    tensors are kept in a :class:`~martlet_train.arena.SavedTensorArena`, so the memory the
+    process holds is what the budget counts, not that plus the heap's holes.
     """
 
     def __init__(self, model: Any, limit: int) -> None:
@@ -99,8 +103,7 @@ class ActivationBudget:
         self.checkpointed = 0  # layers recomputed in the last batch
         self._active = False
         self._params: set[int] = set()
-        self._seen: set[int] = set()
-        self._used = 0
+        self.arena = SavedTensorArena()
         self._tokens = 0
         self._layer_start = 0
         if not self.enabled:
@@ -114,7 +117,7 @@ class ActivationBudget:
     @property
     def used(self) -> int:
         """Bytes saved by the forward pass of the current (or last) batch."""
-        return self._used
+        return self.arena.saved_bytes
 
     def saving(self, model: Any, tokens: int) -> Any:
         """The context a micro-batch's forward pass runs in (``tokens``: its positions)."""
@@ -124,15 +127,15 @@ class ActivationBudget:
             return contextlib.nullcontext()
         if not self._params:  # the trained model's parameters: the tuner has added its own
             self._params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-        self._seen.clear()
-        self._used, self._tokens, self.checkpointed = 0, int(tokens), 0
+        self.arena.start()
+        self._tokens, self.checkpointed = int(tokens), 0
         self._plan(0)
 
         @contextlib.contextmanager
         def counting() -> Any:
             self._active = True
             try:
-                with torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack):
+                with torch.autograd.graph.saved_tensors_hooks(self._pack, self.arena.unpack):
                     yield
             finally:
                 self._active = False
@@ -141,14 +144,14 @@ class ActivationBudget:
 
     def _pack(self, tensor: Any) -> Any:
         try:
-            storage = tensor.untyped_storage()
+            key = tensor.untyped_storage().data_ptr()
         except (RuntimeError, NotImplementedError):  # a tensor without storage
             return tensor
-        key = storage.data_ptr()
-        if key not in self._params and key not in self._seen:
-            self._seen.add(key)
-            self._used += storage.nbytes()
-        return tensor
+        return tensor if key in self._params else self.arena.pack(tensor)
+
+    def release(self) -> None:
+        """Free the memory kept for saved activations (the end of a run)."""
+        self.arena.release()
 
     def _plan(self, i: int) -> None:
         """Whether layer ``i`` runs plainly or checkpointed in this batch."""
@@ -156,24 +159,20 @@ class ActivationBudget:
             return
         plain = True
         if self.per_token is not None:
-            plain = self._used + 2 * self.per_token * self._tokens <= self.limit
+            plain = self.used + 2 * self.per_token * self._tokens <= self.limit
         self.layers[i].gradient_checkpointing = not plain
         self.checkpointed += not plain
 
     def _before(self, layer: Any, args: Any) -> None:
         if self._active:
-            self._layer_start = self._used
+            self._layer_start = self.used
 
     def _after(self, i: int, layer: Any, args: Any, output: Any) -> None:
         if not self._active:
             return  # a checkpointed layer recomputed in the backward pass
         if not layer.gradient_checkpointing and self._tokens:
-            self.per_token = (self._used - self._layer_start) / self._tokens
+            self.per_token = (self.used - self._layer_start) / self._tokens
         self._plan(i + 1)
-
-
-def _unpack(tensor: Any) -> Any:
-    return tensor
 
 
 def parse_size(value: str | int | float) -> int:
