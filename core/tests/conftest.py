@@ -98,3 +98,31 @@ def tuner_plugin():
         return GOOD_PLUGIN.format(name=name, aliases=aliases)
 
     return source
+
+
+LOADERS = """
+    from martlet import hookimpl
+    from martlet.records import ModelLoaderRecord
+
+    MARTLET_API = 1
+
+    @hookimpl
+    def martlet_model_loaders():
+        yield ModelLoaderRecord(name="fake-loader", impl="json:dumps", summary="a fake loader")
+"""
+
+
+@pytest.fixture
+def loaders_site(site, monkeypatch):
+    """An installed distribution ``fake-loaders`` (plugin ``loaders``), the one the providers
+    table names for model loaders, as ``martlet-hf`` is for the real ones."""
+    from martlet.providers import PROVIDERS
+
+    site.dist(
+        "fake-loaders",
+        "0.2.0",
+        entry_points={"loaders": "fakeplug_loaders"},
+        modules={"fakeplug_loaders": LOADERS},
+    )
+    monkeypatch.setitem(PROVIDERS, "model_loaders", {"fake-loader": "fake-loaders"})
+    return site

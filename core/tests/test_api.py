@@ -120,6 +120,23 @@ def test_no_loader_for_a_source_is_a_clear_error(api_plugin):
     assert "text" in err.value.why
 
 
+def test_no_loader_because_its_plugin_is_disabled_says_how_to_enable_it(
+    loaders_site, discover, monkeypatch
+):
+    # as `MARTLET_DISABLE_PLUGINS=hf martlet sft --model M`; MARTLET_PLUGINS keeps the plugins
+    # installed in this environment out of the way
+    manager, _ = discover({"MARTLET_PLUGINS": "loaders", "MARTLET_DISABLE_PLUGINS": "loaders"})
+    monkeypatch.setattr("martlet.manager._manager", manager)
+    with pytest.raises(UnknownNameError) as err:
+        martlet.load_model("M")
+    assert err.value.what == "no model loader can read 'M'"
+    assert err.value.why == (
+        "plugin 'loaders' (fake-loaders 0.2.0), which provides model loaders, is installed but "
+        "disabled by MARTLET_DISABLE_PLUGINS"
+    )
+    assert err.value.fix.startswith("enable it: unset MARTLET_DISABLE_PLUGINS; or ")
+
+
 def test_two_loaders_claiming_a_source_is_an_error_not_a_choice_by_order(api_plugin, tmp_path):
     module = sys.modules["api_test_impls"]
     assert module.AnyLoader

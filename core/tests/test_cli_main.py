@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,3 +159,63 @@ def test_config_commands_call_martlet_configure(fresh_manager, capsys):
     assert main(["version", "--print-config"]) == 0  # printing is not running
     assert len(seen) == 1
     capsys.readouterr()
+
+
+CHECKED_COMMAND = """
+from dataclasses import dataclass
+
+from martlet import hookimpl
+from martlet.cli import config_command
+from martlet.config import option
+from martlet.errors import ConfigError
+from martlet.records import CommandRecord
+
+RAN = []
+
+
+@dataclass
+class BatchConfig:
+    batch_size: int = option(1, help="Rows per batch.")
+    mode: str = option("a", help="a or b.")
+
+    def __post_init__(self):
+        if self.mode not in ("a", "b"):
+            raise ConfigError(f"--mode must be a or b, got {self.mode!r}")
+
+
+def check(config):
+    if config.batch_size < 1:
+        raise ConfigError("--batch-size must be at least 1", fix="e.g. --batch-size 4")
+
+
+@config_command(BatchConfig, name="batch", check=check)
+def batch(config):
+    RAN.append(config.batch_size)
+
+
+@hookimpl
+def martlet_commands():
+    yield CommandRecord(name="batch", impl=f"{__name__}:batch", summary="A checked command.")
+"""
+
+
+def test_print_config_refuses_what_the_run_would_refuse(fresh_manager, capsys, tmp_path):
+    path = tmp_path / "checked.py"
+    path.write_text(CHECKED_COMMAND)
+    plugin = ["--plugin", str(path)]
+    # the command's check: --print-config exits with the run's error, printing no config
+    assert main([*plugin, "batch", "--batch-size", "0", "--print-config"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("Error: --batch-size must be at least 1\n  fix: e.g. --batch-size 4\n")
+    ran = sys.modules["martlet_local_checked"].RAN
+    assert main(["batch", "--batch-size", "0"]) == 2 and ran == []  # the run refuses it too
+    assert "Error: --batch-size must be at least 1" in capsys.readouterr().err
+    # the config class's own validation
+    assert main(["batch", "--mode", "c", "--print-config"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "Error: --mode must be a or b, got 'c'" in err
+    # a config both accept prints, and printing is not running
+    assert main(["batch", "--batch-size", "4", "--print-config"]) == 0
+    assert capsys.readouterr().out == "batch_size: 4\nmode: a\n" and ran == []
+    assert main(["batch", "--batch-size", "4"]) == 0 and ran == [4]

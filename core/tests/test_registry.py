@@ -165,8 +165,50 @@ def test_blocked_provider_says_how_to_unblock(site, discover):
     assert not [w for w in warned if "aqlm" in w]
     with pytest.raises(PluginError) as info:
         manager.registry.get("quantizers", "aqlm")
-    assert "which is blocked" in info.value.what
-    assert "MARTLET_DISABLE_PLUGINS" in (info.value.fix or "")
+    assert info.value.what == (
+        "quantizer 'aqlm' is provided by plugin 'aqlm' (martlet-aqlm 0.1.0), "
+        "which is installed but disabled by MARTLET_DISABLE_PLUGINS"
+    )
+    assert info.value.why == "MARTLET_DISABLE_PLUGINS=martlet-aqlm is set"
+    assert info.value.fix == "enable it: unset MARTLET_DISABLE_PLUGINS"
+
+
+@pytest.mark.parametrize(
+    "environ, state, fix",
+    [
+        (
+            # MARTLET_PLUGINS keeps the plugins installed in this environment out of the way
+            {"MARTLET_PLUGINS": "loaders", "MARTLET_DISABLE_PLUGINS": "other,Fake_Loaders"},
+            "disabled by MARTLET_DISABLE_PLUGINS",
+            "enable it: set MARTLET_DISABLE_PLUGINS=other (without loaders)",
+        ),
+        (
+            {"MARTLET_PLUGINS": "other"},
+            "not listed in MARTLET_PLUGINS",
+            "enable it: set MARTLET_PLUGINS=loaders,other, or unset MARTLET_PLUGINS",
+        ),
+    ],
+)
+def test_unknown_name_of_a_kind_a_disabled_plugin_provides_says_so(
+    loaders_site, discover, environ, state, fix
+):
+    manager, _ = discover(environ)
+    # a name the table does not list: the disabled plugin provides the kind, maybe the name
+    with pytest.raises(UnknownNameError) as info:
+        manager.registry.get("model_loaders", "some-loader")
+    assert info.value.what == "unknown model loader 'some-loader'"
+    assert info.value.why == (
+        f"plugin 'loaders' (fake-loaders 0.2.0), which provides model loaders, is installed "
+        f"but {state}"
+    )
+    assert info.value.fix == fix
+    # a name the table lists: the disabled plugin provides it
+    with pytest.raises(PluginError) as info:
+        manager.registry.get("model_loaders", "FAKE_LOADER")
+    assert "is provided by plugin 'loaders' (fake-loaders 0.2.0), which is installed but" in (
+        info.value.what
+    )
+    assert info.value.fix == fix
 
 
 # ------------------------------------------------------------------------ conflicts

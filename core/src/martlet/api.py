@@ -19,7 +19,7 @@ from typing import Any
 
 from martlet.errors import MartletError, PluginError, UnknownNameError
 from martlet.hookspecs import hookimpl
-from martlet.records import DatasetRecord, ModelRecord, Record
+from martlet.records import DatasetRecord, ModelRecord, Record, check_kind
 
 _local_counter = itertools.count(1)
 
@@ -49,14 +49,18 @@ def _pick(kind: str, spec: str, method: str, *args: Any, **options: Any) -> Reco
                 fix=f"report it to the plugin {record.origin}",
                 cause=exc,
             ) from exc
-    label = registry.records(kind)[0].label if registry.records(kind) else kind
+    label = check_kind(kind).label
     if not claims:
-        names = ", ".join(registry.names(kind)) or "none"
-        raise UnknownNameError(
-            f"no {label} can read {spec!r}",
-            why=f"installed: {names}",
-            fix=f"check the name or path; `martlet plugins --kind {kind}` lists what is installed",
-        )
+        claimable = registry.names(kind)
+        names = ", ".join(claimable) or "none"
+        why = f"installed: {names}"
+        fix = f"check the name or path; `martlet plugins --kind {kind}` lists what is installed"
+        unavailable = registry.unavailable_providers(kind)
+        if unavailable:  # e.g. MARTLET_DISABLE_PLUGINS=hf: the plugin that would read it is off
+            off, enable = registry.unavailable_hint(kind, unavailable)
+            why = f"{off}; the ones in use ({names}) cannot read it" if claimable else off
+            fix = f"{enable}; or {fix}"
+        raise UnknownNameError(f"no {label} can read {spec!r}", why=why, fix=fix)
     if len(claims) > 1:
         names = ", ".join(r.name for r in claims)
         raise MartletError(

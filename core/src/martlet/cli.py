@@ -99,9 +99,24 @@ class ConfigCommand(click.Command):
 
     Accepts ``--config FILE`` (YAML/JSON), ``--print-config``, flags in kebab- or snake-case and
     every option's aliases; ``--help`` lists the options from the dataclass.
+
+    Before the command runs — and before ``--print-config`` prints — the config goes through
+    the checks a run makes before it loads anything: the config class's own validation (in
+    :func:`martlet.config.build`) and ``check``, the command's own check of the config
+    (``check(config)``; it may raise :class:`~martlet.errors.MartletError`, and must load no
+    model or data). So ``--print-config`` never prints a config the run would refuse: it exits
+    with the run's error instead. The plugins' ``martlet_configure`` hooks run only for a run,
+    between the two.
     """
 
-    def __init__(self, name: str, config_cls: type, run: Callable[[Any], Any], **kwargs: Any):
+    def __init__(
+        self,
+        name: str,
+        config_cls: type,
+        run: Callable[[Any], Any],
+        check: Callable[[Any], Any] | None = None,
+        **kwargs: Any,
+    ):
         kwargs.setdefault("context_settings", {})
         kwargs["context_settings"].update(
             ignore_unknown_options=True, allow_extra_args=True, help_option_names=[]
@@ -109,6 +124,7 @@ class ConfigCommand(click.Command):
         super().__init__(name, callback=None, **kwargs)
         self.config_cls = config_cls
         self.run = run
+        self.check = check
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         before_dashdash = args[: args.index("--")] if "--" in args else args
@@ -121,10 +137,14 @@ class ConfigCommand(click.Command):
     def invoke(self, ctx: click.Context) -> Any:
         parsed = cfg.parse_flags(self.config_cls, ctx.meta.get("martlet.args", []))
         config = cfg.build(self.config_cls, file=parsed.config_file, flags=parsed.values)
-        if parsed.print_config:
+        if parsed.print_config:  # printing is not running: no martlet_configure hooks
+            if self.check is not None:
+                self.check(config)  # a config the run would refuse is not printed
             click.echo(cfg.to_yaml(config), nl=False)
             return None
         get_manager().configure(config)
+        if self.check is not None:
+            self.check(config)
         return self.run(config)
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -151,7 +171,11 @@ class ConfigCommand(click.Command):
             rows.append((flag, text.strip()))
         rows += [
             ("--config FILE", "Read options from a YAML or JSON file (flags win)."),
-            ("--print-config", "Print the resolved options as YAML and exit."),
+            (
+                "--print-config",
+                "Print the resolved options as YAML and exit. The command's checks that need "
+                "no model run first: options they refuse are an error instead.",
+            ),
             ("-h, --help", "Show this message and exit."),
         ]
         with formatter.section("Options"):
@@ -161,9 +185,17 @@ class ConfigCommand(click.Command):
 
 
 def config_command(
-    config_cls: type, name: str | None = None, **kwargs: Any
+    config_cls: type,
+    name: str | None = None,
+    *,
+    check: Callable[[Any], Any] | None = None,
+    **kwargs: Any,
 ) -> Callable[[Callable[[Any], Any]], ConfigCommand]:
     """Turn ``run(config)`` into a click command whose options are ``config_cls``'s fields.
+
+    ``check(config)``, if given, is the command's check of a config that needs no model or
+    data (names resolve, values are in range): it runs before ``run`` and before
+    ``--print-config`` prints, so a config the run would refuse is refused there too.
 
     Example::
 
@@ -182,7 +214,12 @@ def config_command(
     def decorate(run: Callable[[Any], Any]) -> ConfigCommand:
         help_text = kwargs.pop("help", None) or run.__doc__
         return ConfigCommand(
-            name or run.__name__.replace("_", "-"), config_cls, run, help=help_text, **kwargs
+            name or run.__name__.replace("_", "-"),
+            config_cls,
+            run,
+            check=check,
+            help=help_text,
+            **kwargs,
         )
 
     return decorate

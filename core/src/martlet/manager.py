@@ -47,6 +47,7 @@ ENTRY_POINT_GROUP = "martlet"
 BUILTIN_MODULE = "martlet.builtin"
 
 OK, FAILED, BLOCKED = "ok", "failed", "blocked"
+ALLOW, DISABLE = "MARTLET_PLUGINS", "MARTLET_DISABLE_PLUGINS"
 _TIERS = {"builtin": 0, "entry-point": 1, "local": 2}
 
 
@@ -133,6 +134,7 @@ class PluginManager:
         builtins: bool = True,
     ) -> None:
         env = dict(os.environ if environ is None else environ)
+        self._env = {k: env[k] for k in (ALLOW, DISABLE) if k in env}
         self.allow = _env_list(env, "MARTLET_PLUGINS")
         self.deny = _env_list(env, "MARTLET_DISABLE_PLUGINS") or set()
         self.strict = _truthy(env.get("MARTLET_STRICT_PLUGINS"))
@@ -350,6 +352,44 @@ class PluginManager:
             else:
                 sys.modules[module_name] = previous
             raise
+
+    def unavailable(self, info: PluginInfo) -> tuple[str, str, str]:
+        """Why an installed plugin is not in use, and how to put it in use:
+        ``(state, why, fix)``.
+
+        ``state`` completes "plugin X, which is ..." (``installed but disabled by
+        MARTLET_DISABLE_PLUGINS``); ``why`` gives the setting or the load error; ``fix`` is the
+        change to the environment (or the reinstall) that enables it.
+        """
+        if info.effective_status != BLOCKED:
+            return (
+                "installed but failed to load",
+                info.effective_error,
+                f"reinstall it (pip install --force-reinstall {info.distribution}); "
+                "`martlet plugins` shows the error",
+            )
+        keys = {normalize(info.name), normalize(info.distribution)}
+        states, whys, fixes = [], [], []
+        if keys & self.deny:
+            states.append("disabled by MARTLET_DISABLE_PLUGINS")
+            whys.append(f"MARTLET_DISABLE_PLUGINS={self._env.get(DISABLE)} is set")
+            rest = sorted(self.deny - keys)
+            fixes.append(
+                f"set MARTLET_DISABLE_PLUGINS={','.join(rest)} (without {info.name})"
+                if rest
+                else "unset MARTLET_DISABLE_PLUGINS"
+            )
+        if self.allow is not None and not keys & self.allow:
+            states.append("not listed in MARTLET_PLUGINS")
+            whys.append(f"MARTLET_PLUGINS={self._env.get(ALLOW)} is set")
+            fixes.append(
+                f"set MARTLET_PLUGINS={','.join(sorted(self.allow | {normalize(info.name)}))}, "
+                "or unset MARTLET_PLUGINS"
+            )
+        state = " and ".join(states) or info.effective_error or "blocked"
+        why = " and ".join(whys) or info.effective_error
+        fix = " and ".join(fixes) or "`martlet plugins` shows why"
+        return f"installed but {state}", why, f"enable it: {fix}"
 
     def check_requested(self) -> None:
         """Raise for the first plugin the user asked for by name that failed."""

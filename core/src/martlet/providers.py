@@ -24,6 +24,7 @@ PROVIDERS: dict[str, dict[str, str]] = {
     },
     "models": {"smollm2-135m-instruct": "martlet-hf"},
     "model_loaders": {"hf": "martlet-hf", "gguf": "martlet-hf"},
+    "dataset_sources": {name: "martlet-data" for name in ("local", "hf", "modelscope", "named")},
     "templates": {
         name: "martlet-hf"
         for name in (

@@ -15,11 +15,11 @@ import difflib
 from typing import TYPE_CHECKING
 
 from martlet.errors import PluginError, UnknownNameError
-from martlet.providers import provider
+from martlet.providers import PROVIDERS, provider
 from martlet.records import Record, check_kind, normalize
 
 if TYPE_CHECKING:
-    from martlet.manager import PluginManager
+    from martlet.manager import PluginInfo, PluginManager
 
 
 class Registry:
@@ -72,21 +72,16 @@ class Registry:
                 fix="keep one: uninstall the other, or block it with MARTLET_DISABLE_PLUGINS=NAME",
             )
         dist = provider(cls.kind, name)
-        if dist:
-            info = self._manager.plugin(dist)
-            if info is not None and info.effective_status != "ok":
-                return PluginError(
-                    f"{cls.label} {name!r} is provided by {info.label}, "
-                    f"which is {info.effective_status}",
-                    why=info.effective_error,
-                    fix=(
-                        "unset MARTLET_PLUGINS / MARTLET_DISABLE_PLUGINS for it"
-                        if info.effective_status == "blocked"
-                        else f"reinstall it (pip install --force-reinstall {dist}); "
-                        "`martlet plugins` shows the error"
-                    ),
-                    cause=info.effective_exception,
-                )
+        providers = self.unavailable_providers(cls.kind, name) if dist else []
+        if providers:
+            info = providers[0]
+            state, why, fix = self._manager.unavailable(info)
+            return PluginError(
+                f"{cls.label} {name!r} is provided by {info.label}, which is {state}",
+                why=why,
+                fix=fix,
+                cause=info.effective_exception,
+            )
         known = sorted({n for rec in self._records[cls.kind] for n in rec.names})
         close = difflib.get_close_matches(
             normalize(name), [normalize(k) for k in known], n=3, cutoff=0.6
@@ -100,7 +95,47 @@ class Registry:
             fix = f"choose one of: {', '.join(self.names(cls.kind))}"
         else:
             fix = f"no {cls.label} is installed; `martlet plugins` lists what is"
+        # nothing of this kind is in use, and a plugin that provides the kind is installed but
+        # not in use (MARTLET_DISABLE_PLUGINS=peft and --tuner lora): that plugin is what is missing
+        others = [] if dist or known else self.unavailable_providers(cls.kind)
+        if others:
+            why, fix = self.unavailable_hint(cls.kind, others)
         return UnknownNameError(f"unknown {cls.label} {name!r}", why=why, fix=fix)
+
+    def unavailable_providers(self, kind: str, name: str | None = None) -> list[PluginInfo]:
+        """Installed plugins that are not in use (disabled by ``MARTLET_DISABLE_PLUGINS``,
+        left out of ``MARTLET_PLUGINS``, or failed) and are known to provide ``name`` in
+        ``kind`` — or, without ``name``, any name of ``kind`` — by :mod:`martlet.providers`."""
+        if name is not None:
+            dists = [provider(kind, name)]
+        else:
+            dists = sorted(set(PROVIDERS.get(check_kind(kind).kind, {}).values()))
+        out = []
+        for dist in dists:
+            info = self._manager.plugin(dist) if dist else None
+            if info is not None and info.effective_status != "ok" and info not in out:
+                out.append(info)
+        return out
+
+    def unavailable_hint(self, kind: str, infos: list[PluginInfo]) -> tuple[str, str]:
+        """``(why, fix)`` saying that ``infos`` (from :meth:`unavailable_providers`), which
+        provide ``kind``, are installed but not in use, and how to enable them."""
+        plural = _plural(check_kind(kind).label)
+        parts, fixes = [], []
+        for info in infos:
+            state, why, fix = self._manager.unavailable(info)
+            failed = f" ({why})" if info.effective_status != "blocked" else ""
+            parts.append(f"{info.label}, which provides {plural}, is {state}{failed}")
+            fixes.append(fix)
+        return "; ".join(parts), "; ".join(dict.fromkeys(fixes))
+
+
+def _plural(label: str) -> str:
+    if label.endswith("y"):
+        return label[:-1] + "ies"
+    if label.endswith(("s", "x")):
+        return label + "es"
+    return label + "s"
 
 
 def _registry() -> Registry:

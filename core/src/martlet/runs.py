@@ -81,11 +81,15 @@ def load_run(path: str | Path, **load_options: Any) -> tuple[Any, Any, Run]:
 
     ``load_options`` go to :func:`martlet.load_model` (``torch_dtype``, ``device_map``, ...).
     A run that trained a scalar head (``task_type: seq_cls``, a reward model) loads as one.
+    The run's files are checked first (:func:`martlet.rundirs.check_folder`); a missing or
+    damaged one, or any failure applying what the run trained, is a MartletError naming it.
     """
     from martlet import api
     from martlet.manager import get_manager
+    from martlet.rundirs import check_folder, fix_for
 
     run = read_run(path)
+    check_folder(run.path, run.tuner)  # a missing or damaged file is named, not a traceback
     options = dict(load_options)
     task_type = run.config.get("task_type")
     if task_type and task_type != "causal_lm":
@@ -94,4 +98,15 @@ def load_run(path: str | Path, **load_options: Any) -> tuple[Any, Any, Run]:
             options.setdefault("num_labels", run.config["num_labels"])
     model, tokenizer = api.load_model(run.model, **options)
     tuner = get_manager().registry.get("tuners", run.tuner).load()()
-    return tuner.load(model, str(run.path)), tokenizer, run
+    try:
+        return tuner.load(model, str(run.path)), tokenizer, run
+    except MartletError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a library's failure, reported with its cause
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        raise MartletError(
+            f"cannot load the trained result in {run.path}",
+            why=f"{type(exc).__name__}: {text}",
+            fix=fix_for(run.path),
+            cause=exc,
+        ) from exc

@@ -11,7 +11,7 @@ import martlet
 import pytest
 from martlet.api import model_loader
 from martlet.errors import ConfigError, MartletError, UnknownNameError
-from martlet_hf.hub import record_download
+from martlet_hf.hub import _repo_for, record_download
 from martlet_hf.loaders import (
     GgufLoader,
     HfLoader,
@@ -169,7 +169,30 @@ def test_a_hub_id_not_on_this_machine_says_to_download_it(tmp_path, monkeypatch)
         "the Hugging Face Hub model 'acme/not-downloaded' is not on this machine"
     )
     assert "nothing is downloaded implicitly" in info.value.why
-    assert "martlet download acme/not-downloaded" in info.value.fix
+    # the tests run with HF_HUB_OFFLINE=1, under which `martlet download` refuses to fetch
+    assert info.value.fix == (
+        "unset HF_HUB_OFFLINE, then run `martlet download acme/not-downloaded` (needs the "
+        "network), or pass the path of a local folder that holds the model"
+    )
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    with pytest.raises(ModelLoadError) as info:
+        martlet.load_model("acme/not-downloaded")
+    assert info.value.fix.startswith("run `martlet download acme/not-downloaded` (needs the")
+
+
+def test_a_modelscope_id_not_on_this_machine_says_to_download_it_from_modelscope(
+    tmp_path, monkeypatch, martlet_cli
+):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    martlet.register_model("ms-only-model", hub_ids={"modelscope": "acme/ms-only"})
+    with pytest.raises(ModelLoadError) as info:
+        martlet.load_tokenizer("ms-only-model")
+    assert "run `martlet download acme/ms-only --hub modelscope`" in info.value.fix
+    _repo_for("acme/ms-only", "modelscope")  # which `martlet download` accepts
+    text = martlet_cli("model", "info", "ms-only-model").stdout
+    assert "fetch it with: martlet download ms-only-model --hub modelscope" in text
+    _repo_for("ms-only-model", "modelscope")
 
 
 def test_an_unknown_model_id_suggests_registered_ones(tmp_path, monkeypatch):
@@ -178,9 +201,29 @@ def test_an_unknown_model_id_suggests_registered_ones(tmp_path, monkeypatch):
         martlet.load_model("smollm2-135m-instrct")
     assert info.value.what == "unknown model 'smollm2-135m-instrct'"
     assert info.value.why.startswith("did you mean 'smollm2-135m-instruct'")
-    with pytest.raises(ModelLoadError) as info:  # a bare name like no model id: a hub id
-        martlet.load_model("gpt2")
-    assert "nor is 'gpt2' a registered model id" in info.value.why
+
+
+@pytest.mark.parametrize("name", ["no-such-model-xyz", "gpt2"])
+def test_an_unknown_bare_name_never_suggests_a_download_that_would_fail(
+    name, tmp_path, monkeypatch
+):
+    # `martlet download NAME` takes a registered id or an org/name hub id, so for a bare name
+    # that is neither it answers "unknown model": the error must not send the user there
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    with pytest.raises(UnknownNameError) as download_error:
+        _repo_for(name, "huggingface")
+    with pytest.raises(UnknownNameError) as info:
+        martlet.load_model(name)
+    assert info.value.what == download_error.value.what == f"unknown model {name!r}"
+    assert f"martlet download {name}" not in info.value.message()
+    assert info.value.why == (
+        f"{name!r} is no registered model id, no local path, and no hub model in the local "
+        "Hugging Face cache"
+    )
+    assert info.value.fix == (
+        "`martlet model list` shows the registered ids; or give a local folder, a .gguf file, "
+        "or a hub id as org/name (`martlet download org/name` fetches one)"
+    )
 
 
 def fake_hf_cache(root: Path, repo_id: str, files: Path) -> Path:

@@ -163,7 +163,10 @@ def model_info(config: ModelInfoConfig) -> None:
     lines.append(("resolves from", f"{where['origin']}: {where['path'] or where['source']}"))
     lines.append(("", where["description"]))
     if where["origin"] == "hub":
-        lines.append(("", f"fetch it with: martlet download {data.get('name', data['model'])}"))
+        # a registered model with only a ModelScope id downloads from there
+        ms_only = "hub_ids" in data and "huggingface" not in data["hub_ids"]
+        fetch = f"martlet download {data.get('name', data['model'])}"
+        lines.append(("", f"fetch it with: {fetch}{' --hub modelscope' if ms_only else ''}"))
     detected = data.get("detected")
     if detected:
         lines.append(("detected", f"{detected['family']} ({detected['reason']})"))

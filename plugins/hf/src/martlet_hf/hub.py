@@ -220,15 +220,16 @@ def close_models(model: str) -> list[str]:
     return list(dict.fromkeys(known[c] for c in close))
 
 
-def unknown_model(model: str) -> UnknownNameError:
+def unknown_model(model: str, why: str | None = None) -> UnknownNameError:
     """The error for a name that is no registered model id, no path and no ``org/name`` id:
-    close registered ids, and where to see them all."""
+    close registered ids (else ``why``), and where to see them all. It never suggests
+    ``martlet download MODEL``, which refuses such a name."""
     suggestions = close_models(model)
     return UnknownNameError(
         f"unknown model {model!r}",
-        why=f"did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else None,
+        why=f"did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else why,
         fix="`martlet model list` shows the registered ids; or give a local folder, a .gguf "
-        "file, or a hub id as org/name",
+        "file, or a hub id as org/name (`martlet download org/name` fetches one)",
     )
 
 

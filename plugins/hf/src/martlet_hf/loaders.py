@@ -32,8 +32,9 @@ from typing import Any
 
 from martlet.errors import ConfigError, MartletError
 from martlet.paths import cache_dir
+from martlet.rundirs import check_folder, run_folder, run_tuner
 
-from martlet_hf.hub import close_models, find_local, looks_like_hub_id, unknown_model
+from martlet_hf.hub import find_local, hf_offline, looks_like_hub_id, unknown_model
 from martlet_hf.options import check_num_labels, check_task_type
 
 #: accepted spellings -> the dtype name transformers takes
@@ -243,6 +244,16 @@ class HfLoader:
         path = Path(source).expanduser()
         if path.is_dir():
             if not (path / "config.json").is_file():
+                run = run_folder(path)
+                if run is not None:
+                    check_folder(path, run_tuner(run))  # a damaged run: name the file first
+                    raise ModelLoadError(
+                        f"{source!r} is a training run, not a model folder",
+                        why="it holds what the run trained (an adapter) and the name of its "
+                        f"base model in {run / 'config.yaml'}, not a whole model",
+                        fix=f"pass it as --adapters {source} (in Python: martlet.load_run), or "
+                        "merge it into a model folder with `martlet export --merge-lora`",
+                    )
                 raise ModelLoadError(
                     f"{source!r} is not a model folder",
                     why="it has no config.json",
@@ -254,19 +265,25 @@ class HfLoader:
         found = find_local(source, revision)
         if found:
             return Path(found[1])
-        if "/" not in source and close_models(source):
-            raise unknown_model(source)  # a mistyped model id, most likely
+        if "/" not in source:
+            # `martlet download` takes a registered id or an org/name hub id, so it could not
+            # fetch this one either: a mistyped model id, most likely
+            raise unknown_model(
+                source,
+                why=f"{source!r} is no registered model id, no local path, and no hub model "
+                "in the local Hugging Face cache",
+            )
         raise ModelLoadError(
             f"the Hugging Face Hub model {source!r} is not on this machine",
             why="a hub id loads only from disk (a `martlet download` folder or the local "
-            "Hugging Face cache); nothing is downloaded implicitly" + _not_registered(source),
-            fix=f"run `martlet download {source}` (needs the network), or pass the path of a "
-            "local folder that holds the model",
+            "Hugging Face cache); nothing is downloaded implicitly",
+            fix=f"{download_hint(source)}, or pass the path of a local folder that holds the model",
         )
 
     def load(self, source: str, **options: Any) -> tuple[Any, Any]:
         opts = normalize_options(options)
         folder = self.folder(source, opts.get("revision"))
+        check_folder(folder, _folder_tuner(folder), as_model=True)
         tokenizer = _load_tokenizer(folder, opts)
         model = _load_model(folder, opts, tokenizer)
         return model, tokenizer
@@ -276,10 +293,30 @@ class HfLoader:
         return _load_tokenizer(self.folder(source, opts.get("revision")), opts)
 
 
-def _not_registered(source: str) -> str:
-    if "/" in source:
-        return ""
-    return f"; nor is {source!r} a registered model id (`martlet model list` shows them)"
+def _folder_tuner(folder: Path) -> str | None:
+    """The tuner of the run ``folder`` is (a whole-model run loads as a folder too), or None."""
+    run = run_folder(folder)
+    return run_tuner(run) if run is not None else None
+
+
+def download_hint(repo_id: str) -> str:
+    """How to fetch hub id ``repo_id`` (``org/name``) with ``martlet download``: from the hub a
+    registered model names it on (ModelScope needs ``--hub modelscope``), and saying to unset
+    ``HF_HUB_OFFLINE`` first where that would refuse the download."""
+    from martlet.registry import records
+
+    hubs = [
+        hub
+        for record in records("models")
+        for hub, value in record.hub_ids.items()
+        if value == repo_id and hub in ("huggingface", "modelscope")
+    ]
+    if hubs and "huggingface" not in hubs:
+        return f"run `martlet download {repo_id} --hub modelscope` (needs the network)"
+    command = f"`martlet download {repo_id}`"
+    if hf_offline():
+        return f"unset HF_HUB_OFFLINE, then run {command} (needs the network)"
+    return f"run {command} (needs the network)"
 
 
 def _load_tokenizer(folder: Path, opts: dict[str, Any]) -> Any:
@@ -502,6 +539,7 @@ class GgufLoader:
     def load(self, source: str, **options: Any) -> tuple[Any, Any]:
         opts = normalize_options(options)
         folder = convert_gguf(source)
+        check_folder(folder, as_model=True)
         tokenizer = _load_tokenizer(folder, opts)
         return _load_model(folder, opts, tokenizer), tokenizer
 
