@@ -184,6 +184,26 @@ def check_conversation(messages: list[dict[str, Any]], field: str = "messages") 
             raise RowProblem("empty prompt", f"{field}[{i}] (user) is empty")
 
 
+def check_start(row: Mapping[str, Any]) -> None:
+    """A canonical row's conversations (``messages``, ``rejected_messages``) do not open with an
+    assistant turn that would be learned from: the chat templates cannot label an answer that
+    no prompt comes before (an opening assistant turn with ``"loss": false`` is context only).
+
+    Checked on the finished row, after a ``system`` column has been put first.
+    """
+    for field in ("messages", "rejected_messages"):
+        messages = row.get(field)
+        if not messages:
+            continue
+        first = messages[0]
+        if first.get("role") == "assistant" and first.get("loss") is not False:
+            raise RowProblem(
+                "starts with assistant turn",
+                f"{field}[0] is an assistant message; a conversation must start with a user "
+                'or system message (or mark that message "loss": false to keep it as context)',
+            )
+
+
 def conversation(
     value: Any, field: str, media: dict | None = None, check: bool = True
 ) -> list[dict[str, Any]]:
@@ -199,13 +219,32 @@ def conversation(
     return messages
 
 
+def _tools(value: Any) -> list[Any]:
+    """A row's ``tools`` as a list of tool objects (JSON schemas); JSON text is parsed and one
+    object becomes a list of one. Anything else cannot be rendered by a chat template."""
+    value = _maybe_json(value, "tools")
+    if isinstance(value, Mapping):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(t, Mapping) for t in value):
+        got = type(value).__name__ if not isinstance(value, list) else "a list holding non-objects"
+        raise RowProblem(
+            "wrong type",
+            f"'tools' must be a list of tool objects (JSON schemas) or its JSON text, got {got}",
+        )
+    return value
+
+
 def _passthrough(row: Mapping[str, Any], media: dict[str, list[str]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in PASSTHROUGH:
         value = row.get(key)
-        if value is None or value == []:
+        if value is None or value == [] or (key == "tools" and _blank(value)):
             continue
-        if key != "tools" and isinstance(value, str):
+        if key == "tools":
+            value = _tools(value)
+            if not value:
+                continue
+        elif isinstance(value, str):
             value = [value]
         out[key] = value
     for key, refs in media.items():
@@ -633,6 +672,7 @@ def to_canonical(
     row = apply_columns(row, columns)
     used = format or detect_format(row)
     out = convert(row, used)
+    check_start(out)
     extras = set(keep) | set((columns or {}).values())
     for key in extras:
         if key in row and key not in out and key not in _CONSUMED.get(used, ()):
@@ -659,7 +699,11 @@ def to_prompt(
         out, used = to_canonical(row, format, keep=keep)
         messages = list(out.get("messages") or [])
     except RowProblem as problem:
-        if problem.reason not in ("no assistant turn", "no usable fields"):
+        if problem.reason not in (
+            "no assistant turn",
+            "no usable fields",
+            "starts with assistant turn",
+        ):
             raise
         used = format or "prompt"
         out = {k: row[k] for k in keep if k in row}

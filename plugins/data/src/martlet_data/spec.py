@@ -6,7 +6,7 @@
 * ``#N`` — use N rows (see :func:`martlet_data.rows.select`).
 
 A spec that names an existing file or folder is always that path, even if it holds ``:`` or
-``#``.
+``#``; so is one whose ``#`` is followed by the rest of a file name (``data#2.jsonl``).
 """
 
 from __future__ import annotations
@@ -80,6 +80,12 @@ class DatasetSpec:
         return bool(HUB_ID_RE.match(self.name))
 
 
+def _is_file_name(after_hash: str) -> bool:
+    """Whether the text after a ``#`` is the end of a file name (``data#1.jsonl``), not ``N``."""
+    text = after_hash.strip()
+    return "/" in text or text.lower().endswith(SUFFIXES)
+
+
 def parse_spec(spec: str) -> DatasetSpec:
     """Parse a selector.
 
@@ -107,12 +113,17 @@ def parse_spec(spec: str) -> DatasetSpec:
         rest = match.group(2)
     count = None
     match = _COUNT_RE.match(rest)
-    if match:
+    if match and not _is_file_name(match.group(2)):
         rest, raw = match.group(1), match.group(2).strip()
         if not raw.isdigit() or int(raw) <= 0:
+            example = rest.strip() or "sample-sft"
             raise ConfigError(
-                f"the row count in dataset spec {spec!r} must be a positive integer, got {raw!r}",
-                fix="write NAME#N, e.g. sample-sft#100",
+                f"#N (the row count) in dataset spec {spec!r} must be a positive integer, "
+                f"got {raw!r}",
+                why="#N takes N rows of the dataset (a seeded sample, or repeats when N is "
+                "larger than the dataset)",
+                fix=f"write NAME#N with N of 1 or more, e.g. {example}#100, or leave out '#N' "
+                "to use every row",
             )
         count = int(raw)
     subsets: tuple[str, ...] = ()
