@@ -145,3 +145,136 @@ def test_a_reward_model_run_merges_into_a_sequence_classifier(
     merged = AutoModelForSequenceClassification.from_pretrained(out).eval()
     with torch.no_grad():
         torch.testing.assert_close(sequence_scores(merged, ids, mask), expected, atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------------- where the export goes
+
+
+def _run_files(run):
+    return {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+
+
+@pytest.mark.parametrize("overwrite", [True, False])
+def test_exporting_into_the_run_itself_is_refused(martlet_manager, martlet_cli, run_dir, overwrite):
+    """Merged weights written next to the run's adapter load with the adapter applied twice
+    (logits 0.066 off on the tiny model); the run's own files would be replaced too."""
+    martlet_manager("export", "hf", "peft")
+    run, _, _ = run_dir
+    before = _run_files(run)
+    args = ["export", "--adapters", str(run), "--merge-lora", "--output-dir", str(run)]
+    result = martlet_cli(*args, *(["--overwrite"] if overwrite else []))
+    assert result.exit_code != 0
+    assert "is the run being exported" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert _run_files(run) == before  # nothing written, nothing loaded
+
+
+def test_exporting_a_checkpoint_into_its_run_is_refused(martlet_manager, martlet_cli, run_dir):
+    import shutil
+
+    martlet_manager("export", "hf", "peft")
+    run, _, _ = run_dir
+    checkpoint = run / "checkpoint-1"
+    checkpoint.mkdir()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy(run / name, checkpoint / name)
+    for adapters, out in ((checkpoint, run), (run, checkpoint)):
+        args = ["--adapters", str(adapters), "--merge-lora", "--output-dir", str(out)]
+        result = martlet_cli("export", *args, "--overwrite")
+        assert result.exit_code != 0
+        assert "run" in result.stderr and "--output-dir" in result.stderr, result.stderr
+    assert not (run / "config.json").exists() and not (checkpoint / "config.json").exists()
+
+
+def test_overwrite_leaves_no_adapter_next_to_the_merged_weights(
+    martlet_manager, martlet_cli, run_dir, tmp_path
+):
+    """An earlier write left an adapter in --output-dir: --overwrite removes it, and the
+    export loads (by transformers and by Martlet) with the logits of the adapter-on model."""
+    import shutil
+
+    import martlet
+    from transformers import AutoModelForCausalLM
+
+    martlet_manager("export", "hf", "peft")
+    run, ids, expected = run_dir
+    out = tmp_path / "merged"
+    out.mkdir()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy(run / name, out / name)
+    result = martlet_cli(
+        "export", "--adapters", str(run), "--merge-lora", "--output-dir", str(out), "--overwrite"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert not list(out.glob("adapter_*"))
+    assert "removed adapter_config.json" in result.stderr
+    for model in (
+        AutoModelForCausalLM.from_pretrained(out),
+        martlet.load_model(str(out), torch_dtype="float32")[0],
+    ):
+        with torch.no_grad():
+            logits = model.eval()(input_ids=ids).logits
+        torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_a_merged_export_next_to_an_adapter_does_not_load(
+    martlet_manager, martlet_cli, run_dir, tmp_path
+):
+    """A folder an earlier Martlet left that way loads with a clear error, not wrong logits."""
+    import shutil
+
+    import martlet
+    from martlet.errors import MartletError
+
+    martlet_manager("export", "hf", "peft")
+    run, _, _ = run_dir
+    out = tmp_path / "merged"
+    result = martlet_cli("export", "--adapters", str(run), "--merge-lora", "--output-dir", str(out))
+    assert result.exit_code == 0, result.stderr
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy(run / name, out / name)
+    with pytest.raises(MartletError) as info:
+        martlet.load_model(str(out))
+    assert "merged model next to an adapter" in info.value.what
+    assert "second time" in info.value.why or "twice" in info.value.why
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_an_output_dir_that_cannot_be_a_folder(
+    martlet_manager, martlet_cli, run_dir, tmp_path, where
+):
+    martlet_manager("export", "hf", "peft")
+    run, _, _ = run_dir
+    file = tmp_path / "notes.txt"
+    file.write_text("x")
+    out = file if where == "a file" else file / "merged"
+    result = martlet_cli("export", "--adapters", str(run), "--merge-lora", "--output-dir", str(out))
+    assert result.exit_code != 0
+    assert "--output-dir" in result.stderr and "is a file" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------------- damaged runs
+
+
+@pytest.mark.parametrize("how", ["deleted", "truncated", "random bytes"])
+def test_a_damaged_adapter_names_the_file(martlet_manager, martlet_cli, run_dir, tmp_path, how):
+    import os
+
+    martlet_manager("export", "hf", "peft")
+    run, _, _ = run_dir
+    file = run / "adapter_model.safetensors"
+    if how == "deleted":
+        file.unlink()
+    elif how == "truncated":
+        file.write_bytes(file.read_bytes()[: file.stat().st_size - 64])
+    else:
+        file.write_bytes(os.urandom(2048))
+    out = tmp_path / "merged"
+    result = martlet_cli("export", "--adapters", str(run), "--merge-lora", "--output-dir", str(out))
+    assert result.exit_code != 0
+    assert f"{file} is {'missing' if how == 'deleted' else 'damaged'}" in result.stderr, (
+        result.stderr
+    )
+    assert "train again" in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()

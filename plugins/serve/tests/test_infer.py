@@ -225,3 +225,196 @@ def test_auto_weights_follow_the_device(martlet_manager, monkeypatch, native, de
     assert config.loader_options()["torch_dtype"] == dtype
     explicit = build(InferConfig, values={"model": "x", "torch_dtype": "float32"})
     assert explicit.loader_options()["torch_dtype"] == "float32"
+
+
+# ---------------------------------------------------------------------- damaged run directories
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_model_dir, tmp_path_factory):
+    """A LoRA run directory trained once through the CLI, copied by the tests that damage it."""
+    from martlet.manager import set_manager
+    from martlet_sdk.isolation import isolated_manager
+    from martlet_sdk.runner import run_cli
+
+    run = tmp_path_factory.mktemp("trained") / "run"
+    previous = set_manager(isolated_manager(*PLUGINS))
+    try:
+        result = run_cli(
+            [
+                "sft",
+                "--model",
+                str(tiny_model_dir),
+                "--dataset",
+                "sample-sft#8",
+                "--max-steps",
+                "1",
+                "--output-dir",
+                str(run),
+                "--disable-progress-bar",
+            ]
+        )
+    finally:
+        set_manager(previous)
+    assert result.exit_code == 0, result.stderr
+    assert (run / "adapter_model.safetensors").is_file()
+    return run
+
+
+def _damage(file, how):
+    if how == "deleted":
+        file.unlink()
+    elif how == "truncated":
+        file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+    elif how == "cut in the header":
+        file.write_bytes(file.read_bytes()[:100])
+    else:  # random bytes
+        file.write_bytes(os.urandom(4096))
+
+
+@pytest.mark.parametrize("how", ["deleted", "truncated", "cut in the header", "random bytes"])
+def test_a_damaged_adapter_names_the_file(cli, trained_run, tmp_path, how):
+    """Not `LocalEntryNotFoundError ... outgoing traffic has been disabled` (a network problem,
+    it suggests) or `SafetensorError: invalid header length`: the file, and what to do."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    _damage(run / "adapter_model.safetensors", how)
+    result = cli("infer", "--adapters", str(run), "--query", "Hi", "--max-new-tokens", "2")
+    assert result.exit_code != 0
+    assert "Traceback" not in result.stderr
+    assert str(run / "adapter_model.safetensors") in result.stderr, result.stderr
+    assert ("missing" if how == "deleted" else "damaged") in result.stderr
+    assert "train again" in result.stderr
+    assert "traffic" not in result.stderr and "SafetensorError" not in result.stderr
+
+
+def test_a_damaged_checkpoint_points_at_the_other_checkpoints(cli, trained_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    for step in (1, 2):
+        shutil.copytree(
+            trained_run, run / f"checkpoint-{step}", ignore=shutil.ignore_patterns("config.yaml")
+        )
+    _damage(run / "checkpoint-2" / "adapter_model.safetensors", "truncated")
+    result = cli("infer", "--adapters", str(run / "checkpoint-2"), "--query", "Hi")
+    assert result.exit_code != 0
+    assert "checkpoint-2/adapter_model.safetensors is damaged" in result.stderr
+    assert f"--resume-from-checkpoint {run / 'checkpoint-1'}" in result.stderr, result.stderr
+
+
+def test_a_damaged_adapter_config_is_a_clear_error(cli, trained_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "adapter_config.json").write_text('{"peft_type": "LO')
+    result = cli("infer", "--adapters", str(run), "--query", "Hi")
+    assert result.exit_code != 0
+    assert "adapter_config.json is damaged" in result.stderr and "not valid JSON" in result.stderr
+
+
+# ---------------------------------------------------------------------- --output
+
+
+@pytest.fixture
+def rows(tmp_path):
+    file = tmp_path / "rows.jsonl"
+    file.write_text(json.dumps({"query": "Hi"}) + "\n")
+    return file
+
+
+def _writable(folder):
+    import tempfile
+
+    if not os.path.isdir(folder):
+        return True  # nothing unwritable to try
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError:
+        return False
+    return True
+
+
+def _bad_outputs(tmp_path):
+    folder = tmp_path / "answers"
+    folder.mkdir()
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    return {
+        "a folder": (str(folder), "is a folder"),
+        "a parent that is a file": (str(a_file / "answers.jsonl"), "is a file, not a folder"),
+        "a parent deeper under a file": (str(a_file / "a" / "b.jsonl"), "is a file, not a folder"),
+        "an unwritable place": ("/sys/martlet-answers.jsonl", "cannot write --output"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["a folder", "a parent that is a file", "a parent deeper under a file", "an unwritable place"],
+)
+@pytest.mark.parametrize("task", ["generate", "reward"])
+def test_a_bad_output_is_reported_before_the_model_loads(cli, rows, tmp_path, case, task):
+    """The model named does not exist: the --output error must come first, since loading a
+    real model takes a while (`IsADirectoryError` after the load, before)."""
+    if case == "an unwritable place" and _writable("/sys"):
+        pytest.skip("/sys is writable here")
+    output, message = _bad_outputs(tmp_path)[case]
+    result = cli(
+        "infer",
+        "--model",
+        str(tmp_path / "no-such-model"),
+        "--task",
+        task,
+        "--input",
+        str(rows),
+        "--output",
+        output,
+    )
+    assert result.exit_code != 0
+    assert message in result.stderr, result.stderr
+    assert "--output" in result.stderr and "no-such-model" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_good_output_is_left_alone_until_the_answers_come(cli, rows, tmp_path, tiny_model_dir):
+    existing = tmp_path / "old.jsonl"
+    existing.write_text("old\n")
+    result = cli(
+        "infer", "--model", str(tmp_path / "nope"), "--input", str(rows), "--output", str(existing)
+    )
+    assert result.exit_code != 0 and "nope" in result.stderr  # the model's error this time
+    assert existing.read_text() == "old\n"  # the check wrote nothing
+    nested = tmp_path / "new" / "dir" / "answers.jsonl"
+    result = cli(
+        "infer",
+        "--model",
+        str(tiny_model_dir),
+        "--input",
+        str(rows),
+        "--output",
+        str(nested),
+        "--max-new-tokens",
+        "2",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert len(nested.read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--temperature", "-1"], "--temperature must be at least 0, not -1.0"),
+        (["--top-p", "0"], "--top-p must be in (0, 1], not 0.0"),
+        (["--max-new-tokens", "0"], "--max-new-tokens must be at least 1, not 0"),
+        (["--template", "chatmll"], "did you mean 'chatml'"),
+    ],
+)
+def test_bad_values_fail_before_the_model_loads(cli, tmp_path, extra, message):
+    result = cli("infer", "--model", str(tmp_path / "no-model"), "--query", "hi", *extra)
+    assert result.exit_code != 0 and "Traceback" not in result.stderr
+    assert message in result.stderr, result.stderr
+    assert "no-model" not in result.stderr  # nothing was loaded

@@ -63,7 +63,8 @@ def run_export(config: ExportConfig) -> Path:
         raise ConfigError(
             "nothing to do", fix="pass --merge-lora (with --adapters) and/or --quant-method NAME"
         )
-    out = Path(config.output_dir)
+    out = Path(config.output_dir).expanduser()
+    check_output_dir(out, config.adapters)
     if out.exists() and any(out.iterdir()) and not config.overwrite:
         raise ConfigError(f"{out} is not empty", fix="choose another --output-dir or --overwrite")
     quantizer = None
@@ -96,6 +97,7 @@ def run_export(config: ExportConfig) -> Path:
         model, tokenizer = martlet.load_model(config.model, **load_options)
         info["base_model"] = config.model
     out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_adapter(out)
     if quantizer is not None:
         quantizer.export(model, tokenizer, str(out), config.quant_bits)
         info.update(quant_method=config.quant_method, quant_bits=config.quant_bits)
@@ -104,3 +106,68 @@ def run_export(config: ExportConfig) -> Path:
         tokenizer.save_pretrained(str(out))
     (out / "martlet_export.json").write_text(json.dumps(info, indent=2))
     return out
+
+
+#: what a PEFT adapter is saved as; loaders apply an adapter they find next to a model's weights
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+
+
+def check_output_dir(out: Path, adapters: str | None) -> None:
+    """Refuse an ``--output-dir`` that cannot be a folder, or that is a training run's own
+    folder (the run being exported or any other): the exported weights would sit next to the
+    run's adapter, which loaders apply again on weights that already include it, and would
+    replace what the run trained.
+
+    Raises:
+        ConfigError: before anything loads.
+    """
+    from martlet.rundirs import run_folder
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(
+            f"--output-dir {out} is a file",
+            why="the exported model is a folder of files",
+            fix="choose a folder path for --output-dir",
+        )
+    ancestor = out.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(
+            f"cannot create --output-dir {out}",
+            why=f"{ancestor} is a file, not a folder",
+            fix="choose an --output-dir whose parent folders are folders",
+        )
+    if not out.is_dir():
+        return
+    target = out.resolve()
+    source = Path(adapters).expanduser() if adapters else None
+    if source is not None and source.is_dir():
+        run = run_folder(source.resolve())
+        if target in {source.resolve(), run}:
+            raise ConfigError(
+                f"--output-dir {out} is the run being exported",
+                why="the exported model would sit next to the run's adapter "
+                "(adapter_config.json), so loading it would apply the adapter a second time "
+                "on weights that already include it, and the run's own files would be replaced",
+                fix=f"choose another --output-dir, e.g. {out.name}-merged next to it",
+            )
+    if run_folder(target) is not None:
+        raise ConfigError(
+            f"--output-dir {out} is a training run's folder",
+            why="exporting there would replace what the run trained, and the exported model "
+            "would sit next to its adapter, which loaders would apply a second time",
+            fix="choose another --output-dir",
+        )
+
+
+def _remove_stale_adapter(out: Path) -> None:
+    """Delete adapter files an earlier write left in ``out`` (only with --overwrite: a
+    non-empty folder is refused otherwise): next to the exported weights, a loader would apply
+    them as an adapter."""
+    stale = [out / name for name in ADAPTER_FILES if (out / name).is_file()]
+    for file in stale:
+        file.unlink()
+    if stale:
+        names = ", ".join(f.name for f in stale)
+        click.echo(f"martlet: removed {names} left in {out} by an earlier write", err=True)

@@ -111,7 +111,33 @@ class InferConfig(ModelOptions, TemplateOptions):
         )
 
 
-@config_command(InferConfig, name="infer")
+def check_infer(config: InferConfig) -> None:
+    """The values and names ``infer`` can check before the model loads (it takes seconds)."""
+    from martlet.manager import get_manager
+
+    def need(ok: bool, flag: str, value: object, rule: str, example: str) -> None:
+        if not ok:
+            raise ConfigError(
+                f"--{flag} must be {rule}, not {value!r}", fix=f"e.g. --{flag} {example}"
+            )
+
+    need(config.temperature >= 0, "temperature", config.temperature, "at least 0", "0.7")
+    need(0 < config.top_p <= 1, "top-p", config.top_p, "in (0, 1]", "0.9")
+    need(config.top_k >= 0, "top-k", config.top_k, "at least 0", "50")
+    need(config.max_new_tokens >= 1, "max-new-tokens", config.max_new_tokens, "at least 1", "256")
+    need(
+        config.repetition_penalty > 0,
+        "repetition-penalty",
+        config.repetition_penalty,
+        "more than 0",
+        "1.1",
+    )
+    need(config.max_batch_size >= 1, "max-batch-size", config.max_batch_size, "at least 1", "8")
+    if config.template:  # a misspelt name fails now, with suggestions
+        get_manager().registry.get("templates", config.template)
+
+
+@config_command(InferConfig, name="infer", check=check_infer)
 def infer(config: InferConfig) -> None:
     """Chat with a model (streamed), answer --query, or answer every row of --input."""
     if config.port is not None:
@@ -122,6 +148,8 @@ def infer(config: InferConfig) -> None:
         )
     if config.output and not config.input:
         raise ConfigError("--output needs --input", fix="pass --input ROWS.jsonl")
+    if config.output:
+        check_output(config.output)  # before the model loads: that takes a while
     if config.response is not None and config.query is None:
         raise ConfigError("--response needs --query", fix="pass --query TEXT --response TEXT")
     if config.task == "reward" or config.task_type == "seq_cls" or _run_is_reward(config):
@@ -328,13 +356,64 @@ def _conversation_rows(rows: Iterable[Any], source: str) -> Iterator[dict[str, A
         yield dict(row)
 
 
+def check_output(path: str) -> None:
+    """Check that JSON Lines can be written to ``path``, creating nothing: it is not a folder,
+    its first existing parent is a folder, and that (or the file itself) is writable.
+
+    Raises:
+        ConfigError: naming ``--output`` and what is wrong with it.
+    """
+    import tempfile
+
+    file = Path(path).expanduser()
+    if file.is_dir():
+        raise ConfigError(
+            f"--output {path} is a folder",
+            why="the answers are written to one JSON Lines file",
+            fix=f"give a file path, e.g. --output {file / 'answers.jsonl'}",
+        )
+    where = file
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if where != file and not where.is_dir():
+        raise ConfigError(
+            f"cannot write --output {path}",
+            why=f"{where} is a file, not a folder",
+            fix="give an --output path whose parent folders are folders",
+        )
+    try:
+        if where == file:
+            open(file, "a", encoding="utf-8").close()  # truncates and appends nothing
+        else:
+            tempfile.TemporaryFile(dir=where).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write --output {path}",
+            why=f"{where} is not writable ({exc.strerror or exc})",
+            fix="give an --output path in a folder you can write to",
+            cause=exc,
+        ) from exc
+
+
 @contextlib.contextmanager
 def _output(path: str | None) -> Iterator[Any]:
-    """Where JSON Lines go: the file at ``path`` (closed at the end), else stdout."""
+    """Where JSON Lines go: the file at ``path`` (closed at the end; missing parent folders
+    are created), else stdout."""
     if not path:
         yield sys.stdout
         return
-    with open(path, "w", encoding="utf-8") as out:
+    file = Path(path).expanduser()
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        out = open(file, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write --output {path}",
+            why=f"{type(exc).__name__}: {exc.strerror or exc}",
+            fix="give an --output path in a folder you can write to",
+            cause=exc,
+        ) from exc
+    with out:
         yield out
 
 
