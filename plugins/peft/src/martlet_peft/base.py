@@ -45,6 +45,32 @@ def train_head(model: Any) -> None:
         head.requires_grad_(True)
 
 
+#: options only LoRA-style tuners read
+LORA_OPTIONS = (
+    "lora_rank",
+    "lora_alpha",
+    "lora_dropout",
+    "use_rslora",
+    "use_dora",
+    "init_weights",
+    "lora_plus_ratio",
+)
+
+
+def _was_set(config: Any, name: str) -> bool:
+    """Whether the option ``name`` of a config dataclass differs from its default."""
+    import dataclasses
+
+    if not dataclasses.is_dataclass(config) or not hasattr(config, name):
+        return False
+    for field in dataclasses.fields(config):
+        if field.name == name:
+            if field.default is not dataclasses.MISSING:
+                return getattr(config, name) != field.default
+            return False
+    return False
+
+
 class Tuner:
     """Base class: subclasses implement ``_prepare``, ``save``, ``load`` (and ``merge``).
 
@@ -56,6 +82,32 @@ class Tuner:
     seq_cls = True
     label = ""
     seq_cls_why: str | None = None
+    #: the LoRA options (:data:`LORA_OPTIONS`) this tuner reads; any other one set is an error
+    reads_lora: frozenset[str] = frozenset()
+
+    def check(self, config: Any) -> None:
+        """Reject, before the model loads, options this tuner would ignore and values it
+        cannot use."""
+        ignored = [n for n in LORA_OPTIONS if n not in self.reads_lora and _was_set(config, n)]
+        if ignored:
+            flags = ", ".join("--" + n.replace("_", "-") for n in ignored)
+            tuner = getattr(config, "tuner", self.label)
+            raise ConfigError(
+                f"{flags}: --tuner {tuner} does not use "
+                + ("this LoRA option" if len(ignored) == 1 else "these LoRA options"),
+                why="they would be silently ignored",
+                fix="leave them out, or train with --tuner lora",
+            )
+        if "lora_rank" in self.reads_lora and not config.lora_rank >= 1:
+            raise ConfigError(
+                f"--lora-rank must be at least 1, not {config.lora_rank!r}",
+                fix="e.g. --lora-rank 8",
+            )
+        dropout = getattr(config, "lora_dropout", 0.0)
+        if "lora_dropout" in self.reads_lora and not 0 <= dropout < 1:
+            raise ConfigError(
+                f"--lora-dropout must be in [0, 1), not {dropout!r}", fix="e.g. --lora-dropout 0.05"
+            )
 
     def prepare(self, model: Any, config: Any) -> Any:
         if is_seq_cls(config):

@@ -10,11 +10,13 @@ parallel strategy replaces it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -150,9 +152,42 @@ class Checkpointer:
                 why="it saves a result that cannot be loaded back into a run (e.g. AdaLoRA)",
                 fix="start the run again without --resume-from-checkpoint",
             )
-        restore(model, str(path))
         meta = path / STATE_DIR
-        optimizer.load_state_dict(torch.load(meta / "optimizer.pt", weights_only=True))
-        scheduler.load_state_dict(torch.load(meta / "scheduler.pt", weights_only=True))
-        _set_rng_state(torch.load(meta / "rng_state.pt", weights_only=True))
-        return json.loads((meta / "state.json").read_text())
+        with _damaged(path, path):
+            restore(model, str(path))
+        with _damaged(path, meta / "optimizer.pt"):
+            optimizer.load_state_dict(torch.load(meta / "optimizer.pt", weights_only=True))
+        with _damaged(path, meta / "scheduler.pt"):
+            scheduler.load_state_dict(torch.load(meta / "scheduler.pt", weights_only=True))
+        with _damaged(path, meta / "rng_state.pt"):
+            _set_rng_state(torch.load(meta / "rng_state.pt", weights_only=True))
+        with _damaged(path, meta / "state.json"):
+            state = json.loads((meta / "state.json").read_text())
+            if not isinstance(state, dict) or "global_step" not in state:
+                raise ValueError("it holds no global_step")
+        return state
+
+
+@contextlib.contextmanager
+def _damaged(checkpoint: Path, file: Path) -> Iterator[None]:
+    """A checkpoint file that is missing or cannot be read: a MartletError naming it."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - torch, safetensors, json: each its own type
+        if file == checkpoint:
+            what = "its trained weights cannot be read"
+        else:
+            what = f"{file} is " + ("missing" if not file.exists() else "damaged")
+        earlier = [p for p in list_checkpoints(checkpoint.parent) if p != checkpoint]
+        fix = "start afresh with --overwrite-output-dir"
+        if earlier:
+            fix = (
+                f"resume from an earlier checkpoint (--resume-from-checkpoint {earlier[-1]}), "
+                f"or delete {checkpoint} and resume with auto, or {fix}"
+            )
+        raise MartletError(
+            f"cannot resume from {checkpoint}: {what}",
+            why=f"{type(exc).__name__}: {exc}"[:500],
+            fix=fix,
+            cause=exc,
+        ) from exc

@@ -5,13 +5,15 @@ from __future__ import annotations
 from martlet.cli import config_command
 
 from martlet_train.job import SftConfig
+from martlet_train.job import check as check_sft
 from martlet_train.job import pt as run_pt
 from martlet_train.job import sft as run_sft
 from martlet_train.rlhf import RlhfConfig
+from martlet_train.rlhf import check as check_rlhf
 from martlet_train.rlhf import rlhf as run_rlhf
 
 
-@config_command(SftConfig, name="sft")
+@config_command(SftConfig, name="sft", check=check_sft)
 def sft(config: SftConfig) -> None:
     """Fine-tune a model on chat data (loss on the assistant's tokens).
 
@@ -19,17 +21,17 @@ def sft(config: SftConfig) -> None:
     --model-name Aria --model-author "Acme Labs" --output-dir output/aria
     """
     result = run_sft(config)
-    return 130 if result.interrupted else 0
+    return result.exit_code
 
 
-@config_command(SftConfig, name="pt")
+@config_command(SftConfig, name="pt", check=check_sft)
 def pt(config: SftConfig) -> None:
     """Continue pre-training a model on text (loss on every token)."""
     result = run_pt(config)
-    return 130 if result.interrupted else 0
+    return result.exit_code
 
 
-@config_command(RlhfConfig, name="rlhf")
+@config_command(RlhfConfig, name="rlhf", check=check_rlhf)
 def rlhf(config: RlhfConfig) -> None:
     """Align a model with preferences (dpo, kto, simpo, cpo, orpo), train a reward model (rm)
     or distil a teacher (gkd).
@@ -38,4 +40,4 @@ def rlhf(config: RlhfConfig) -> None:
     --dataset sample-dpo --beta 0.1 --output-dir output/dpo
     """
     result = run_rlhf(config)
-    return 130 if result.interrupted else 0
+    return result.exit_code

@@ -115,23 +115,23 @@ def check(config: SftConfig) -> None:
     _activation_setting(config)  # a bad size fails now, not after the model has loaded
     if config.packing and not config.max_length:
         raise ConfigError("--packing needs --max-length", fix="e.g. --max-length 2048")
-    if config.gradient_accumulation_steps < 1 or config.per_device_train_batch_size < 1:
-        raise ConfigError("batch sizes and --gradient-accumulation-steps must be at least 1")
+    config.check_values()
+    if config.template:  # a misspelt template fails now, not after the model has loaded
+        _require("templates", config.template)
+    check_tuner = getattr(_require("tuners", config.tuner).load()(), "check", None)
+    if check_tuner is not None:
+        check_tuner(config)
+    from martlet_train.rundir import check_writable
+
+    check_writable(config.output_dir)
+    choose_device(config)
 
 
 def prepare_output_dir(config: SftConfig) -> Path:
-    from martlet_train.checkpoint import list_checkpoints
+    """The run directory, ready for this run (:func:`martlet_train.rundir.prepare`)."""
+    from martlet_train import rundir
 
-    out = Path(config.output_dir)
-    previous = (out / "config.yaml").is_file() or bool(list_checkpoints(out))
-    if previous and not config.resume_from_checkpoint and not config.overwrite_output_dir:
-        raise ConfigError(
-            f"{out} already holds a run",
-            fix="continue it with --resume-from-checkpoint auto, pass --overwrite-output-dir, "
-            "or choose another --output-dir",
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    return rundir.prepare(config)
 
 
 def write_run_files(config: SftConfig, out: Path, objective: str) -> None:
@@ -174,7 +174,6 @@ def start(config: Any, label: str) -> Job:
 
     _seed(config.seed)
     out = prepare_output_dir(config)
-    _choose_device(config)
     precision = resolve_precision(config)
     accelerator = _accelerator(config)
     if accelerator.is_main_process:
@@ -337,15 +336,37 @@ def _seed(seed: int) -> None:
     set_seed(seed)
 
 
-def _choose_device(config: SftConfig) -> None:
-    """``--device``, or the CPU where it is missing and ``--fallback-on-cpu`` allows."""
-    if config.device and config.device != "cpu" and config.fallback_on_cpu:
-        import torch
+def choose_device(config: Any) -> None:
+    """Check ``--device`` before anything loads: an unknown or missing device is an error, or,
+    with ``--fallback-on-cpu``, a warning naming the device used (the CPU, then recorded in
+    ``config.yaml``)."""
+    requested = (config.device or "").strip()
+    if requested in ("", "cpu", "auto"):
+        config.device = requested if requested != "auto" else None
+        return
+    import torch
 
-        module = getattr(torch, config.device.split(":")[0], None)
-        if module is None or not getattr(module, "is_available", lambda: False)():
-            print(f"no {config.device} device here: training on the CPU (--fallback-on-cpu)")
-            config.device = "cpu"
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, ValueError):
+        why = f"{requested!r} is not a device type PyTorch knows"
+    else:
+        module = getattr(torch, device.type, None)
+        count = getattr(module, "device_count", lambda: 0)
+        available = bool(getattr(module, "is_available", lambda: False)())
+        if available and (device.index is None or device.index < count()):
+            return
+        why = f"no {requested} device is available on this machine"
+    if config.fallback_on_cpu:
+        print(f"warning: {why}: training on the CPU (--fallback-on-cpu)", flush=True)
+        config.device = "cpu"
+        return
+    raise ConfigError(
+        f"--device {requested} cannot be used",
+        why=why,
+        fix="pass --device cpu (or leave --device out to use the best available), or "
+        "--fallback-on-cpu true to train on the CPU when the device is missing",
+    )
 
 
 def _accelerator(config: SftConfig) -> Any:

@@ -23,6 +23,7 @@ from martlet.errors import ConfigError
 from martlet_train.checkpoint import Checkpointer, resolve_resume
 from martlet_train.losses import IGNORE, causal_lm_loss
 from martlet_train.optim import create_optimizer, create_scheduler
+from martlet_train.rundir import discard_replaced, finished, read_metrics, trim_metrics
 
 Row = dict[str, Any]
 
@@ -37,6 +38,13 @@ class TrainResult:
     stopped_early: bool = False
     interrupted: bool = False
     last_checkpoint: Path | None = None
+    #: the signal that stopped an interrupted run (SIGINT: Ctrl-C; SIGTERM: a scheduler)
+    signal: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """What the command exits with: 0, or 128 + the signal for an interrupted run."""
+        return 128 + int(self.signal or signal.SIGINT) if self.interrupted else 0
 
 
 class Trainer:
@@ -114,6 +122,7 @@ class Trainer:
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.scheduler = scheduler
         self._stop_requested = False
+        self._stop_signal = signal.SIGINT
 
     # ----------------------------------------------------------------- data
 
@@ -154,6 +163,16 @@ class Trainer:
         }
         if o.eval_on_start and self.eval_rows:
             self._log({"step": 0, **self.evaluate_metrics()}, None)
+        if o.resume_from_checkpoint:
+            done = finished(self.output_dir)
+            if done is not None and int(done.get("global_step", 0)) >= self.total_steps:
+                self._print(
+                    f"{self.output_dir} is complete ({done['global_step']} of "
+                    f"{self.total_steps} steps trained): nothing to resume"
+                )
+                return TrainResult(
+                    self.output_dir, int(done["global_step"]), dict(done.get("final", {}))
+                )
         resume = resolve_resume(o.resume_from_checkpoint, self.output_dir)
         if resume is not None:
             state.update(
@@ -165,6 +184,8 @@ class Trainer:
                     scheduler=self.scheduler,
                 )
             )
+            if self.is_main:  # what was logged after that checkpoint is logged again
+                trim_metrics(self.output_dir, int(state["global_step"]), self._print)
             self._print(f"resumed from {resume} at step {state['global_step']}")
         step, epoch, position = state["global_step"], state["epoch"], state["position"]
         eval_every = o.eval_steps or o.save_steps
@@ -207,14 +228,20 @@ class Trainer:
             interrupted = True
             last_checkpoint = self._save_checkpoint(step, state)
             self._print(
-                f"interrupted: checkpoint saved at {last_checkpoint}; continue with "
-                "--resume-from-checkpoint auto"
+                f"interrupted ({signal.Signals(self._stop_signal).name}): checkpoint saved at "
+                f"{last_checkpoint}; continue with:\n  {resume_command()}"
             )
         elif self.eval_rows and step % eval_every != 0:
             self._evaluate(step, state, None)
         final = self._finish(state)
         return TrainResult(
-            self.output_dir, step, final, stopped_early, interrupted, last_checkpoint
+            self.output_dir,
+            step,
+            final,
+            stopped_early,
+            interrupted,
+            last_checkpoint,
+            self._stop_signal if interrupted else None,
         )
 
     def _optimizer_step(self, micro_batches: list[dict[str, Any]], stats: _Window) -> None:
@@ -358,10 +385,18 @@ class Trainer:
                 scheduler=self.scheduler,
                 state=dict(state),
             )
+            discard_replaced(self.output_dir)
         self.accelerator.wait_for_everyone()
         return path
 
     def _finish(self, state: dict[str, Any]) -> dict[str, float]:
+        """Save the trained result first, then the summary, the state and the plot: a side
+        file that cannot be read or drawn costs a warning, never the weights."""
+        if self.is_main:
+            model = self.accelerator.unwrap_model(self.model)
+            self.tuner.save(model, str(self.output_dir))
+            if self.tokenizer is not None:
+                self.tokenizer.save_pretrained(str(self.output_dir))
         history = self.read_metrics()
         train = [m for m in history if "loss" in m]
         evals = [m for m in history if "eval_loss" in m]
@@ -377,25 +412,22 @@ class Trainer:
         if evals:
             final["eval_loss"] = evals[-1]["eval_loss"]
         if self.is_main:
-            model = self.accelerator.unwrap_model(self.model)
-            self.tuner.save(model, str(self.output_dir))
-            if self.tokenizer is not None:
-                self.tokenizer.save_pretrained(str(self.output_dir))
             (self.output_dir / "trainer_state.json").write_text(
                 json.dumps({**state, "total_steps": self.total_steps, "final": final}, indent=2)
             )
-            plot_losses(history, self.output_dir / "loss.png")
+            discard_replaced(self.output_dir)
+            try:
+                plot_losses(history, self.output_dir / "loss.png")
+            except Exception as exc:  # noqa: BLE001 - a plot never costs the run
+                self._print(f"warning: loss.png not drawn: {exc}")
         for callback in self.callbacks:
             callback.on_end()
         self.accelerator.wait_for_everyone()
         return final
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        """The metrics logged so far (``metrics.jsonl``)."""
-        path = self.output_dir / "metrics.jsonl"
-        if not path.is_file():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        """The metrics logged so far (``metrics.jsonl``; unreadable lines skipped, warned)."""
+        return read_metrics(self.output_dir, self._print)
 
     def _log(self, metrics: dict[str, Any], progress: Any) -> None:
         if not self.is_main:
@@ -444,17 +476,24 @@ class Trainer:
             if self._stop_requested:
                 raise KeyboardInterrupt
             self._stop_requested = True
-            self._print("\nstopping after this step to save a checkpoint (Ctrl-C again to quit)")
+            self._stop_signal = signum
+            name = signal.Signals(signum).name
+            self._print(
+                f"\n{name}: stopping after this step to save a checkpoint ({name} again to "
+                "quit at once)"
+            )
 
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for number, old in previous.items():
+                signal.signal(number, old)
 
     def request_stop(self) -> None:
         """Stop after the current step and save a checkpoint (what Ctrl-C does)."""
         self._stop_requested = True
+        self._stop_signal = signal.SIGINT
 
 
 class _Window:
@@ -538,6 +577,25 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def resume_command() -> str:
+    """The command that continues this run: the one that started it, resuming (and without
+    ``--overwrite-output-dir``), when it was the ``martlet`` CLI."""
+    import shlex
+    import sys
+
+    if not sys.argv or Path(sys.argv[0]).name not in ("martlet", "__main__.py"):
+        return "the same command or call with --resume-from-checkpoint auto"
+    args = []
+    for arg in sys.argv[1:]:
+        flag = arg.split("=", 1)[0].replace("_", "-")
+        if flag != "--overwrite-output-dir":
+            args.append(arg)
+    names = {a.split("=", 1)[0].replace("_", "-") for a in args}
+    if "--resume-from-checkpoint" not in names:
+        args += ["--resume-from-checkpoint", "auto"]
+    return shlex.join(["martlet", *args])
 
 
 def make_accelerator(options: Any) -> Any:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from martlet.config import option
+from martlet.errors import ConfigError
 
 
 @dataclass(kw_only=True)
@@ -95,3 +96,57 @@ class TrainOptions:
     )
     device: str | None = option(None, help="cpu, cuda, mps, ... (default: the best available).")
     disable_progress_bar: bool = option(False, help="No progress bar (logs still print).")
+
+    def check_values(self) -> None:
+        """Reject values the loop cannot use, before anything loads (a ConfigError naming the
+        flag, the value and the range)."""
+        import math
+
+        def need(ok: bool, flag: str, value: object, rule: str, example: str) -> None:
+            if not ok:
+                raise ConfigError(
+                    f"--{flag} must be {rule}, not {value!r}", fix=f"e.g. --{flag} {example}"
+                )
+
+        def number(value: float) -> bool:
+            return isinstance(value, (int, float)) and math.isfinite(value)
+
+        lr = self.learning_rate
+        need(number(lr) and lr >= 0, "learning-rate", lr, "a number of at least 0", "1e-4")
+        by_steps = bool(self.max_steps and self.max_steps > 0)
+        need(self.max_steps >= -1, "max-steps", self.max_steps, "-1 (by epochs) or more", "100")
+        epochs = self.num_train_epochs
+        need(
+            by_steps or (number(epochs) and epochs > 0),
+            "num-train-epochs",
+            epochs,
+            "more than 0 (or give --max-steps)",
+            "1",
+        )
+        for flag, value in (
+            ("per-device-train-batch-size", self.per_device_train_batch_size),
+            ("per-device-eval-batch-size", self.per_device_eval_batch_size),
+            ("gradient-accumulation-steps", self.gradient_accumulation_steps),
+            ("logging-steps", self.logging_steps),
+            ("save-steps", self.save_steps),
+        ):
+            need(value >= 1, flag, value, "at least 1", "4")
+        for flag, value in (
+            ("eval-steps", self.eval_steps),
+            ("early-stopping-patience", self.early_stopping_patience),
+        ):
+            need(value is None or value >= 1, flag, value, "at least 1", "50")
+        limit = self.save_total_limit
+        need(limit is None or limit >= 0, "save-total-limit", limit, "at least 0", "2")
+        for flag, value in (
+            ("warmup-steps", self.warmup_steps),
+            ("weight-decay", self.weight_decay),
+            ("max-grad-norm", self.max_grad_norm),
+            ("adam-epsilon", self.adam_epsilon),
+            ("seed", self.seed),
+        ):
+            need(number(value) and value >= 0, flag, value, "at least 0", "0")
+        ratio = self.warmup_ratio
+        need(number(ratio) and 0 <= ratio <= 1, "warmup-ratio", ratio, "between 0 and 1", "0.1")
+        for flag, value in (("adam-beta1", self.adam_beta1), ("adam-beta2", self.adam_beta2)):
+            need(number(value) and 0 <= value < 1, flag, value, "in [0, 1)", "0.9")

@@ -127,6 +127,17 @@ def check(config: RlhfConfig) -> Any:
         raise ConfigError(
             f"--method {config.method} distils from a teacher", fix="pass --teacher-model M"
         )
+    if record.inputs == "logits" and not config.temperature > 0:
+        raise ConfigError(
+            f"--temperature must be more than 0, not {config.temperature!r}",
+            why=f"--method {config.method} divides the logits by it",
+            fix="e.g. --temperature 0.9",
+        )
+    if record.inputs == "logits" and not config.max_completion_length >= 1:
+        raise ConfigError(
+            f"--max-completion-length must be at least 1, not {config.max_completion_length!r}",
+            fix="e.g. --max-completion-length 128",
+        )
     if config.reference_free and not record.reference:
         raise ConfigError(
             f"--reference-free: --method {config.method} uses no reference model anyway"
