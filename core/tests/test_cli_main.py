@@ -219,3 +219,25 @@ def test_print_config_refuses_what_the_run_would_refuse(fresh_manager, capsys, t
     assert main(["batch", "--batch-size", "4", "--print-config"]) == 0
     assert capsys.readouterr().out == "batch_size: 4\nmode: a\n" and ran == []
     assert main(["batch", "--batch-size", "4"]) == 0 and ran == [4]
+
+
+def test_an_unknown_command_names_the_plugins_that_failed_to_load(site, discover, capsys):
+    from martlet.manager import set_manager
+
+    site.dist(
+        "fake-broken",
+        "0.3",
+        entry_points={"broken": "fakeplug_broken"},
+        modules={"fakeplug_broken": "raise ImportError('no module named shiny')\n"},
+    )
+    manager, _ = discover({})
+    previous = set_manager(manager)
+    try:
+        assert main(["shinycmd"]) == 2
+    finally:
+        set_manager(previous)
+    err = capsys.readouterr().err
+    assert err.startswith("Error: unknown command 'shinycmd'\n")
+    assert "failed to load, one of which may provide it" in err
+    assert "plugin 'broken' (fake-broken 0.3)" in err and "no module named shiny" in err
+    assert "pip install --force-reinstall fake-broken" in err

@@ -31,6 +31,29 @@ _PLUGIN_FLAGS = {"--plugin", "--plugins", "--external-plugins", "--external_plug
 _DIAGNOSTIC = {"plugins", "doctor", "version"}
 
 
+def _command_or_error(manager: Any, name: str) -> Any:
+    """The command ``name``, or the registry's helpful error — which, for a name nobody
+    registers, also names the installed plugins that failed to load: one of them may be the
+    plugin that provides it."""
+    from martlet.errors import UnknownNameError
+    from martlet.manager import FAILED
+
+    try:
+        return manager.registry.get("commands", name)
+    except UnknownNameError as exc:
+        failed = [i for i in manager.plugins if i.effective_status == FAILED]
+        if not failed:
+            raise
+        errors = "; ".join(f"{i.label}: {i.effective_error}" for i in failed)
+        raise UnknownNameError(
+            exc.what,
+            why=(f"{exc.why} " if exc.why else "")
+            + f"installed plugins that failed to load, one of which may provide it: {errors}",
+            fix=f"`martlet plugins` shows each failure; reinstall the plugin "
+            f"(pip install --force-reinstall {failed[0].distribution}); or {exc.fix}",
+        ) from exc
+
+
 class MartletGroup(click.Group):
     """A click group whose commands come from the registry of ``commands`` records."""
 
@@ -61,7 +84,7 @@ class MartletGroup(click.Group):
         if found is None or found.name not in _DIAGNOSTIC:
             # before "unknown command": the failed plugin may be the one that provides it
             manager.check_requested()
-        record = found or manager.registry.get("commands", name)  # a helpful error
+        record = found or _command_or_error(manager, name)
         return record.name, self.get_command(ctx, record.name), args[1:]
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import martlet
 import pytest
-from martlet.errors import ConfigError
+from martlet.errors import ConfigError, MartletError
 from martlet_data.encode import encode_rows
 from martlet_data.packing import (
     PackedCollator,
@@ -91,6 +91,39 @@ def test_encode_preference_kto_and_text_rows(template_for, tiny_tokenizer):
     for row in text:
         assert row["labels"] == row["input_ids"] and len(row["input_ids"]) <= 16
     assert text.stats.truncated > 0
+
+
+ALTERNATING = (
+    "{% for m in messages %}"
+    "{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant') }}"
+    "{% endif %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def test_a_row_the_template_refuses_is_named_or_skipped(template_for, tiny_tokenizer):
+    """A chat template that refuses a conversation (here, as Llama 2's and Mistral's do, two
+    user turns in a row) stops the encoding naming the row, or leaves it out with skip."""
+    tiny_tokenizer.chat_template = ALTERNATING
+    template = template_for(tiny_tokenizer)
+    good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    bad = {
+        "messages": [
+            {"role": "user", "content": "first question"},
+            {"role": "user", "content": "second"},
+            {"role": "assistant", "content": "answer"},
+        ]
+    }
+    with pytest.raises(MartletError) as caught:
+        encode_rows([good, bad, good], template)
+    message = str(caught.value)
+    assert "row 2 of the training data cannot be encoded" in message
+    assert "roles must alternate" in message and "'first question'" in message
+    assert "--on-bad-rows skip" in message
+    result = encode_rows([good, bad, good], template, on_bad_rows="skip")
+    assert len(list(result)) == 2
+    assert result.stats.deleted["the template cannot render it"] == 1
 
 
 def test_text_rows_need_a_tokenizer():

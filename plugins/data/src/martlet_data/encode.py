@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from martlet.errors import ConfigError
+from martlet.errors import ConfigError, MartletError
 
 from martlet_data.formats import rejected_conversation, row_kind
 
@@ -96,12 +96,29 @@ def _encode_text(text: str, tokenizer: Any, max_length: int | None) -> dict[str,
     }
 
 
+#: ``EncodeStats.deleted`` reason of the rows the chat template refused
+UNRENDERABLE = "the template cannot render it"
+
+
+def _unrenderable(exc: MartletError, number: int, row: Mapping[str, Any]) -> MartletError:
+    first = next((m for m in row.get("messages") or [] if m.get("content")), {})
+    text = str(first.get("content", ""))[:60]
+    return MartletError(
+        f"row {number} of the training data cannot be encoded: {exc.what}",
+        why=(exc.why or "") + (f" (the row starts {text!r})" if text else ""),
+        fix="fix or remove that row, choose another --template, or pass --on-bad-rows skip "
+        "to leave such rows out (they are counted)",
+        cause=exc,
+    )
+
+
 def encode_rows(
     rows: Iterable[Mapping[str, Any]],
     template: Any,
     *,
     tokenizer: Any = None,
     max_length: int | None = None,
+    on_bad_rows: str = "error",
 ) -> EncodedRows:
     """Encode canonical rows for training.
 
@@ -114,6 +131,9 @@ def encode_rows(
             get the EOS token appended, labels equal to the ids, and are cut to ``max_length``.
         max_length: rows still longer than this after encoding are deleted (a safety net for
             templates without a limit of their own).
+        on_bad_rows: a row the chat template cannot render (roles it refuses, say) stops the
+            encoding with an error naming the row (``"error"``), or is left out and counted
+            (``"skip"``: ``deleted["the template cannot render it"]``).
 
     Returns:
         :class:`EncodedRows`: dicts with ``input_ids``, ``attention_mask`` and ``labels``
@@ -139,9 +159,18 @@ def encode_rows(
                 )
             encoded = _encode_text(row["text"], tok, max_length)
         else:
-            encoded = _encode_messages(template, list(row["messages"]), row.get("tools"))
+            try:
+                encoded = _encode_messages(template, list(row["messages"]), row.get("tools"))
+                rejected = None
+                if encoded is not None and kind == "preference":
+                    conversation = rejected_conversation(row)
+                    rejected = _encode_messages(template, conversation, row.get("tools"))
+            except MartletError as exc:
+                if on_bad_rows == "skip":
+                    stats.deleted[UNRENDERABLE] += 1
+                    continue
+                raise _unrenderable(exc, stats.rows, row) from exc
         if encoded is not None and kind == "preference":
-            rejected = _encode_messages(template, rejected_conversation(row), row.get("tools"))
             if rejected is None:
                 encoded = None
             else:

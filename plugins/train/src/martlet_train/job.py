@@ -388,7 +388,13 @@ def _encode(
 ) -> list[dict[str, Any]]:
     from martlet_data.encode import encode_rows
 
-    result = encode_rows(rows, template, tokenizer=tokenizer, max_length=config.max_length)
+    result = encode_rows(
+        rows,
+        template,
+        tokenizer=tokenizer,
+        max_length=config.max_length,
+        on_bad_rows=getattr(config, "on_bad_rows", "error"),
+    )
     encoded = list(result)
     if objective == "pt":  # every token is a target
         for row in encoded:
