@@ -241,3 +241,33 @@ def test_an_unknown_command_names_the_plugins_that_failed_to_load(site, discover
     assert "failed to load, one of which may provide it" in err
     assert "plugin 'broken' (fake-broken 0.3)" in err and "no module named shiny" in err
     assert "pip install --force-reinstall fake-broken" in err
+
+
+@dataclass
+class _PickTuner:
+    tuner: str = option("lora", help="The tuner.", names_of="tuners")
+
+
+_PICK = config_command(_PickTuner, name="pick")(lambda config: None)
+
+
+def test_help_lists_the_installed_names_of_a_record_option(fresh_manager, make_module, capsys):
+    """An option that names a record lists what is installed now, plugins' names included."""
+    fresh_manager.register(
+        make_module(
+            "fakeplug_pick",
+            """
+        from martlet import hookimpl
+        from martlet.records import CommandRecord, TunerRecord
+        @hookimpl
+        def martlet_commands():
+            yield CommandRecord(name="pick", impl="MODULE:_PICK", summary="Pick.")
+        @hookimpl
+        def martlet_tuners():
+            yield TunerRecord(name="zebra-lora", impl="json:dumps", summary="A plugin's tuner.")
+    """.replace("MODULE", __name__),
+        )
+    )
+    assert main(["pick", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "The tuner. Installed: zebra-lora." in out

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -96,3 +98,80 @@ def test_new_reports_bad_input_through_the_cli(martlet_manager, martlet_cli, tmp
     result = martlet_cli("plugin", "new", "X!", "--output", str(tmp_path))
     assert result.exit_code != 0
     assert "invalid plugin name" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_every_file_a_generated_readme_names_is_generated(tmp_path):
+    for kind in KINDS:
+        root = new_plugin(f"acme-{kind.replace('_', '-')}", kind, tmp_path)
+        readme = (root / "README.md").read_text(encoding="utf-8")
+        named = set(re.findall(r"`(src/[^`\s]+)`", readme))
+        assert named, f"{kind}: the README names no file"
+        for rel in sorted(named):
+            assert (root / rel).is_file(), f"{kind}: the README names {rel}, not generated"
+
+
+def test_the_dataset_scaffold_ships_its_data_file_as_package_data(tmp_path):
+    root = new_plugin("acme-rows", "datasets", tmp_path)
+    module = "martlet_acme_rows"
+    plugin = (root / "src" / module / "plugin.py").read_text(encoding="utf-8")
+    package, relative = re.search(r'path="([\w.]+):([^"]+)"', plugin).groups()
+    assert package == module
+    assert (root / "src" / module / relative).is_file(), "the record's file is not generated"
+    pyproject = (root / "pyproject.toml").read_text(encoding="utf-8")
+    section = pyproject.split("[tool.setuptools.package-data]\n")[1].split("\n[")[0]
+    globs = re.findall(r'"([^"]+)"', re.search(rf"^{module} = \[(.*)\]$", section, re.M)[1])
+    assert any(fnmatch.fnmatch(relative, g) for g in globs), (relative, globs)
+    assert re.search(r'impl="martlet_acme_rows\.impl:(\w+)"', plugin), "the preprocessor"
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert '"PACKAGE:RELATIVE/PATH"' in readme and "[tool.setuptools.package-data]" in readme
+
+
+def test_generated_dataset_and_loss_plugins_pass_the_behaviour_checks_from_a_wheel(tmp_path):
+    """The dataset's rows load from the installed wheel, the loss returns (sum, count, metrics);
+    a dataset whose pyproject lists no package-data fails its contract, saying why."""
+    out = tmp_path / "src"
+    roots = [new_plugin("acme-rows", "datasets", out), new_plugin("acme-ce", "losses", out)]
+    unshipped = new_plugin("acme-unshipped", "datasets", out)
+    pyproject = unshipped / "pyproject.toml"
+    text = pyproject.read_text(encoding="utf-8")
+    pyproject.write_text(text.split("\n[tool.setuptools.package-data]")[0], encoding="utf-8")
+    site = install_into([*roots, unshipped], tmp_path / "site")
+    assert (site / "martlet_acme_rows" / "data" / "acme-rows.jsonl").is_file()
+    env = env_with(site)
+
+    rows = subprocess.run(
+        [sys.executable, "-c", "import json, martlet; print(json.dumps(martlet.load_dataset("
+         "'acme-rows')[0]))"],
+        capture_output=True, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert rows.returncode == 0, rows.stderr
+    assert json.loads(rows.stdout) == {
+        "messages": [
+            {"role": "user", "content": "What is the capital of France?"},
+            {"role": "assistant", "content": "Paris."},
+        ],
+        "topic": "geography",
+    }
+
+    def pytest_run(*dirs):
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider",
+             "-p", "no:randomly", *[str(d / "tests") for d in dirs]],
+            capture_output=True, text=True, env=env, cwd=tmp_path,
+        )  # fmt: skip
+
+    tests = pytest_run(*roots)
+    assert tests.returncode == 0, tests.stdout[-4000:]
+    for check in (
+        "test_packaged_file_is_installed",
+        "test_rows_load_through_the_record_and_are_canonical",
+        "test_batch_loss_returns_a_finite_differentiable_sum[padded]",
+        "test_batch_loss_returns_a_finite_differentiable_sum[padding-free]",
+        "test_batch_loss_is_a_sum_not_a_mean",
+    ):
+        assert re.search(rf"^PASSED \S+::{re.escape(check)}$", tests.stdout, re.M), check
+
+    failing = pytest_run(unshipped)
+    assert failing.returncode != 0, failing.stdout[-4000:]
+    assert "FAILED" in failing.stdout and "test_packaged_file_is_installed" in failing.stdout
+    assert "ship it in the wheel" in failing.stdout and "package-data" in failing.stdout

@@ -31,6 +31,15 @@ _PLUGIN_FLAGS = {"--plugin", "--plugins", "--external-plugins", "--external_plug
 _DIAGNOSTIC = {"plugins", "doctor", "version"}
 
 
+def _installed(kind: str) -> str:
+    """`` Installed: a, b, c.`` — the names of ``kind`` in use now, for ``--help``."""
+    try:
+        names = get_manager().registry.names(kind)
+    except MartletError:
+        return ""
+    return f" Installed: {', '.join(names)}." if names else f" None installed ({kind})."
+
+
 def _command_or_error(manager: Any, name: str) -> Any:
     """The command ``name``, or the registry's helpful error — which, for a name nobody
     registers, also names the installed plugins that failed to load: one of them may be the
@@ -185,6 +194,8 @@ class ConfigCommand(click.Command):
                 flag += f" {spec.metavar or shown}"
             names = ", ".join(["--" + a.replace("_", "-") for a in spec.aliases])
             text = spec.help
+            if spec.names_of:
+                text += _installed(spec.names_of)
             if names:
                 text += f" (also {names})"
             if spec.required:

@@ -44,6 +44,7 @@ def option(
     default_factory: Any = _MISSING,
     metavar: str | None = None,
     positional: bool = False,
+    names_of: str | None = None,
 ) -> Any:
     """Declare a config option: a dataclass field with help text and aliases.
 
@@ -54,12 +55,15 @@ def option(
         default_factory: for mutable defaults (``list``, ``dict``).
         metavar: the value's placeholder in ``--help``.
         positional: also take this option's value from positional arguments.
+        names_of: the option names a record of this kind (``"tuners"``): ``--help`` lists the
+            names installed at the time, plugins' included.
     """
     metadata = {
         "help": help,
         "aliases": tuple(aliases),
         "metavar": metavar,
         "positional": positional,
+        "names_of": names_of,
     }
     if default_factory is not _MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
@@ -82,6 +86,7 @@ class OptionSpec:
     aliases: tuple[str, ...]
     metavar: str | None
     positional: bool
+    names_of: str | None = None
 
     @property
     def required(self) -> bool:
@@ -124,6 +129,7 @@ def specs(cls: type) -> dict[str, OptionSpec]:
             aliases=tuple(md.get("aliases", ())),
             metavar=md.get("metavar"),
             positional=bool(md.get("positional", False)),
+            names_of=md.get("names_of"),
         )
     return out
 

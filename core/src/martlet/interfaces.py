@@ -1,28 +1,87 @@
-"""What an implementation of each kind must offer.
+"""What an implementation of each kind receives and returns.
 
-A record's ``impl`` resolves to an object satisfying the protocol of its kind. The protocols
-name no torch type at import time (models, tensors and devices are ``Any`` here); the SDK's
-contract tests check behaviour, not just shape. These grow as the capabilities land; a change
-that breaks an existing implementation bumps :data:`martlet.PLUGIN_API`.
+A record's ``impl`` names, by import string, what ``record.load()`` returns: for most kinds a
+class whose instances satisfy the protocol of the kind below. The protocols name no torch type
+at import time (models, tensors and devices are ``Any`` here); the SDK's contract tests check
+behaviour, not just shape. They grow as the capabilities land; a change that breaks an existing
+implementation bumps :data:`martlet.PLUGIN_API`. Methods a protocol's docstring calls optional
+are looked up with ``getattr`` and used where present.
 
-How ``impl`` is used, per kind:
+What ``record.load()`` returns, per kind, and who calls it:
 
-=====================  ===========================================================
-kind                   ``record.load()`` returns
-=====================  ===========================================================
-accelerators           a class; ``cls()`` is an :class:`Accelerator`
-model_loaders          a class; ``cls()`` is a :class:`ModelLoader`
-templates              a class; ``cls(tokenizer, **options)`` is a :class:`Template`
-dataset_sources        a class; ``cls()`` is a :class:`DatasetSource`
-tuners                 a class; ``cls()`` is a :class:`Tuner`
-losses                 a function of log-probabilities or a :class:`Loss` class
-quantizers             a class; ``cls()`` is a :class:`Quantizer`
-inference_backends     a class; ``cls(model, tokenizer, **options)`` is an :class:`InferenceEngine`
-parallel_strategies    a class; ``cls()`` is a :class:`ParallelStrategy`
-eval_tasks             a class; ``cls()`` is an :class:`EvalTask`
-callbacks              a class; ``cls(**options)`` is a :class:`Callback`
-commands               a ``click.Command``
-=====================  ===========================================================
+models
+    a function ``resolve(record) -> str | None``, for the model records that name an ``impl``
+    (most name only ``path`` or ``hub_ids``). :func:`martlet.api.resolve_model` calls it with
+    the :class:`~martlet.records.ModelRecord` before anything else and loads the local file or
+    folder it returns; on None it tries the record's ``path``, then its ``hub_ids``. The
+    embedded default model uses it.
+model_loaders
+    a class; ``cls()`` is a :class:`ModelLoader`. :func:`martlet.load_model` (every command
+    that loads a model) uses the loader named by ``loader=`` or by the model record's
+    ``loader``; otherwise it asks ``can_load(source)`` of every loader whose ``requires`` are
+    installed and uses the one that answers True (none, or more than one, is an error).
+templates
+    a class; ``cls(tokenizer, **options)`` is a :class:`Template`.
+    :func:`martlet.load_template` builds it for the model's tokenizer (or processor) with the
+    command's template options; with no name given it uses the template called ``auto``.
+datasets
+    a preprocessor or a row generator, for the dataset records that name an ``impl`` (most
+    name only ``path`` or ``hub_ids``, and a ``format``). martlet-data's ``named`` dataset
+    source calls it while reading. With ``path`` or ``hub_ids`` it is a preprocessor
+    ``fn(row, *, model_name, model_author)`` that turns each raw row into a row (or a list of
+    rows) before the format is converted: it raises ``martlet_data.errors.RowProblem`` for a
+    row it cannot use, and a ``keep`` attribute lists extra columns the canonical rows keep.
+    With neither, it is a generator ``fn(*, model_name, model_author)`` of the raw rows.
+dataset_sources
+    a class; ``cls()`` is a :class:`DatasetSource`. :func:`martlet.load_dataset` (and so every
+    ``--dataset``) uses the source named by ``source=``; otherwise it asks ``can_read(spec)``
+    of every source whose ``requires`` are installed and reads with the one that answers True
+    (none, or more than one, is an error).
+tuners
+    a class; ``cls()`` is a :class:`Tuner`. ``martlet sft``, ``pt`` and ``rlhf`` (with
+    ``--tuner NAME``) build one instance to ``check`` the config before anything loads, then
+    another that runs ``prepare``, the optional training methods and ``save`` on one model.
+    :func:`martlet.load_run` (``martlet infer`` and ``martlet export`` with ``--adapters``)
+    builds a fresh one and calls ``load``; ``martlet export --merge-lora`` then calls
+    ``merge``.
+losses
+    the loss callable itself, used as it is (not instantiated): a :class:`Loss`.
+    ``martlet rlhf --method NAME`` loads it; ``martlet sft`` and ``pt`` train with
+    martlet-train's own ``"batch"`` loss.
+parallel_strategies
+    a class; ``cls()`` is a :class:`ParallelStrategy`. No command calls one yet: a training
+    command refuses ``--parallel`` other than ``single`` after checking the record exists.
+quantizers
+    a class; ``cls()`` is a :class:`Quantizer`. ``martlet sft``, ``pt`` and ``rlhf`` call
+    ``quantize_on_load`` for ``--quantization-bit`` (with ``--quant-method-load NAME``,
+    default ``bnb``); ``martlet export --quant-method NAME`` calls ``export``. Each only where
+    the record's ``stages`` holds ``"load"`` or ``"export"``.
+inference_backends
+    a class; ``cls(model, tokenizer, template=template)`` is an :class:`InferenceEngine`.
+    ``martlet infer --infer-backend NAME`` builds it for the loaded model (with a run's result
+    applied, for ``--adapters``) and a :class:`Template` bound to its tokenizer that does not
+    truncate.
+accelerators
+    a class; ``cls()`` is an :class:`Accelerator`. :mod:`martlet.precision` uses the record
+    named by the ``--device`` type, else the first non-CPU one that ``is_available()``, else
+    ``cpu``, and reads its ``preferred_dtype()`` to resolve ``auto`` precision; ``martlet
+    doctor`` reports every one's devices, dtypes and memory.
+eval_tasks
+    a class; ``cls()`` is an :class:`EvalTask`. No command calls one yet.
+callbacks
+    a class; ``cls(output_dir=OUTPUT_DIR)`` is a :class:`Callback`. ``martlet sft``, ``pt``
+    and ``rlhf`` build one per ``--report-to NAME`` on every process; accept and ignore other
+    keywords, as the built-in callbacks do.
+commands
+    a ``click.Command`` (or group), not a class: ``martlet NAME ARGS`` (or an alias) runs it;
+    :func:`martlet.cli.config_command` makes one from a config dataclass. A
+    :class:`~martlet.errors.MartletError` it raises is printed as ``Error: ...`` without a
+    traceback (unless ``--debug``) and gives the exit code; an int it returns is the exit code.
+    It reaches other plugins' records through :mod:`martlet.registry`.
+
+This file is the reference: ``docs/plugins.md`` renders the list above and every protocol's
+docstrings from here (``python -m martlet_sdk.hookdoc docs/plugins.md``; a test keeps the two
+in step).
 """
 
 from __future__ import annotations
@@ -36,12 +95,18 @@ Message = Mapping[str, Any]
 
 @runtime_checkable
 class Accelerator(Protocol):
-    """A device kind (cpu, cuda, mps, xpu, npu, ...)."""
+    """A device kind (cpu, cuda, mps, xpu, npu, ...).
+
+    ``device_type`` is the ``torch.device`` type, as in the record. Methods other than
+    ``is_available``, ``preferred_dtype``, ``supported_dtypes``, ``device_count`` and
+    ``memory_stats`` are used by the contract tests only, so far.
+    """
 
     device_type: str
 
     def is_available(self) -> bool:
-        """Whether at least one device of this kind can be used now."""
+        """Whether at least one device of this kind can be used now. Cheap; asked of every
+        accelerator when ``--device`` is not given."""
 
     def device_count(self) -> int:
         """How many devices of this kind there are (0 when unavailable)."""
@@ -53,7 +118,8 @@ class Accelerator(Protocol):
         """Floating dtypes usable for training here, e.g. ``["float32", "bfloat16"]``."""
 
     def preferred_dtype(self) -> str:
-        """The fastest dtype that trains reliably on this device."""
+        """The fastest dtype that trains reliably on this device: what ``auto`` precision
+        resolves to (``"bfloat16"`` or ``"float16"`` there, ``"float32"`` for no half)."""
 
     def memory_stats(self, index: int = 0) -> dict[str, int]:
         """Bytes ``total`` and ``free`` (and ``allocated`` where known) of device ``index``."""
@@ -70,31 +136,61 @@ class Accelerator(Protocol):
 
 @runtime_checkable
 class ModelLoader(Protocol):
-    """Turns a source (folder, hub id, file) into a model and its tokenizer/processor."""
+    """Turns a source (folder, hub id, file) into a model and its tokenizer/processor.
+
+    ``source`` is what :func:`martlet.api.resolve_model` made of the user's ``--model``: a
+    registered model's local path or hub id, or the user's text unchanged.
+    """
 
     def can_load(self, source: str) -> bool:
-        """Whether this loader understands ``source`` (cheap: no weights are read)."""
+        """Whether this loader understands ``source`` (cheap: no weights are read). Exactly one
+        installed loader may answer True for a source."""
 
     def load(self, source: str, **options: Any) -> tuple[Any, Any]:
-        """Return ``(model, tokenizer)``; options include ``torch_dtype``, ``device_map``."""
+        """Return ``(model, tokenizer)``: a ``torch.nn.Module`` (in practice a Hugging Face
+        model: the losses call ``model(input_ids=..., attention_mask=...).logits``, tuners and
+        ``martlet export`` call ``save_pretrained``) and its tokenizer or processor.
+
+        ``options`` are the command's model options, those set: ``torch_dtype`` (a dtype
+        name, ``auto`` already resolved), ``trust_remote_code``, ``device_map``,
+        ``attn_impl``, ``max_memory``, ``revision``, ``task_type`` (``"seq_cls"`` for a
+        scalar-head reward model) and ``num_labels``, and ``quantization_config`` (from a
+        quantizer's ``quantize_on_load``). Raise :class:`~martlet.errors.ConfigError` for one
+        you do not know. The ``martlet_model_loaded`` hooks see the model afterwards.
+        """
 
     def load_tokenizer(self, source: str, **options: Any) -> Any:
-        """Return only the tokenizer (or processor) of ``source``."""
+        """Return only the tokenizer (or processor) of ``source``; ``options`` as for
+        :meth:`load`."""
 
 
 @runtime_checkable
 class Template(Protocol):
     """Chat formatting for one tokenizer, with assistant-only labels for training.
 
-    Built as ``cls(tokenizer, **options)``; options include ``system`` (override or add the
-    system prompt), ``max_length``, ``truncation`` and ``loss_scope``.
+    Built as ``cls(tokenizer, **options)``. The commands pass ``system`` (replace the
+    conversation's system prompt, or add one), ``max_length`` (None: no limit; inference
+    passes None), ``truncation`` (``delete``, ``left`` or ``right``: what :meth:`encode` does
+    with a longer conversation) and ``loss_scope`` (``all`` assistant turns labelled, or the
+    ``last``). Raise :class:`~martlet.errors.ConfigError` for an option you do not know.
     """
 
     def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = False) -> str:
-        """The prompt text for ``messages``."""
+        """The prompt text for ``messages``. Inference engines call it with
+        ``add_generation_prompt=True`` and tokenize the text without adding special tokens."""
 
     def encode(self, messages: Sequence[Message]) -> dict[str, list[int]]:
-        """``input_ids``, ``attention_mask`` and ``labels`` (-100 outside assistant turns)."""
+        """``input_ids``, ``attention_mask`` and ``labels`` (-100 outside assistant turns).
+
+        Called for every chat row a training command encodes (for both conversations of a
+        preference row), and by ``martlet infer --task reward`` to score a conversation, with
+        ``tools=`` when the row declares tools. The three lists have one length; a message
+        with ``"loss": False`` is never labelled, one with ``"loss": True`` always is. It may
+        add ``truncated``: how many tokens ``max_length`` cut. Return None to drop a
+        conversation longer than ``max_length`` (the row is counted as deleted); raise
+        :class:`~martlet.errors.MartletError` for one it cannot render (the run stops naming
+        the row, or skips it with ``--on-bad-rows skip``).
+        """
 
 
 @runtime_checkable
@@ -102,69 +198,194 @@ class DatasetSource(Protocol):
     """Reads a dataset spec (``NAME_OR_PATH[:subset][#N]``) into canonical rows."""
 
     def can_read(self, spec: str, *, hub: str | None = None) -> bool:
-        """Whether this source reads ``spec`` (cheap: nothing is downloaded or parsed)."""
+        """Whether this source reads ``spec`` (cheap: nothing is downloaded or parsed). ``hub``
+        is the hub the user chose (``"huggingface"``, ``"modelscope"``), when one was given.
+        Exactly one installed source may answer True for a spec."""
 
     def read(self, spec: str, *, streaming: bool = False, **options: Any) -> Iterable[dict]:
-        """Canonical rows of ``spec`` (a list, or a lazy iterable when ``streaming``)."""
+        """Canonical rows of ``spec`` (a list, or a lazy iterable when ``streaming``).
+
+        A canonical row is ``{"messages": [{"role": ..., "content": ...}, ...]}``, with
+        ``rejected_response`` (or ``rejected_messages``) for a preference pair, ``label``
+        (bool) for a KTO row and ``tools`` where the row declares tools; pre-training rows are
+        ``{"text": ...}``. ``options`` are martlet-data's read options (``columns``,
+        ``on_bad_rows``, ``format``, ``hub``, ``split``, ``seed``, ``model_name``,
+        ``model_author``, ...); raise :class:`~martlet.errors.ConfigError` for one you do not
+        know.
+        """
 
 
 @runtime_checkable
 class Tuner(Protocol):
-    """Makes a model trainable by one method (LoRA, full, freeze, ...)."""
+    """Makes a model trainable by one method (LoRA, full, freeze, ...).
+
+    ``config`` is the command's resolved config dataclass (``martlet sft``'s ``SftConfig``,
+    ``rlhf``'s ``RlhfConfig``): read the options you need from it. Optional methods, used
+    where present:
+
+    - ``check(config)``: before any model or data loads; raise
+      :class:`~martlet.errors.ConfigError` for options you cannot use.
+    - ``create_optimizer(model, config)``: the optimizer for the prepared model, or None for
+      the loop's AdamW over the parameters that require grad.
+    - ``regularization(model)``: a loss term added to each micro-batch's loss (divided by
+      their number), or None.
+    - ``on_step(model, step)``: after each optimizer step (``step`` counts from 1), before the
+      gradients are cleared.
+    - ``restore(model, path)``: load what :meth:`save` wrote to a checkpoint folder ``path``
+      into ``model``, the freshly *prepared* model, in place, keeping it trainable, and
+      return it; how ``--resume-from-checkpoint`` resumes (a tuner without it cannot resume).
+    - ``may_change(model)``: the names of the parameters training may change, when that is
+      not just those that require grad after :meth:`prepare` (the contract tests check it).
+
+    During training ``model`` is the prepared model, unwrapped from any distributed wrapper.
+    Claim ``"adapter"`` in the record when the base weights stay frozen, ``"merge"`` when
+    :meth:`merge` works.
+    """
 
     def prepare(self, model: Any, config: Any) -> Any:
-        """Return the model to train (wrapped or modified); only the method's params train."""
+        """Return the model to train (wrapped or modified); only the method's params train.
+
+        ``model`` is the bare base model from the model loader (quantized with
+        ``--quantization-bit``, with a scalar head for ``--task-type seq_cls``, gradient
+        checkpointing enabled where asked). The parameters that require grad afterwards are what
+        the optimizer trains.
+        """
 
     def save(self, model: Any, output_dir: str) -> None:
-        """Write what was trained to ``output_dir`` (safetensors)."""
+        """Write what was trained to ``output_dir`` (safetensors).
+
+        Called on the main process with the trained model, for the run directory at the end
+        and for each checkpoint (a temporary folder, renamed when complete). The loop saves
+        the tokenizer and its own state beside it; write only the trained result, loadable by
+        :meth:`load` without Martlet's run files.
+        """
 
     def load(self, model: Any, path: str) -> Any:
-        """Apply a saved result from ``path`` to a base ``model`` and return it."""
+        """Apply a saved result from ``path`` to a base ``model`` and return it.
+
+        ``model`` is a bare base model, freshly loaded and never prepared (with the run's
+        ``task_type``); ``path`` is what :meth:`save` wrote: a run directory or one of its
+        checkpoints. Return the model that computes what the trained one did (a PEFT model, say),
+        ready for inference.
+        """
 
     def merge(self, model: Any) -> Any:
-        """Fold the trained weights into the base model (only when the record claims ``merge``)."""
+        """Fold the trained weights into the base model (only when the record claims ``merge``).
 
-    # Optional, used by the training loop where present: create_optimizer(model, config) ->
-    # optimizer | None, regularization(model) -> loss term | None, on_step(model, step) after
-    # each optimizer step (gradients still present), may_change(model) -> parameter names,
-    # restore(model, path) -> model (load a save into a freshly prepared model, to resume).
+        ``model`` is what :meth:`load` returned. Return a plain model of the base's
+        architecture, with the same outputs, that ``save_pretrained`` writes as an ordinary
+        model folder; raise :class:`~martlet.errors.MartletError` if this result cannot be
+        merged.
+        """
 
 
 @runtime_checkable
 class Loss(Protocol):
-    """A training objective over a model's outputs for one batch."""
+    """A training objective, called as the record's ``inputs`` says.
+
+    Only ``"batch"`` losses have this protocol's shape (:meth:`__call__`). The others are pure
+    functions of tensors that ``martlet rlhf`` computes from the model and the batch and passes
+    positionally; they return an object (a dataclass, say) with the attributes named:
+
+    - ``"logps"`` on ``data="preference"`` rows: ``loss(policy_chosen_logps,
+      policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, **options)``,
+      the reference pair only where the record sets ``reference`` (zeros with
+      ``--reference-free``). Each is a 1-D float tensor, one value per pair: the log-probs
+      *summed* over the final assistant turn's tokens. Returns ``losses``, ``chosen_rewards``
+      and ``rejected_rewards`` (1-D, one per pair; rewards detached) and, optionally,
+      ``metrics`` (name -> float, a mean over the pairs, logged).
+    - ``"logps"`` on ``data="kto"`` rows: ``loss(policy_logps, reference_logps, labels,
+      policy_kl_logps, reference_kl_logps, **options)``, one value per row; ``labels`` is a
+      bool tensor (True: desirable), the ``kl`` pair are the log-probs of mismatched
+      prompt/completion pairs. Returns ``losses`` (per row, in input order),
+      ``chosen_rewards`` and ``rejected_rewards`` (of the desirable and of the undesirable
+      rows) and ``kl`` (a scalar tensor).
+    - ``"rewards"``: ``loss(chosen_scores, rejected_scores, **options)``: 1-D scores of the
+      model's scalar head (``martlet rlhf`` loads it with ``task_type="seq_cls"``), and
+      ``margin`` (per pair) where the rows have one. Returns ``losses``, one per pair (and
+      detached ``chosen_rewards``/``rejected_rewards``, which the contract checks).
+    - ``"logits"``: ``loss(student_logits, teacher_logits, **options)``: ``[tokens, vocab]``
+      float logits of the student (the policy) and of the teacher at the response's target
+      positions only, already aligned; options ``beta`` (``--gkd-beta``), ``temperature`` and
+      ``reduction="sum"``. Returns the loss summed over the tokens, a scalar tensor.
+
+    Options go by keyword, only those the function's signature names (every one to ``**kwargs``) and
+    never a None one, so the function's defaults apply. The ``"logps"`` and ``"rewards"`` losses get
+    ``beta``, ``loss_type``, ``loss_weights``, ``label_smoothing``, ``rpo_alpha``, ``simpo_gamma``,
+    ``cpo_alpha``, ``desirable_weight``, ``undesirable_weight`` and ``center_rewards_coefficient``
+    (the ``martlet rlhf`` flags of those names), and ``chosen_lengths``/``rejected_lengths``
+    (response token counts, preference rows only). A new loss declares its options by writing them.
+    Before any model loads, ``martlet rlhf`` calls the function once on two made-up pairs with the
+    run's options: raise ``ValueError`` for a bad value and the user gets it as a config error.
+    """
 
     def __call__(self, model: Any, batch: Mapping[str, Any], **options: Any) -> Any:
-        """The scalar loss (and metrics where the objective has them)."""
+        """``inputs="batch"``: ``(loss_sum, count, metrics)`` of the model on one batch.
+
+        ``model`` is the model being trained, in train mode (eval mode, under ``no_grad``, for
+        the evaluation loss). ``batch`` holds tensors on the device: ``input_ids``,
+        ``labels`` (-100 where nothing is learned: the prompt, padding), and
+        ``attention_mask`` and/or ``position_ids`` (restarting at 0 for each packed row); the
+        logits at position ``t`` predict the label at ``t + 1``.
+
+        Returns ``loss_sum``, a scalar tensor: the loss *summed* over the batch's units, never
+        a mean (the loop divides by the units of the whole optimizer step, all micro-batches
+        and processes); ``count``, the units (target tokens: ``labels[:, 1:] != -100``); and
+        ``metrics``, name -> ``(sum, n)``, logged as ``sum / n``. An objective whose unit is
+        not the target token has a ``count(batch) -> int`` method; one that changes a training
+        batch before the step (on-policy generation) has ``prepare(model, batch) -> batch``.
+        martlet-train's ``causal_lm_loss`` (``sft``, ``pt``) is one.
+        """
 
 
 @runtime_checkable
 class Quantizer(Protocol):
-    """Quantizes a model at load time, at export time, or both."""
+    """Quantizes a model at load time, at export time, or both (the record's ``stages``)."""
 
     def quantize_on_load(self, bits: int, **options: Any) -> Any:
-        """The ``quantization_config`` passed to ``from_pretrained``."""
+        """The ``quantization_config`` passed to ``from_pretrained``.
+
+        Called as ``quantize_on_load(bits)`` with ``--quantization-bit``; the result goes to
+        the model loader as the ``quantization_config`` option.
+        """
 
     def export(
         self, model: Any, tokenizer: Any, output_dir: str, bits: int, **options: Any
     ) -> None:
-        """Write a quantized copy of ``model`` to ``output_dir``."""
+        """Write a quantized copy of ``model`` to ``output_dir``.
+
+        Called as ``export(model, tokenizer, output_dir, bits)`` with ``--quant-bits``:
+        ``model`` is the ``--model``, or a run's model with its result applied (merged with
+        ``--merge-lora``), loaded in ``--torch-dtype``. Write a folder a model loader can
+        load: weights and tokenizer (``martlet export`` adds ``martlet_export.json``).
+        """
 
 
 @runtime_checkable
 class InferenceEngine(Protocol):
-    """Generates text for chat requests."""
+    """Generates text for chat requests.
+
+    ``generation`` holds ``max_new_tokens``, ``temperature`` (0: greedy), ``top_p``,
+    ``top_k`` (0: off), ``repetition_penalty``, ``stop`` (strings that end an answer) and
+    ``seed`` (or None).
+    """
 
     def generate(self, requests: Sequence[Sequence[Message]], **generation: Any) -> list[str]:
-        """One answer per request (batched)."""
+        """One answer per request (batched).
+
+        ``requests`` are conversations (lists of messages). Return the answers in request
+        order, each with ``text`` and ``finish_reason`` (``"stop"`` or ``"length"``), which
+        ``martlet infer`` reads (martlet-engine-pt returns ``Completion`` objects).
+        """
 
     def stream(self, messages: Sequence[Message], **generation: Any) -> Iterator[str]:
-        """The answer to one request, piece by piece."""
+        """The answer to one request, piece by piece: text pieces whose concatenation is the
+        answer (``martlet infer --stream``)."""
 
 
 @runtime_checkable
 class ParallelStrategy(Protocol):
-    """Spreads training over processes and devices."""
+    """Spreads training over processes and devices. Provisional: no command calls it yet."""
 
     def wrap(self, model: Any, optimizer: Any) -> tuple[Any, Any]:
         """The model and optimizer, wrapped for this strategy."""
@@ -175,13 +396,13 @@ class ParallelStrategy(Protocol):
 
 @runtime_checkable
 class EvalTask(Protocol):
-    """A benchmark: its examples and its scoring."""
+    """A benchmark: its examples and its scoring. Provisional: no command calls it yet."""
 
     def examples(self, limit: int | None = None) -> Iterable[dict]:
-        """The task's examples."""
+        """The task's examples (at most ``limit``)."""
 
     def score(self, predictions: Sequence[str], examples: Sequence[dict]) -> dict[str, float]:
-        """Metric name -> value."""
+        """Metric name -> value, for ``predictions`` of ``examples`` in the same order."""
 
 
 @runtime_checkable
@@ -189,7 +410,19 @@ class Callback(Protocol):
     """Observes training: called with metrics as they are logged."""
 
     def on_log(self, step: int, metrics: Mapping[str, float]) -> None:
-        """Metrics of ``step``."""
+        """Metrics of ``step``.
+
+        Called on the main process every ``--logging-steps`` steps, at the last step and after each
+        evaluation, with the line also written to ``metrics.jsonl``: ``step`` and either the
+        training metrics (``loss``, ``learning_rate``, ``epoch``, ``grad_norm``,
+        ``tokens_per_second``, ``padding_fraction``, ``num_tokens``, ``step_seconds`` and the
+        objective's, such as ``rewards/accuracy``) or the evaluation ones (``eval_loss``,
+        ``eval_<metric>``).
+        """
 
     def on_end(self) -> None:
-        """Training finished (or stopped); flush and close."""
+        """Training finished (or stopped); flush and close.
+
+        Called once on every process, after the result is saved: at the end, after early
+        stopping or an interruption (Ctrl-C, SIGTERM), not after an error.
+        """

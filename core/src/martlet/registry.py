@@ -1,12 +1,38 @@
-"""Name resolution: ``get(kind, name)`` answers a record, or a helpful error.
+"""Name resolution: every loaded plugin's records, by kind and name.
 
-Records name their implementation by import string; :meth:`Record.load` imports it. Lookups are
-case-insensitive and treat ``_`` and ``-`` alike, and aliases resolve to their record.
+A command reaches other plugins' records through the module-level functions :func:`records`,
+:func:`names`, :func:`find` and :func:`get`, which use the process-wide plugin manager's
+:class:`Registry` (``martlet.get_manager().registry``). The registry is built the first time
+it is used: every ``ok`` plugin's registration hooks are called once, and nothing they name is
+imported. ``kind`` is a kind of :data:`martlet.records.KINDS`, plural or singular
+(``"losses"``, ``"loss"``; ``-`` for ``_``); any other raises
+:class:`~martlet.errors.UnknownNameError` listing the kinds. Names are matched
+case-insensitively, with ``_`` and ``-`` alike, and aliases resolve to their record. A
+record's :meth:`~martlet.records.Record.load` imports its implementation.
 
-The module-level functions work on the process-wide plugin manager::
+A command that lists the losses, or shows how the one named is called::
 
+    import inspect
+
+    import click
     from martlet import registry
-    dpo = registry.get("losses", "dpo").load()
+
+
+    @click.command()
+    @click.argument("name", required=False)
+    def losses(name):
+        \"\"\"List the losses, or show how the one called NAME is called.\"\"\"
+        if name is None:
+            for record in registry.records("losses"):
+                click.echo(f"{record.name:8} {record.inputs:7} {record.summary}")
+            return
+        record = registry.get("losses", name)  # UnknownNameError: "did you mean ...?"
+        loss = record.load()  # imported now; MissingDependencyError says what to install
+        click.echo(f"{record.name} ({record.origin}): {record.impl}{inspect.signature(loss)}")
+
+Keep no :class:`Registry` object between calls: registering a plugin
+(:func:`martlet.register_plugin`) builds a new one; the module-level functions always use
+the current one.
 """
 
 from __future__ import annotations
@@ -23,7 +49,13 @@ if TYPE_CHECKING:
 
 
 class Registry:
-    """Every record of every loaded plugin, by kind."""
+    """Every record of every loaded plugin, by kind.
+
+    Built by the plugin manager (``get_manager().registry``) from the records of the plugins
+    whose status is ``ok``; a failed, blocked or conflicting plugin contributes none. Every
+    method taking ``kind`` raises :class:`~martlet.errors.UnknownNameError` for one that is
+    no kind.
+    """
 
     def __init__(self, records: dict[str, list[Record]], manager: PluginManager) -> None:
         self._manager = manager
@@ -36,19 +68,27 @@ class Registry:
                     index[normalize(n)] = rec
 
     def records(self, kind: str) -> list[Record]:
-        """The records of ``kind``, sorted by name."""
+        """The records of ``kind``, sorted by name (case-insensitively); a new list, empty when
+        no loaded plugin registers one. Nothing is imported."""
         return list(self._records[check_kind(kind).kind])
 
     def names(self, kind: str) -> list[str]:
-        """The names (not aliases) registered in ``kind``."""
+        """The names (not aliases) registered in ``kind``, in the order of :meth:`records`."""
         return [r.name for r in self.records(kind)]
 
     def find(self, kind: str, name: str) -> Record | None:
-        """The record called ``name`` (or with that alias) in ``kind``, or None."""
+        """The record called ``name`` (or with that alias) in ``kind``, or None.
+
+        The quiet lookup, for a name that may not be a record (a path, a hub id): it never
+        says why a name is missing. ``martlet.resolve_model`` uses it.
+        """
         return self._index[check_kind(kind).kind].get(normalize(name))
 
     def get(self, kind: str, name: str) -> Record:
-        """The record called ``name`` in ``kind``.
+        """The record called ``name`` (or with that alias) in ``kind``.
+
+        The lookup for a name the user typed as a name (``--tuner NAME``): let its errors
+        reach the user, they say what to do.
 
         Raises:
             UnknownNameError: no such name; the message lists close matches and, where known,
@@ -105,7 +145,12 @@ class Registry:
     def unavailable_providers(self, kind: str, name: str | None = None) -> list[PluginInfo]:
         """Installed plugins that are not in use (disabled by ``MARTLET_DISABLE_PLUGINS``,
         left out of ``MARTLET_PLUGINS``, or failed) and are known to provide ``name`` in
-        ``kind`` — or, without ``name``, any name of ``kind`` — by :mod:`martlet.providers`."""
+        ``kind`` — or, without ``name``, any name of ``kind`` — by :mod:`martlet.providers`.
+
+        Returns the manager's :class:`~martlet.manager.PluginInfo` of each, an empty list when
+        none; for an error of your own when no record of a kind can do what was asked (pass
+        them to :meth:`unavailable_hint`).
+        """
         if name is not None:
             dists = [provider(kind, name)]
         else:
@@ -119,7 +164,8 @@ class Registry:
 
     def unavailable_hint(self, kind: str, infos: list[PluginInfo]) -> tuple[str, str]:
         """``(why, fix)`` saying that ``infos`` (from :meth:`unavailable_providers`), which
-        provide ``kind``, are installed but not in use, and how to enable them."""
+        provide ``kind``, are installed but not in use, and how to enable them: the ``why``
+        and ``fix`` of a :class:`~martlet.errors.MartletError`."""
         plural = _plural(check_kind(kind).label)
         parts, fixes = [], []
         for info in infos:
@@ -145,20 +191,20 @@ def _registry() -> Registry:
 
 
 def get(kind: str, name: str) -> Record:
-    """``get_manager().registry.get(kind, name)``."""
+    """:meth:`Registry.get` on the process-wide manager's registry."""
     return _registry().get(kind, name)
 
 
 def find(kind: str, name: str) -> Record | None:
-    """``get_manager().registry.find(kind, name)``."""
+    """:meth:`Registry.find` on the process-wide manager's registry."""
     return _registry().find(kind, name)
 
 
 def records(kind: str) -> list[Record]:
-    """``get_manager().registry.records(kind)``."""
+    """:meth:`Registry.records` on the process-wide manager's registry."""
     return _registry().records(kind)
 
 
 def names(kind: str) -> list[str]:
-    """``get_manager().registry.names(kind)``."""
+    """:meth:`Registry.names` on the process-wide manager's registry."""
     return _registry().names(kind)

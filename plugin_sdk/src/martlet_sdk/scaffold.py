@@ -39,6 +39,12 @@ $name = "$module.plugin"
 
 [tool.setuptools.packages.find]
 where = ["src"]
+$package_data""")
+
+# data files inside the package ship in the wheel only when listed here
+_PACKAGE_DATA = Template("""
+[tool.setuptools.package-data]
+$module = [$globs]
 """)
 
 _PLUGIN = Template('''\
@@ -89,10 +95,63 @@ pip install -e .            # then: martlet plugins --kind $kind
 pip install -e ".[test]" && pytest
 ```
 
-`src/$module/plugin.py` yields the record; `src/$module/impl.py` holds the implementation,
-imported only when the $label is used. The test in `tests/` runs the Martlet contract for
-$kind against the installed plugin.
-""")
+$layout
+The test in `tests/` runs the Martlet contract for $kind against the installed plugin.
+$notes""")
+
+_LAYOUT_IMPL = (
+    "`src/$module/plugin.py` yields the record; `src/$module/impl.py` holds the implementation,\n"
+    "imported only when the $label is used."
+)
+_LAYOUT_DATA_ONLY = (
+    "`src/$module/plugin.py` yields the record. The record is data only (it names no\n"
+    "implementation), so there is no `impl.py`."
+)
+
+# What the README says besides the layout, per kind.
+_NOTES = {
+    "datasets": """
+## The data file
+
+The record's `path` is `"$module:data/$record_name.jsonl"`: the form `"PACKAGE:RELATIVE/PATH"`
+names a file (or a folder of data files) inside an installed package, found with
+`importlib.resources`, so it works from a wheel, a zip or an editable install alike. A wheel
+holds only the data files `pyproject.toml` lists, under `[tool.setuptools.package-data]`
+(here `data/*.jsonl`); add a pattern there for every other file you ship (`data/*.parquet`).
+
+`src/$module/data/$record_name.jsonl` holds the raw rows. `format` says how they become
+Martlet's canonical rows (`messages`, `sharegpt`, `alpaca`, `query_response`, `preference`,
+`kto`, `text`; leave it out to detect it per row). `impl` names an optional preprocessor,
+`src/$module/impl.py`: `fn(row, **options) -> row` (or a list of rows, or `[]` to drop the
+row), applied to each raw row before the conversion; its `keep` attribute lists extra columns
+the canonical rows keep. Remove `impl=` when your file is already in one of the formats.
+
+Read it as users will (martlet-data reads named datasets):
+
+```
+martlet dataset info $record_name
+python -c "import martlet; print(martlet.load_dataset('$record_name')[0])"
+```
+
+The contract test loads the rows through the record, from the installed package, and checks
+each is a canonical row of the record's format.
+""",
+    "losses": """
+## How the loss is called
+
+The record says `inputs="batch"`: the training loop calls `$func(model, batch)` with a
+collated batch (`input_ids` and `labels`, -100 where nothing is learned, plus `attention_mask`
+for padded batches or `position_ids` for packed and padding-free ones) and takes back
+`(loss_sum, count, metrics)`: the loss *summed* over the batch's target tokens, their count,
+and metrics as `name -> (sum, n)`. The loop divides by the target tokens of the whole
+optimizer step, so never return a mean. This is the shape of the `sft` and `pt` losses;
+`martlet rlhf --method NAME` takes losses whose `inputs` are `logps`, `rewards` or `logits`
+instead (see `martlet.records.LossRecord`).
+
+`martlet sft` and `martlet pt` train with their built-in cross-entropy and take no loss name
+yet; in Python, pass `loss_fn=$module.impl.$func` to `martlet_train.loop.Trainer`.
+""",
+}
 
 # Per kind: the record's fields, the implementation module, and extra dependencies.
 _IMPLS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -202,19 +261,37 @@ class $cls:
         '        name="$record_name",\n'
         '        impl="$module.impl:$func",\n'
         '        data="messages",\n'
+        '        inputs="batch",  # called as $func(model, batch) -> (loss_sum, count, metrics)\n'
         '        summary="Token cross-entropy (a loss from $dist).",\n',
         '''\
-"""The $record_name loss: mean cross-entropy over tokens whose label is not -100."""
+"""The $record_name loss: cross-entropy over the tokens whose label is not -100.
+
+The training loop calls it as ``$func(model, batch)`` with a collated batch: ``input_ids`` and
+``labels`` (``[batch, seq]``; -100 where nothing is learned) plus ``attention_mask`` (padded
+batches) and/or ``position_ids`` (packed and padding-free batches). It returns
+``(loss_sum, count, metrics)``: the loss *summed* over the target tokens, how many there were,
+and metrics as ``name -> (sum, n)`` (logged as sum / n). The loop divides by the target tokens
+of the whole optimizer step, so a batch split into micro-batches, or over several processes,
+gives the same update: never return a mean.
+"""
+
+IGNORE = -100
 
 
-def $func(model, batch, **options):
+def $func(model, batch):
     import torch.nn.functional as F
 
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
-    labels = batch["labels"][:, 1:]
-    return F.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=-100
-    )
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+    labels = batch["labels"]
+    logits = model(**inputs).logits[:, -labels.shape[1] :]  # prompt tuning prepends tokens
+    targets = labels[:, 1:]  # logits[:, t] predicts labels[:, t + 1]
+    predicts = targets != IGNORE
+    logits = logits[:, :-1][predicts].float()
+    targets = targets[predicts]
+    loss_sum = F.cross_entropy(logits, targets, reduction="sum")
+    count = predicts.sum()
+    correct = (logits.detach().argmax(-1) == targets).sum()
+    return loss_sum, count, {"token_accuracy": (correct, count)}
 ''',
         (),
     ),
@@ -277,12 +354,49 @@ class $cls:
     ),
     "datasets": (
         '        name="$record_name",\n'
-        '        hub_ids={"huggingface": "tatsu-lab/alpaca"},\n'
-        '        format="alpaca",\n'
+        "        # PACKAGE:RELATIVE/PATH, a file shipped inside the installed package (listed\n"
+        "        # under [tool.setuptools.package-data] in pyproject.toml, or the wheel lacks it)\n"
+        '        path="$module:data/$record_name.jsonl",\n'
+        '        format="query_response",\n'
+        "        # the preprocessor of each raw row (optional): src/$module/impl.py\n"
+        '        impl="$module.impl:$func",\n'
+        '        tags=("sft", "en"),\n'
         '        summary="A dataset from $dist.",\n',
-        "",
-        (),
+        '''\
+"""The preprocessor of the $record_name dataset: one raw row of
+``data/$record_name.jsonl`` -> a row in the record's ``format`` (``query_response``).
+
+martlet-data calls ``$func(row, **options)`` on each raw row before converting it to a
+canonical row; return a row, a list of rows, or ``[]`` to drop it. Raise ``RowProblem`` for a
+row you cannot use: the error names the file and line (``--on-bad-rows skip`` skips it).
+``options`` holds ``model_name`` and ``model_author``.
+"""
+
+from martlet_data.errors import RowProblem
+
+
+def $func(row, **options):
+    question, answer = row.get("q"), row.get("a")
+    if not isinstance(question, str) or not isinstance(answer, str):
+        raise RowProblem("missing field", "a row needs the strings 'q' and 'a'")
+    return {"query": question.strip(), "response": answer.strip(), "topic": row.get("topic")}
+
+
+$func.keep = ("topic",)  # extra columns the canonical rows keep
+''',
+        ("martlet-data$core_spec",),  # reads the rows of named datasets
     ),
+}
+
+# Per kind: data files shipped inside the package (under src/MODULE/), listed as package-data.
+_DATA_FILES: dict[str, dict[str, str]] = {
+    "datasets": {
+        "$record_name.jsonl": (
+            '{"q": "What is the capital of France?", "a": "Paris.", "topic": "geography"}\n'
+            '{"q": "What is two plus two?", "a": "Four.", "topic": "arithmetic"}\n'
+            '{"q": "Name a primary colour.", "a": "Red, yellow or blue.", "topic": "art"}\n'
+        ),
+    },
 }
 
 _EXTRA_FIXTURES = {
@@ -406,11 +520,24 @@ def new_plugin(name: str, kind: str, output: str | Path = ".", force: bool = Fal
         summary=f"A Martlet plugin: the {KINDS[kind].label} {short}",
         sdk_spec=f">={major}.{minor},<{major}.{minor + 1}",
     )
+    values["core_spec"] = values["sdk_spec"]
     values["deps"] = ", ".join(
-        f'"{d}"' for d in (f"martlet-core>={major}.{minor},<{major}.{minor + 1}", *deps)
+        f'"{Template(d).substitute(values)}"' for d in ("martlet-core$core_spec", *deps)
     )
     values["fields"] = Template(fields).substitute(values)
     values["extra_fixtures"] = _EXTRA_FIXTURES.get(kind, "")
+    data = {
+        f"data/{rel}".replace("$record_name", short): text
+        for rel, text in _DATA_FILES.get(kind, {}).items()
+    }
+    globs = sorted({f"{Path(rel).parent.as_posix()}/*{Path(rel).suffix}" for rel in data})
+    values["package_data"] = (
+        _PACKAGE_DATA.substitute(module=module, globs=", ".join(f'"{g}"' for g in globs))
+        if globs
+        else ""
+    )
+    values["layout"] = Template(_LAYOUT_IMPL if impl else _LAYOUT_DATA_ONLY).substitute(values)
+    values["notes"] = Template(_NOTES.get(kind, "")).substitute(values)
     files = {
         "pyproject.toml": _PYPROJECT.substitute(values),
         "README.md": _README.substitute(values),
@@ -420,6 +547,8 @@ def new_plugin(name: str, kind: str, output: str | Path = ".", force: bool = Fal
     }
     if impl:
         files[f"src/{module}/impl.py"] = Template(impl).substitute(values)
+    for rel, text in data.items():
+        files[f"src/{module}/{rel}"] = text
     for rel, text in files.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -123,9 +123,10 @@ class TemplateOptions:
 
     template: str | None = option(
         None,
-        help="Chat template: auto (the tokenizer's own) or a registered one (chatml, llama3, "
-        "qwen, ...); default auto, falling back on the model family's template.",
+        help="Chat template: auto (the tokenizer's own) or a registered one; default auto, "
+        "falling back on the model family's template.",
         aliases=("template_type",),
+        names_of="templates",
     )
     system: str | None = option(
         None, help="System prompt: replaces the data's own, or is added where there is none."

@@ -16,9 +16,9 @@ class TunerOptions:
 
     tuner: str = option(
         "lora",
-        help="How the weights are trained: lora, adalora, ia3, vera, boft, loha, lokr, "
-        "prompt-tuning, prefix-tuning, full, freeze, galore, lisa, llamapro, reft.",
+        help="How the weights are trained (`martlet plugins --kind tuners` describes each).",
         aliases=("train_type", "tuner_type", "peft_type", "tuner_backend_type"),
+        names_of="tuners",
     )
     target_modules: list[str] = option(
         default_factory=lambda: ["all-linear"],

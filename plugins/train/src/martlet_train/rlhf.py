@@ -119,9 +119,19 @@ def check(config: RlhfConfig) -> Any:
 
     record = job._require("losses", config.method)
     if record.inputs == "batch":
+        command = "pt" if record.data == "text" else "sft"
+        if record.impl == "martlet_train.losses:causal_lm_loss":  # what sft and pt train with
+            raise ConfigError(
+                f"--method {config.method} is a supervised objective",
+                fix=f"run `martlet {command}` instead of `martlet rlhf`",
+            )
         raise ConfigError(
-            f"--method {config.method} is a supervised objective",
-            fix=f"run `martlet {record.name}` (or `martlet sft`) instead of `martlet rlhf`",
+            f"--method {config.method} is a supervised objective (called with a model and a batch)",
+            why="`martlet rlhf` trains losses of log-probabilities, rewards or logits; "
+            "`martlet sft` and `martlet pt` train with their built-in cross-entropy and cannot "
+            "select a loss by name yet (planned)",
+            fix=f"run `martlet {command}` for the built-in loss; to train with {record.name!r} "
+            "today, pass it as loss_fn to martlet_train.loop.Trainer in Python",
         )
     if record.inputs == "logits" and not config.teacher_model:
         raise ConfigError(
@@ -268,7 +278,15 @@ def encode(
                 why=f"the row has the keys {sorted(row)}",
                 fix=f"use a dataset of that shape (the embedded {example} is one)",
             )
-    encoded = list(encode_rows(rows, template, tokenizer=tokenizer, max_length=config.max_length))
+    encoded = list(
+        encode_rows(
+            rows,
+            template,
+            tokenizer=tokenizer,
+            max_length=config.max_length,
+            on_bad_rows=getattr(config, "on_bad_rows", "error"),
+        )
+    )
     if not encoded:
         raise MartletError(
             "no rows left to train on after encoding",
