@@ -418,3 +418,19 @@ def test_bad_values_fail_before_the_model_loads(cli, tmp_path, extra, message):
     assert result.exit_code != 0 and "Traceback" not in result.stderr
     assert message in result.stderr, result.stderr
     assert "no-model" not in result.stderr  # nothing was loaded
+
+
+@pytest.mark.parametrize("task", ["generate", "reward"])
+def test_a_missing_input_file_fails_before_the_model_loads(cli, tmp_path, task):
+    result = cli(
+        "infer",
+        "--model",
+        str(tmp_path / "no-model"),
+        "--task",
+        task,
+        "--input",
+        str(tmp_path / "missing.jsonl"),
+    )
+    assert result.exit_code != 0 and "Traceback" not in result.stderr
+    assert "missing.jsonl" in result.stderr and "does not exist" in result.stderr
+    assert "no-model" not in result.stderr  # the model was never looked for

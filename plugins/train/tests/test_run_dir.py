@@ -250,6 +250,10 @@ def test_an_output_dir_that_cannot_be_written_fails_before_loading(cli, tmp_path
         (["--warmup-ratio", "1.5"], "--warmup-ratio must be between 0 and 1"),
         (["--lora-rank", "0"], "--lora-rank must be at least 1, not 0"),
         (["--template", "chatmll"], "did you mean 'chatml'"),
+        (["--lora-alpha", "0"], "--lora-alpha must be more than 0, not 0"),
+        (["--neftune-noise-alpha", "-1"], "--neftune-noise-alpha must be more than 0"),
+        (["--max-activation-memory", "-5GB"], "--max-activation-memory must be a positive size"),
+        (["--resume-from-checkpoint", "/nonexistent/ckpt"], "is not a Martlet checkpoint"),
         (["--lora-dropout", "2"], "--lora-dropout must be in [0, 1), not 2.0"),
         (
             ["--tuner", "full", "--use-dora", "--lora-rank", "64"],
@@ -303,3 +307,23 @@ def test_print_config_refuses_what_the_run_would_refuse(cli, tmp_path):
     )
     assert good.exit_code == 0, good.stderr
     assert "per_device_train_batch_size: 2" in good.stdout
+
+
+def test_a_negative_beta_fails_before_the_models_load(martlet_manager, martlet_cli, tmp_path):
+    martlet_manager(*PLUGINS, "align")
+    result = martlet_cli(
+        "rlhf",
+        "--method",
+        "dpo",
+        "--model",
+        str(tmp_path / "no-model"),
+        "--dataset",
+        "sample-dpo#4",
+        "--output-dir",
+        str(tmp_path / "o"),
+        "--beta",
+        "-1",
+    )
+    assert result.exit_code != 0 and "Traceback" not in result.stderr
+    assert "--beta must be at least 0, not -1.0" in result.stderr
+    assert "no-model" not in result.stderr

@@ -103,6 +103,18 @@ class Tuner:
                 f"--lora-rank must be at least 1, not {config.lora_rank!r}",
                 fix="e.g. --lora-rank 8",
             )
+        if "lora_alpha" in self.reads_lora and not config.lora_alpha > 0:
+            raise ConfigError(
+                f"--lora-alpha must be more than 0, not {config.lora_alpha!r}",
+                why="the adapter's output is scaled by alpha / rank: 0 would switch it off",
+                fix="e.g. --lora-alpha 32",
+            )
+        noise = getattr(config, "neftune_noise_alpha", None)
+        if noise is not None and not noise > 0:
+            raise ConfigError(
+                f"--neftune-noise-alpha must be more than 0, not {noise!r}",
+                fix="e.g. --neftune-noise-alpha 5, or leave it out for no noise",
+            )
         dropout = getattr(config, "lora_dropout", 0.0)
         if "lora_dropout" in self.reads_lora and not 0 <= dropout < 1:
             raise ConfigError(

@@ -160,12 +160,17 @@ def infer(config: InferConfig) -> None:
             "--response is for scoring an answer",
             fix="add --task reward with a reward model, or drop --response",
         )
+    rows = None
+    if config.query is None and config.input:  # read before the model loads: a bad file fails fast
+        import martlet
+
+        rows = list(martlet.load_dataset(config.input, prompts=True))
     engine = load_engine(config)
     if config.query is not None:
         answer = engine.generate([[_user(config.query)]], **config.generation())[0]
         click.echo(answer.text)
     elif config.input:
-        batch(engine, config)
+        batch(engine, config, rows)
     else:
         chat(engine, config)
 
@@ -304,6 +309,11 @@ def reward(config: InferConfig) -> None:
             why="a reward model scores answers; it has no interactive chat",
             fix="pass --query TEXT [--response TEXT], or --input ROWS.jsonl [--output OUT.jsonl]",
         )
+    rows = None
+    if config.query is None:  # the rows are read (a missing file fails) before the model loads
+        import martlet
+
+        rows = martlet.load_dataset(config.input)
     model, tokenizer, template = load_reward_model(config)
     if config.query is not None:
         messages = [_user(config.query)]
@@ -312,7 +322,7 @@ def reward(config: InferConfig) -> None:
         (value,) = score_conversations(model, tokenizer, template, [messages], 1)
         click.echo(json.dumps(value))
         return
-    reward_batch(model, tokenizer, template, config)
+    reward_batch(model, tokenizer, template, config, rows)
 
 
 def _rejected(row: dict[str, Any]) -> list[dict] | None:
@@ -323,14 +333,19 @@ def _rejected(row: dict[str, Any]) -> list[dict] | None:
     return None
 
 
-def reward_batch(model: Any, tokenizer: Any, template: Any, config: InferConfig) -> Path | None:
-    """Score every row of ``--input``: conversation rows get ``reward``, preference rows
-    ``chosen_reward`` and ``rejected_reward``; JSON Lines to ``--output`` (or stdout)."""
+def reward_batch(
+    model: Any, tokenizer: Any, template: Any, config: InferConfig, rows: Any = None
+) -> Path | None:
+    """Score every row of ``--input`` (or of ``rows``, its rows read already): conversation
+    rows get ``reward``, preference rows ``chosen_reward`` and ``rejected_reward``; JSON Lines
+    to ``--output`` (or stdout)."""
     import martlet
     from tqdm.auto import tqdm
 
     size = max(1, config.max_batch_size)
-    rows = _conversation_rows(martlet.load_dataset(config.input), config.input)
+    if rows is None:
+        rows = martlet.load_dataset(config.input)
+    rows = _conversation_rows(rows, config.input)
     count = 0
     with _output(config.output) as out, tqdm(desc="reward", unit="row", file=sys.stderr) as bar:
         while chunk := list(itertools.islice(rows, size)):
@@ -446,12 +461,14 @@ def _user(text: str) -> dict[str, str]:
     return {"role": "user", "content": text}
 
 
-def batch(engine: Any, config: InferConfig) -> Path | None:
-    """Answer every row of ``--input``; write JSON Lines to ``--output`` (or stdout)."""
+def batch(engine: Any, config: InferConfig, rows: list[dict] | None = None) -> Path | None:
+    """Answer every row of ``--input`` (or ``rows``, its rows read already); write JSON Lines
+    to ``--output`` (or stdout)."""
     import martlet
     from tqdm.auto import tqdm
 
-    rows = list(martlet.load_dataset(config.input, prompts=True))
+    if rows is None:
+        rows = list(martlet.load_dataset(config.input, prompts=True))
     requests = [
         [{k: m[k] for k in ("role", "content") if k in m} for m in row["messages"]] for row in rows
     ]

@@ -124,6 +124,10 @@ def check(config: SftConfig) -> None:
     from martlet_train.rundir import check_writable
 
     check_writable(config.output_dir)
+    if config.resume_from_checkpoint and config.resume_from_checkpoint != "auto":
+        from martlet_train.checkpoint import resolve_resume
+
+        resolve_resume(config.resume_from_checkpoint, config.output_dir)  # a checkpoint?
     choose_device(config)
 
 
@@ -232,7 +236,15 @@ def _activation_setting(config: Any) -> int | str | None:
     value = str(getattr(config, "max_activation_memory", "none")).strip().lower()
     if value in ("none", "off", "no", "0", ""):
         return None
-    return value if value == "auto" else parse_size(value)
+    if value == "auto":
+        return value
+    size = parse_size(value)
+    if size <= 0:
+        raise ConfigError(
+            f"--max-activation-memory must be a positive size, not {value!r}",
+            fix="e.g. --max-activation-memory 512MB, or auto, or none",
+        )
+    return size
 
 
 def activation_limit(config: Any, model: Any) -> int | None:

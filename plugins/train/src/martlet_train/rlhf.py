@@ -137,6 +137,12 @@ def check(config: RlhfConfig) -> Any:
         raise ConfigError(
             f"--method {config.method} distils from a teacher", fix="pass --teacher-model M"
         )
+    if config.beta is not None and not config.beta >= 0:
+        raise ConfigError(
+            f"--beta must be at least 0, not {config.beta!r}",
+            why="it scales the preference margin (or weighs the extra loss term)",
+            fix="e.g. --beta 0.1, or leave it out for the method's default",
+        )
     if record.inputs == "logits" and not config.temperature > 0:
         raise ConfigError(
             f"--temperature must be more than 0, not {config.temperature!r}",
