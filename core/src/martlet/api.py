@@ -51,6 +51,9 @@ def _pick(kind: str, spec: str, method: str, *args: Any, **options: Any) -> Reco
             ) from exc
     label = check_kind(kind).label
     if not claims:
+        refused = _refusal(registry.records(kind), spec)
+        if refused is not None:  # a source knows the spec is meant for it but malformed
+            raise refused
         claimable = registry.names(kind)
         names = ", ".join(claimable) or "none"
         why = f"installed: {names}"
@@ -68,6 +71,19 @@ def _pick(kind: str, spec: str, method: str, *args: Any, **options: Any) -> Reco
             fix="name the one to use (e.g. loader=... / source=...)",
         )
     return claims[0]
+
+
+def _refusal(records: list[Record], spec: str) -> MartletError | None:
+    """The first error an implementation's optional ``refusal(spec)`` gives: a spec it would
+    read were it not malformed (``sample-sft#0``), said in its own words."""
+    for record in records:
+        if record.missing_requirements():
+            continue
+        refusal = getattr(record.load()(), "refusal", None)
+        error = refusal(spec) if refusal is not None else None
+        if isinstance(error, MartletError):
+            return error
+    return None
 
 
 # ------------------------------------------------------------------------- models

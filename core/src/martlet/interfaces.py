@@ -195,7 +195,12 @@ class Template(Protocol):
 
 @runtime_checkable
 class DatasetSource(Protocol):
-    """Reads a dataset spec (``NAME_OR_PATH[:subset][#N]``) into canonical rows."""
+    """Reads a dataset spec (``NAME_OR_PATH[:subset][#N]``) into canonical rows.
+
+    Optional: ``refusal(spec) -> MartletError | None`` — when no source claims a spec, the
+    first error a source's ``refusal`` returns is what the user sees (e.g. "``#N`` must be a
+    positive integer" for ``sample-sft#0``) instead of "no dataset source can read it".
+    """
 
     def can_read(self, spec: str, *, hub: str | None = None) -> bool:
         """Whether this source reads ``spec`` (cheap: nothing is downloaded or parsed). ``hub``

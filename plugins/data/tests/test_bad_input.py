@@ -183,3 +183,15 @@ def test_a_missing_file_with_a_hash_in_its_name_is_a_missing_file(tmp_path, monk
         load_datasets("data#2.jsonl")
     (tmp_path / "data#2.jsonl").write_text(json.dumps(GOOD) + "\n")
     assert load_datasets("data#2.jsonl") == [GOOD]
+
+
+@pytest.mark.parametrize("spec", ["sample-sft#0", "sample-sft#-5", "sample-sft#abc"])
+def test_the_python_api_says_what_is_wrong_with_a_row_count(martlet_manager, spec):
+    """``martlet.load_dataset`` (what ``infer --input`` uses) reports the malformed ``#N``,
+    not that no source can read the spec."""
+    import martlet
+    from martlet.errors import ConfigError
+
+    martlet_manager("data")
+    with pytest.raises(ConfigError, match="must be a positive integer"):
+        martlet.load_dataset(spec)

@@ -7,12 +7,11 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from martlet.errors import ConfigError, UnknownNameError
+from martlet.errors import ConfigError
 
 from martlet_data.errors import BadRowReport
 from martlet_data.options import DataOptions
 from martlet_data.rows import Rows, RowStream
-from martlet_data.spec import parse_spec
 
 
 def load_datasets(specs: str | Sequence[str], **options: Any) -> Rows | RowStream:
@@ -37,7 +36,7 @@ def load_datasets(specs: str | Sequence[str], **options: Any) -> Rows | RowStrea
     spec_list = [specs] if isinstance(specs, str) else list(specs)
     if not spec_list:
         raise ConfigError("no dataset given", fix="pass --dataset NAME_OR_PATH (several allowed)")
-    parts = [_load(martlet, spec, options) for spec in spec_list]
+    parts = [martlet.load_dataset(spec, **options) for spec in spec_list]
     if len(parts) == 1:
         return parts[0]
     if options.get("streaming"):
@@ -55,19 +54,6 @@ def load_datasets(specs: str | Sequence[str], **options: Any) -> Rows | RowStrea
         report.merge(part.report)
         formats.update(part.formats)
     return Rows(rows, report, formats, specs=tuple(spec_list))
-
-
-def _load(martlet: Any, spec: str, options: dict[str, Any]) -> Rows | RowStream:
-    """One spec's rows; a spec no source claims because it is malformed (``NAME#0``) raises
-    the selector's own error, which says what is wrong with it."""
-    try:
-        return martlet.load_dataset(spec, **options)
-    except UnknownNameError:
-        try:
-            parse_spec(spec)
-        except ConfigError as malformed:
-            raise malformed from None
-        raise
 
 
 def load_train_val(options: DataOptions) -> tuple[Rows | RowStream, Rows | RowStream | None]:

@@ -50,6 +50,20 @@ def _claimable(spec: str) -> DatasetSpec | None:
         return None
 
 
+class _Source:
+    """What every source here shares."""
+
+    def refusal(self, spec: str) -> ConfigError | None:
+        """Why no source claims ``spec``: the selector's own error when it is malformed
+        (``#0``), which core's :func:`martlet.load_dataset` reports instead of "no source
+        can read"."""
+        try:
+            parse_spec(spec)
+        except ConfigError as malformed:
+            return malformed
+        return None
+
+
 def build(
     spec: DatasetSpec,
     raw: RawFactory,
@@ -134,7 +148,7 @@ def _hub_empty(subsets: tuple[str, ...], split: str) -> Callable[[], str]:
     return why
 
 
-class LocalSource:
+class LocalSource(_Source):
     """Local files and folders: .jsonl, .json, .csv, .parquet, .txt."""
 
     def can_read(self, spec: str, *, hub: str | None = None) -> bool:
@@ -160,7 +174,7 @@ class LocalSource:
         )
 
 
-class HfSource:
+class HfSource(_Source):
     """Hugging Face dataset ids through ``datasets``: ``org/name`` or ``hf::name``."""
 
     def can_read(self, spec: str, *, hub: str | None = None) -> bool:
@@ -185,7 +199,7 @@ class HfSource:
         return _read_hub("huggingface", spec, streaming, options)
 
 
-class ModelScopeSource:
+class ModelScopeSource(_Source):
     """ModelScope dataset ids through ``modelscope``: ``ms::org/name``, or ``org/name`` with
     ``hub="modelscope"``."""
 
@@ -242,7 +256,7 @@ def package_path(path: str) -> Path:
     return Path(os.path.expanduser(path))
 
 
-class NamedSource:
+class NamedSource(_Source):
     """Registered datasets (``martlet_datasets`` records): embedded files, hub ids, or files
     registered with :func:`martlet.register_dataset`.
 
