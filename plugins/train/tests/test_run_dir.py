@@ -327,3 +327,24 @@ def test_a_negative_beta_fails_before_the_models_load(martlet_manager, martlet_c
     assert result.exit_code != 0 and "Traceback" not in result.stderr
     assert "--beta must be at least 0, not -1.0" in result.stderr
     assert "no-model" not in result.stderr
+
+
+def test_only_rank_0_prepares_the_run_directory(tmp_path, monkeypatch):
+    """In a multi-process run every process calls prepare; only rank 0 may move or replace
+    anything (two processes moving the same run aside would race)."""
+    from types import SimpleNamespace
+
+    from martlet_train import rundir
+
+    out = tmp_path / "run"
+    (out / "checkpoint-1" / "trainer_state").mkdir(parents=True)
+    (out / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\n')
+    config = SimpleNamespace(
+        output_dir=str(out), resume_from_checkpoint=None, overwrite_output_dir=True
+    )
+    monkeypatch.setenv("RANK", "1")
+    assert rundir.prepare(config, say=lambda _: None) == out
+    assert (out / "checkpoint-1").is_dir() and not (out / ".replaced-run").exists()
+    monkeypatch.setenv("RANK", "0")
+    rundir.prepare(config, say=lambda _: None)
+    assert (out / ".replaced-run" / "checkpoint-1").is_dir() and not (out / "checkpoint-1").exists()

@@ -81,6 +81,8 @@ def prepare(config: Any, say: Any = print) -> Path:
     drops the lines past the step it resumes from.
     """
     out = Path(config.output_dir)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return out  # one process of a multi-process run prepares the directory: rank 0
     check_writable(out)
     resuming = bool(config.resume_from_checkpoint)
     if holds_run(out):
