@@ -254,6 +254,8 @@ def test_an_output_dir_that_cannot_be_written_fails_before_loading(cli, tmp_path
         (["--neftune-noise-alpha", "-1"], "--neftune-noise-alpha must be more than 0"),
         (["--max-activation-memory", "-5GB"], "--max-activation-memory must be a positive size"),
         (["--resume-from-checkpoint", "/nonexistent/ckpt"], "is not a Martlet checkpoint"),
+        (["--half-precision-backend", "apex"], "--half-precision-backend apex is not available"),
+        (["--quant-method-load", "hqq"], "--quant-method-load hqq has nothing to load quantized"),
         (["--lora-dropout", "2"], "--lora-dropout must be in [0, 1), not 2.0"),
         (
             ["--tuner", "full", "--use-dora", "--lora-rank", "64"],

@@ -69,7 +69,9 @@ class SftConfig(ModelOptions, TemplateOptions, DataOptions, TunerOptions, TrainO
         True, help="When the chosen accelerator is missing, train on the CPU instead of failing."
     )
     half_precision_backend: str = option(
-        "auto", help="Accepted for transformers compatibility: autocast is Martlet's backend."
+        "auto",
+        help="transformers' option: auto or amp (PyTorch's autocast, Martlet's only backend); "
+        "anything else is an error.",
     )
 
 
@@ -107,6 +109,17 @@ def check(config: SftConfig) -> None:
         )
     if config.quantization_bit:
         _require("quantizers", config.quant_method_load)
+    elif config.quant_method_load != "bnb":
+        raise ConfigError(
+            f"--quant-method-load {config.quant_method_load} has nothing to load quantized",
+            fix="add --quantization-bit 4 (or 8), or leave out --quant-method-load",
+        )
+    if str(config.half_precision_backend).lower() not in ("auto", "amp", "cpu_amp", "cuda_amp"):
+        raise ConfigError(
+            f"--half-precision-backend {config.half_precision_backend} is not available",
+            why="Martlet's mixed precision is PyTorch's autocast (amp) on every device",
+            fix="leave it out (or auto), and choose the precision with --mixed-precision",
+        )
     if config.use_npu:
         _require("accelerators", "npu")
     for name in config.report_to:
