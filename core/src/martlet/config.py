@@ -70,6 +70,18 @@ def option(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def require(
+    ok: bool, flag: str, value: Any, rule: str, example: str, *, why: str | None = None
+) -> None:
+    """Raise ``ConfigError("--FLAG must be RULE, not VALUE", fix="e.g. --FLAG EXAMPLE")``
+    unless ``ok``: the one shape of a value check that needs no model (``flag`` without its
+    dashes, e.g. ``"learning-rate"``)."""
+    if not ok:
+        raise ConfigError(
+            f"--{flag} must be {rule}, not {value!r}", why=why, fix=f"e.g. --{flag} {example}"
+        )
+
+
 def key(name: str) -> str:
     """Flags and keys compare case-insensitively with ``-`` and ``_`` alike."""
     return name.strip().lstrip("-").lower().replace("-", "_")

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from martlet.config import require
 from martlet.errors import ConfigError, MartletError
 from martlet.tasks import TASK_TYPES, check_task_type  # noqa: F401 - re-exported
 
@@ -57,18 +58,19 @@ LORA_OPTIONS = (
 )
 
 
-def _was_set(config: Any, name: str) -> bool:
-    """Whether the option ``name`` of a config dataclass differs from its default."""
+def _changed(config: Any) -> set[str]:
+    """The options of a config dataclass whose values differ from their defaults."""
     import dataclasses
 
-    if not dataclasses.is_dataclass(config) or not hasattr(config, name):
-        return False
-    for field in dataclasses.fields(config):
-        if field.name == name:
-            if field.default is not dataclasses.MISSING:
-                return getattr(config, name) != field.default
-            return False
-    return False
+    from martlet.config import specs
+
+    if not dataclasses.is_dataclass(config):
+        return set()
+    return {
+        name
+        for name, spec in specs(type(config)).items()
+        if not spec.required and getattr(config, name) != spec.default
+    }
 
 
 class Tuner:
@@ -88,7 +90,8 @@ class Tuner:
     def check(self, config: Any) -> None:
         """Reject, before the model loads, options this tuner would ignore and values it
         cannot use."""
-        ignored = [n for n in LORA_OPTIONS if n not in self.reads_lora and _was_set(config, n)]
+        changed = _changed(config)
+        ignored = [n for n in LORA_OPTIONS if n not in self.reads_lora and n in changed]
         if ignored:
             flags = ", ".join("--" + n.replace("_", "-") for n in ignored)
             tuner = getattr(config, "tuner", self.label)
@@ -98,16 +101,16 @@ class Tuner:
                 why="they would be silently ignored",
                 fix="leave them out, or train with --tuner lora",
             )
-        if "lora_rank" in self.reads_lora and not config.lora_rank >= 1:
-            raise ConfigError(
-                f"--lora-rank must be at least 1, not {config.lora_rank!r}",
-                fix="e.g. --lora-rank 8",
-            )
-        if "lora_alpha" in self.reads_lora and not config.lora_alpha > 0:
-            raise ConfigError(
-                f"--lora-alpha must be more than 0, not {config.lora_alpha!r}",
+        if "lora_rank" in self.reads_lora:
+            require(config.lora_rank >= 1, "lora-rank", config.lora_rank, "at least 1", "8")
+        if "lora_alpha" in self.reads_lora:
+            require(
+                config.lora_alpha > 0,
+                "lora-alpha",
+                config.lora_alpha,
+                "more than 0",
+                "32",
                 why="the adapter's output is scaled by alpha / rank: 0 would switch it off",
-                fix="e.g. --lora-alpha 32",
             )
         noise = getattr(config, "neftune_noise_alpha", None)
         if noise is not None and not noise > 0:
@@ -115,11 +118,9 @@ class Tuner:
                 f"--neftune-noise-alpha must be more than 0, not {noise!r}",
                 fix="e.g. --neftune-noise-alpha 5, or leave it out for no noise",
             )
-        dropout = getattr(config, "lora_dropout", 0.0)
-        if "lora_dropout" in self.reads_lora and not 0 <= dropout < 1:
-            raise ConfigError(
-                f"--lora-dropout must be in [0, 1), not {dropout!r}", fix="e.g. --lora-dropout 0.05"
-            )
+        if "lora_dropout" in self.reads_lora:
+            dropout = config.lora_dropout
+            require(0 <= dropout < 1, "lora-dropout", dropout, "in [0, 1)", "0.05")
 
     def prepare(self, model: Any, config: Any) -> Any:
         if is_seq_cls(config):

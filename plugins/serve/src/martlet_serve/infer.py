@@ -113,26 +113,23 @@ class InferConfig(ModelOptions, TemplateOptions):
 
 def check_infer(config: InferConfig) -> None:
     """The values and names ``infer`` can check before the model loads (it takes seconds)."""
+    from martlet.config import require
     from martlet.manager import get_manager
 
-    def need(ok: bool, flag: str, value: object, rule: str, example: str) -> None:
-        if not ok:
-            raise ConfigError(
-                f"--{flag} must be {rule}, not {value!r}", fix=f"e.g. --{flag} {example}"
-            )
-
-    need(config.temperature >= 0, "temperature", config.temperature, "at least 0", "0.7")
-    need(0 < config.top_p <= 1, "top-p", config.top_p, "in (0, 1]", "0.9")
-    need(config.top_k >= 0, "top-k", config.top_k, "at least 0", "50")
-    need(config.max_new_tokens >= 1, "max-new-tokens", config.max_new_tokens, "at least 1", "256")
-    need(
+    require(config.temperature >= 0, "temperature", config.temperature, "at least 0", "0.7")
+    require(0 < config.top_p <= 1, "top-p", config.top_p, "in (0, 1]", "0.9")
+    require(config.top_k >= 0, "top-k", config.top_k, "at least 0", "50")
+    require(
+        config.max_new_tokens >= 1, "max-new-tokens", config.max_new_tokens, "at least 1", "256"
+    )
+    require(
         config.repetition_penalty > 0,
         "repetition-penalty",
         config.repetition_penalty,
         "more than 0",
         "1.1",
     )
-    need(config.max_batch_size >= 1, "max-batch-size", config.max_batch_size, "at least 1", "8")
+    require(config.max_batch_size >= 1, "max-batch-size", config.max_batch_size, "at least 1", "8")
     if config.template:  # a misspelt name fails now, with suggestions
         get_manager().registry.get("templates", config.template)
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from martlet.config import option
-from martlet.errors import ConfigError
+from martlet.config import option, require
 
 
 @dataclass(kw_only=True)
@@ -102,21 +101,15 @@ class TrainOptions:
         flag, the value and the range)."""
         import math
 
-        def need(ok: bool, flag: str, value: object, rule: str, example: str) -> None:
-            if not ok:
-                raise ConfigError(
-                    f"--{flag} must be {rule}, not {value!r}", fix=f"e.g. --{flag} {example}"
-                )
-
         def number(value: float) -> bool:
             return isinstance(value, (int, float)) and math.isfinite(value)
 
         lr = self.learning_rate
-        need(number(lr) and lr >= 0, "learning-rate", lr, "a number of at least 0", "1e-4")
+        require(number(lr) and lr >= 0, "learning-rate", lr, "a number of at least 0", "1e-4")
         by_steps = bool(self.max_steps and self.max_steps > 0)
-        need(self.max_steps >= -1, "max-steps", self.max_steps, "-1 (by epochs) or more", "100")
+        require(self.max_steps >= -1, "max-steps", self.max_steps, "-1 (by epochs) or more", "100")
         epochs = self.num_train_epochs
-        need(
+        require(
             by_steps or (number(epochs) and epochs > 0),
             "num-train-epochs",
             epochs,
@@ -130,14 +123,14 @@ class TrainOptions:
             ("logging-steps", self.logging_steps),
             ("save-steps", self.save_steps),
         ):
-            need(value >= 1, flag, value, "at least 1", "4")
+            require(value >= 1, flag, value, "at least 1", "4")
         for flag, value in (
             ("eval-steps", self.eval_steps),
             ("early-stopping-patience", self.early_stopping_patience),
         ):
-            need(value is None or value >= 1, flag, value, "at least 1", "50")
+            require(value is None or value >= 1, flag, value, "at least 1", "50")
         limit = self.save_total_limit
-        need(limit is None or limit >= 0, "save-total-limit", limit, "at least 0", "2")
+        require(limit is None or limit >= 0, "save-total-limit", limit, "at least 0", "2")
         for flag, value in (
             ("warmup-steps", self.warmup_steps),
             ("weight-decay", self.weight_decay),
@@ -145,8 +138,8 @@ class TrainOptions:
             ("adam-epsilon", self.adam_epsilon),
             ("seed", self.seed),
         ):
-            need(number(value) and value >= 0, flag, value, "at least 0", "0")
+            require(number(value) and value >= 0, flag, value, "at least 0", "0")
         ratio = self.warmup_ratio
-        need(number(ratio) and 0 <= ratio <= 1, "warmup-ratio", ratio, "between 0 and 1", "0.1")
+        require(number(ratio) and 0 <= ratio <= 1, "warmup-ratio", ratio, "between 0 and 1", "0.1")
         for flag, value in (("adam-beta1", self.adam_beta1), ("adam-beta2", self.adam_beta2)):
-            need(number(value) and 0 <= value < 1, flag, value, "in [0, 1)", "0.9")
+            require(number(value) and 0 <= value < 1, flag, value, "in [0, 1)", "0.9")

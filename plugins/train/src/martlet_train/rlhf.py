@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from martlet.config import build, option
+from martlet.config import build, option, require
 from martlet.errors import ConfigError, MartletError
 
 from martlet_train.job import FOREIGN_OPTIONS, SftConfig
@@ -143,17 +143,17 @@ def check(config: RlhfConfig) -> Any:
             why="it scales the preference margin (or weighs the extra loss term)",
             fix="e.g. --beta 0.1, or leave it out for the method's default",
         )
-    if record.inputs == "logits" and not config.temperature > 0:
-        raise ConfigError(
-            f"--temperature must be more than 0, not {config.temperature!r}",
+    if record.inputs == "logits":
+        require(
+            config.temperature > 0,
+            "temperature",
+            config.temperature,
+            "more than 0",
+            "0.9",
             why=f"--method {config.method} divides the logits by it",
-            fix="e.g. --temperature 0.9",
         )
-    if record.inputs == "logits" and not config.max_completion_length >= 1:
-        raise ConfigError(
-            f"--max-completion-length must be at least 1, not {config.max_completion_length!r}",
-            fix="e.g. --max-completion-length 128",
-        )
+        length = config.max_completion_length
+        require(length >= 1, "max-completion-length", length, "at least 1", "128")
     if config.reference_free and not record.reference:
         raise ConfigError(
             f"--reference-free: --method {config.method} uses no reference model anyway"
