@@ -121,6 +121,7 @@ def check_output_dir(out: Path, adapters: str | None) -> None:
     Raises:
         ConfigError: before anything loads.
     """
+    from martlet.paths import nearest_existing
     from martlet.rundirs import run_folder
 
     if out.exists() and not out.is_dir():
@@ -129,9 +130,7 @@ def check_output_dir(out: Path, adapters: str | None) -> None:
             why="the exported model is a folder of files",
             fix="choose a folder path for --output-dir",
         )
-    ancestor = out.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
+    ancestor = nearest_existing(out.parent)
     if not ancestor.is_dir():
         raise ConfigError(
             f"cannot create --output-dir {out}",

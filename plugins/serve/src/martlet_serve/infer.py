@@ -375,7 +375,7 @@ def check_output(path: str) -> None:
     Raises:
         ConfigError: naming ``--output`` and what is wrong with it.
     """
-    import tempfile
+    from martlet.paths import nearest_existing, write_error
 
     file = Path(path).expanduser()
     if file.is_dir():
@@ -384,9 +384,7 @@ def check_output(path: str) -> None:
             why="the answers are written to one JSON Lines file",
             fix=f"give a file path, e.g. --output {file / 'answers.jsonl'}",
         )
-    where = file
-    while not where.exists() and where != where.parent:
-        where = where.parent
+    where = nearest_existing(file)
     if where != file and not where.is_dir():
         raise ConfigError(
             f"cannot write --output {path}",
@@ -395,9 +393,9 @@ def check_output(path: str) -> None:
         )
     try:
         if where == file:
-            open(file, "a", encoding="utf-8").close()  # truncates and appends nothing
-        else:
-            tempfile.TemporaryFile(dir=where).close()
+            open(file, "a", encoding="utf-8").close()  # appends nothing
+        elif (error := write_error(where)) is not None:
+            raise error
     except OSError as exc:
         raise ConfigError(
             f"cannot write --output {path}",

@@ -20,11 +20,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from martlet.errors import ConfigError, MartletError
+from martlet.paths import nearest_existing, write_error
 
 #: where ``--overwrite-output-dir`` moves the previous run until this one has saved
 REPLACED = ".replaced-run"
@@ -42,26 +42,19 @@ def check_writable(path: str | Path, flag: str = "--output-dir") -> None:
             f"{flag} {out} is a file, not a directory",
             fix=f"choose another {flag}, or move the file away",
         )
-    existing = out
-    while not existing.exists():  # the nearest folder that exists must take new entries
-        if existing.parent == existing:
-            break
-        existing = existing.parent
+    existing = nearest_existing(out)  # the folder new entries go into
     if existing.exists() and not existing.is_dir():
         raise ConfigError(
             f"{flag} {out} cannot be created: {existing} is a file",
             fix=f"choose another {flag}",
         )
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".martlet-write-test-", dir=existing)
-    except OSError as exc:
+    error = write_error(existing)
+    if error is not None:
         raise ConfigError(
             f"{flag} {out} is not writable",
-            why=f"{existing}: {exc.strerror or exc}",
+            why=f"{existing}: {error.strerror or error}",
             fix=f"choose another {flag}, or make {existing} writable",
-        ) from exc
-    os.close(fd)
-    os.unlink(probe)
+        ) from error
 
 
 def holds_run(out: Path) -> bool:
