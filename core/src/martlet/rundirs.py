@@ -269,7 +269,9 @@ def _label(folder: Path) -> str:
     return "the model folder"
 
 
-def _checkpoints(run: Path) -> list[Path]:
+def checkpoints(run: str | Path) -> list[Path]:
+    """The ``checkpoint-N`` folders in ``run``, oldest (lowest N) first."""
+    run = Path(run)
     found = []
     for path in run.iterdir() if run.is_dir() else ():
         match = CHECKPOINT.match(path.name)
@@ -283,7 +285,7 @@ def fix_for(folder: Path) -> str:
     export, a converted GGUF or a model folder)."""
     run = run_folder(folder)
     if run is not None:
-        others = [c for c in _checkpoints(run) if c != folder]
+        others = [c for c in checkpoints(run) if c != folder]
         if others:
             newest = others[-1]
             return (

@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import random
-import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,16 +22,14 @@ from typing import Any
 from martlet.errors import MartletError
 
 STATE_DIR = "trainer_state"
-PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
 
 def list_checkpoints(output_dir: str | Path) -> list[Path]:
-    """Complete checkpoints in ``output_dir``, oldest first."""
-    root = Path(output_dir)
-    if not root.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := PATTERN.match(p.name))]
-    return [p for _, p in sorted(found)]
+    """Complete checkpoints in ``output_dir``, oldest first (:func:`martlet.rundirs.checkpoints`:
+    a checkpoint gets its name only once complete)."""
+    from martlet.rundirs import checkpoints
+
+    return checkpoints(output_dir)
 
 
 def resolve_resume(value: str | None, output_dir: str | Path) -> Path | None:
