@@ -53,13 +53,13 @@ def _command_or_error(manager: Any, name: str) -> Any:
         failed = [i for i in manager.plugins if i.effective_status == FAILED]
         if not failed:
             raise
-        errors = "; ".join(f"{i.label}: {i.effective_error}" for i in failed)
+        states = [(info, manager.unavailable(info)) for info in failed]
+        errors = "; ".join(f"{info.label}: {why}" for info, (_, why, _) in states)
         raise UnknownNameError(
             exc.what,
             why=(f"{exc.why} " if exc.why else "")
             + f"installed plugins that failed to load, one of which may provide it: {errors}",
-            fix=f"`martlet plugins` shows each failure; reinstall the plugin "
-            f"(pip install --force-reinstall {failed[0].distribution}); or {exc.fix}",
+            fix=f"{states[0][1][2]}; or {exc.fix}",
         ) from exc
 
 
