@@ -56,7 +56,7 @@ FAST = dict(
 FP32 = dict(torch_dtype="float32", mixed_precision="no")
 VARIANTS = {
     # Martlet's defaults (precision `auto`: see --cpu-bf16; padding-free batches, activation
-    # memory within half the weights' size)
+    # memory within a third of the weights' size)
     "default": {},
     "default-unlimited": {"max_activation_memory": "none"},
     # the defaults with rows packed into 512-token rows (as many rows as --steps unpacked steps)

@@ -86,3 +86,88 @@ def test_tensors_it_cannot_copy_are_saved_as_they_are_and_still_counted():
     plain = torch.randn(10)
     assert arena.pack(plain) is not plain
     assert arena.saved_bytes == 80
+
+
+def _declared_product(arena: SavedTensorArena, calls: list[int]):
+    """A function that declares its output ``a * b`` derived while ``arena`` is active."""
+    from martlet_train.arena import derived
+
+    def product(a, b):
+        calls.append(1)
+        return a * b
+
+    class Product(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            ctx.save_for_backward(a, b)
+            return derived(product(a, b), product, a, b)
+
+        @staticmethod
+        def backward(ctx, grad):
+            a, b = ctx.saved_tensors
+            return grad * b, grad * a
+
+    return Product.apply
+
+
+def test_a_derived_tensor_is_computed_again_once_instead_of_kept():
+    torch.manual_seed(0)
+    a = torch.randn(64, 32, requires_grad=True)
+    b = torch.randn(64, 32, requires_grad=True)
+    w1, w2 = torch.randn(32, 8, requires_grad=True), torch.randn(32, 8, requires_grad=True)
+
+    def loss(product):
+        p = product(a, b)
+        return ((p @ w1).square().sum() + (p @ w2).tanh().sum())  # two nodes save p
+
+    arena = SavedTensorArena()
+    arena.start()
+    with _hooks(arena):
+        out = loss(lambda x, y: x * y)
+    plain_bytes = arena.saved_bytes
+    expected = torch.autograd.grad(out, (a, b, w1, w2))
+    calls: list[int] = []
+    arena.start()
+    with _hooks(arena), arena.active():
+        out = loss(_declared_product(arena, calls))
+    assert calls == [1]
+    # a and b are kept (the product's own gradient needs them), the product is not
+    assert arena.saved_bytes == plain_bytes - a.numel() * 4
+    got = torch.autograd.grad(out, (a, b, w1, w2))
+    assert calls == [1, 1]  # computed again once, for both nodes that saved it
+    for g, e in zip(got, expected, strict=True):
+        assert torch.equal(g, e)
+
+
+def test_a_derived_tensor_written_in_place_is_kept_as_written():
+    torch.manual_seed(0)
+    a, b = torch.randn(16, requires_grad=True), torch.randn(16)
+    w = torch.randn(16, requires_grad=True)
+    calls: list[int] = []
+    arena = SavedTensorArena()
+    arena.start()
+    with _hooks(arena), arena.active():
+        p = _declared_product(arena, calls)(a, b)
+        with torch.no_grad():
+            p.add_(1.0)  # not what the recipe computes any more
+        out = (p * w).sum()
+    out.backward()
+    torch.testing.assert_close(w.grad, (a * b + 1.0).detach())
+    assert calls == [1]  # kept, not recomputed
+
+
+def test_declarations_outside_an_active_arena_or_in_a_checkpointed_layer_are_ignored():
+    from martlet_train.arena import derived
+
+    x = torch.randn(8)
+    arena = SavedTensorArena()
+    arena.start()
+    derived(x * 2, lambda t: t * 2, x)  # no arena active
+    assert not arena._derivations
+    with arena.active():
+        arena.deriving = False  # what the activation budget sets in a checkpointed layer
+        derived(x * 2, lambda t: t * 2, x)
+        assert not arena._derivations and arena.saved_bytes == 0
+        arena.deriving = True
+        y = derived(x * 2, lambda t: t * 2, x)
+        assert list(arena._derivations) == [y.untyped_storage().data_ptr()]

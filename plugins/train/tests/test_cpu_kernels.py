@@ -6,6 +6,7 @@ from __future__ import annotations
 import platform
 import subprocess
 import sys
+import weakref
 
 import pytest
 import torch
@@ -221,3 +222,31 @@ def test_the_switches_survive_model_train_with_hub_kernels_on(tmp_path):
         model.eval()
         norms = [m for m in model.modules() if "forward" in vars(m)]
         assert len(norms) == switched
+
+
+def test_within_a_budget_the_compiled_norms_outputs_are_recomputed_with_identical_gradients():
+    from martlet_train.memory import ActivationBudget
+
+    ids = torch.randint(3, 200, (2, 16), generator=torch.Generator().manual_seed(0))
+
+    def run(budget: bool):
+        torch.manual_seed(0)
+        model = tiny_model().to(torch.bfloat16).train()
+        activation = ActivationBudget(model, 10**9) if budget else None
+        with kernels(model) as count:
+            assert count > 0
+            if activation is not None:
+                with activation.saving(model, ids.numel()):
+                    loss = model(input_ids=ids, labels=ids).loss
+                recipes = sum(
+                    isinstance(kept[2], weakref.ref) for kept in activation.arena._copies.values()
+                )
+                assert recipes > 0  # q, k, v read the norm's output: computed again
+            else:
+                loss = model(input_ids=ids, labels=ids).loss
+            loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    plain, budgeted = run(False), run(True)
+    for name, grad in plain.items():
+        assert torch.equal(budgeted[name], grad), name

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from martlet_train.arena import derived
 from martlet_train.switching import forward_is, restore, switch
 
 
@@ -64,7 +65,9 @@ class RMSNormFunction(torch.autograd.Function):
         weight = weight.contiguous()
         _compiled().rms_norm_forward(_bits(rows), _bits(weight), eps, _bits(out), rstd.numpy())
         ctx.save_for_backward(rows, weight, rstd)
-        return out.view(shape)
+        # within an activation budget the layers it feeds do not keep its output: computed
+        # again from rows (kept here anyway) in the backward pass
+        return derived(out, functools.partial(_normed, eps=eps), rows, weight).view(shape)
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
@@ -86,6 +89,14 @@ class RMSNormFunction(torch.autograd.Function):
             grad_weight.to(weight.dtype) if need_weight else None,
             None,
         )
+
+
+def _normed(rows: Any, weight: Any, eps: float) -> Any:
+    """:class:`RMSNormFunction`'s output for ``rows`` (2-d, contiguous) again."""
+    out = torch.empty_like(rows)
+    rstd = torch.empty(rows.shape[0], dtype=torch.float32)
+    _compiled().rms_norm_forward(_bits(rows), _bits(weight), eps, _bits(out), rstd.numpy())
+    return out
 
 
 def rms_norm(x: Any, weight: Any, eps: float) -> Any:

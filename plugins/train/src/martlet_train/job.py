@@ -261,10 +261,11 @@ def _activation_setting(config: Any) -> int | str | None:
 
 
 def activation_limit(config: Any, model: Any) -> int | None:
-    """Bytes of ``--max-activation-memory`` (``auto``: half the model's weights), or None."""
+    """Bytes of ``--max-activation-memory`` (``auto``: a third of the model's weights), or
+    None."""
     setting = _activation_setting(config)
     if setting == "auto":
-        return sum(p.numel() * p.element_size() for p in model.parameters()) // 2
+        return sum(p.numel() * p.element_size() for p in model.parameters()) // 3
     return setting
 
 
@@ -296,10 +297,11 @@ def fit(
     )
     from martlet_train.cpu_kernels import kernels
     from martlet_train.lean_mlp import lean_mlps
+    from martlet_train.lean_norm import lean_norms
 
     try:
         with kernels(job.model, enabled=getattr(job.config, "cpu_kernels", True)):
-            with lean_mlps(job.model):
+            with lean_mlps(job.model), lean_norms(job.model):
                 result = trainer.train()
     finally:
         if job.budget is not None:

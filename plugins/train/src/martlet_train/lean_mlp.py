@@ -5,7 +5,9 @@ gradient and both ``silu(gate(x))`` and ``up(x)`` for the product's: three inter
 tensors per token and layer, the largest share of a decoder layer's activations.
 :class:`SwiGLUFunction` keeps ``gate(x)`` and ``up(x)`` only and recomputes the SiLU in the
 backward pass (one element-wise pass): a sixth less activation memory per layer for the same
-values. :func:`lean_mlps` switches every MLP whose ``forward`` is Llama's, word for word
+values. Within an activation budget its output — the down projection's input, which that layer
+keeps for its adapter's gradient — is declared derived (:func:`martlet_train.arena.derived`),
+so it too is computed again from ``gate`` and ``up`` instead of kept: another sixth. :func:`lean_mlps` switches every MLP whose ``forward`` is Llama's, word for word
 (Llama, Mistral, Qwen2/3, SmolLM3, ...; checked against the source, not by name) with a SiLU
 activation, for as long as the training run lasts.
 
@@ -20,7 +22,13 @@ from typing import Any
 
 import torch
 
+from martlet_train.arena import derived
 from martlet_train.switching import forward_is, restore, switch
+
+
+def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """``silu(gate) * up``, the value :class:`SwiGLUFunction` computes."""
+    return torch.nn.functional.silu(gate) * up
 
 
 class SwiGLUFunction(torch.autograd.Function):
@@ -29,7 +37,9 @@ class SwiGLUFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gate, up):  # noqa: D102
         ctx.save_for_backward(gate, up)
-        return torch.nn.functional.silu(gate) * up
+        # the down projection keeps its input for its adapter's gradient: within an
+        # activation budget, that is computed again from gate and up instead of kept
+        return derived(swiglu(gate, up), swiglu, gate, up)
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102

@@ -136,7 +136,8 @@ class ActivationBudget:
             self._active = True
             try:
                 with torch.autograd.graph.saved_tensors_hooks(self._pack, self.arena.unpack):
-                    yield
+                    with self.arena.active():
+                        yield
             finally:
                 self._active = False
 
@@ -166,10 +167,12 @@ class ActivationBudget:
     def _before(self, layer: Any, args: Any) -> None:
         if self._active:
             self._layer_start = self.used
+            self.arena.deriving = not layer.gradient_checkpointing
 
     def _after(self, i: int, layer: Any, args: Any, output: Any) -> None:
         if not self._active:
             return  # a checkpointed layer recomputed in the backward pass
+        self.arena.deriving = True
         if not layer.gradient_checkpointing and self._tokens:
             self.per_token = (self.used - self._layer_start) / self._tokens
         self._plan(i + 1)

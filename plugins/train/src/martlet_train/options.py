@@ -63,8 +63,8 @@ class TrainOptions:
         "auto",
         help="The most memory the activations a micro-batch's forward pass saves may take "
         "(e.g. 512MB, 2GiB): decoder layers are recomputed in the backward pass, as few as "
-        "each batch needs (none for short batches), to stay within it. auto: half the size "
-        "of the model's weights; none: keep every activation. --gradient-checkpointing and "
+        "each batch needs (none for short batches), to stay within it. auto: a third of the "
+        "size of the model's weights; none: keep every activation. --gradient-checkpointing and "
         "--selective-checkpointing replace it.",
         aliases=("activation_memory",),
     )

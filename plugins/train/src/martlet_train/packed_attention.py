@@ -15,7 +15,11 @@ packed row's. Grouped-query heads share their key and value rows without copies 
 of a group are stacked along the length). One row gather each moves the queries, keys and
 values of all buckets into that layout and one moves the outputs back; their backward passes
 are gathers too, not scatter-adds into zeroed tensors. The segment plan and its row indices
-are computed once per batch and reused by every layer.
+are computed once per batch and reused by every layer. A float32 bucket is one call of
+PyTorch's fused causal attention (which keeps only the output and the row statistics for the
+backward pass: memory linear in the segment length, where the scores of explicit products are
+quadratic); other dtypes use the explicit products (``baddbmm`` with a causal bias, softmax,
+``bmm``).
 
 :func:`use_packed_attention` switches a model whose attention goes through transformers'
 interface (``eager`` or ``sdpa``) to it; models with ``flash_attention_2`` (which reads packed
@@ -40,6 +44,11 @@ NAME = "martlet_packed"
 # a bucket takes segments down to 1/RATIO of its longest: few buckets, little padding
 RATIO = 1.3
 SWITCHABLE = ("eager", "sdpa")
+#: dtypes whose buckets go through PyTorch's fused attention (its CPU flash kernel: no
+#: ``L x L`` probabilities kept for the backward pass, and faster than the products below in
+#: float32); bfloat16 buckets use the explicit products, several times faster on a CPU with
+#: bf16 matrix units (``bench/RESULTS.md``)
+FUSED_DTYPES = (torch.float32,)
 
 _plan_cache: dict[str, Any] = {}
 # causal masks by (length, group, dtype, device), for the buckets of the current plan: emptied
@@ -291,6 +300,7 @@ def packed_attention(
     k = gather(key.transpose(1, 2).reshape(-1, dim), index.keys, index.key_back, None)
     v = gather(value.transpose(1, 2).reshape(-1, dim), index.keys, index.key_back, None)
     training = bool(getattr(module, "training", False))
+    fused = query.dtype in FUSED_DTYPES
     outputs = []
     # split, not sliced: the backward pass concatenates the buckets' gradients in one go
     q_parts = q.split([count * kv_heads * group * longest for count, longest in index.sizes])
@@ -300,6 +310,19 @@ def packed_attention(
         index.sizes, q_parts, k_parts, v_parts, strict=True
     ):
         entries = count * kv_heads
+        if fused:
+            # [entries, group, L, D] queries against one key and value head each
+            out = torch.nn.functional.scaled_dot_product_attention(
+                queries.view(entries, group, longest, dim),
+                keys.view(entries, 1, longest, dim),
+                values.view(entries, 1, longest, dim),
+                dropout_p=dropout if training else 0.0,
+                is_causal=True,
+                scale=scaling,
+                enable_gqa=True,
+            )
+            outputs.append(out.view(-1, dim))
+            continue
         queries = queries.view(entries, group * longest, dim)
         keys = keys.view(entries, longest, dim)
         values = values.view(entries, longest, dim)
