@@ -161,6 +161,7 @@ class ConfigCommand(click.Command):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         before_dashdash = args[: args.index("--")] if "--" in args else args
         if "--help" in before_dashdash or "-h" in before_dashdash:
+            ctx.meta["martlet.help_args"] = [a for a in before_dashdash if a not in ("--help", "-h")]
             click.echo(self.get_help(ctx), color=ctx.color)
             ctx.exit(0)
         ctx.meta["martlet.args"] = list(args)
@@ -184,38 +185,77 @@ class ConfigCommand(click.Command):
         pieces = [f"[{s.name.upper()}]" for s in positional] + ["[OPTIONS]"]
         formatter.write_usage(ctx.command_path, " ".join(pieces))
 
+    def _shown_class(self, ctx: click.Context) -> type:
+        """The config class ``--help`` describes: composed with the records the help's own
+        command line selects (``martlet sft --tuner boft --help``), their defaults otherwise."""
+        from martlet import compose
+
+        if not compose.selectors(self.config_cls):
+            return self.config_cls
+        values: dict[str, Any] = {}
+        try:
+            parsed = cfg.parse_flags(self.config_cls, ctx.meta.get("martlet.help_args", []))
+            values = dict(parsed.values)
+        except MartletError:
+            pass  # a help request with a bad flag still shows the help
+        try:
+            chosen = compose.selected(self.config_cls, values)
+        except MartletError:
+            chosen = {}
+        return compose.composed(
+            self.config_cls, tuple(c.cls for c in chosen.values() if c is not None)
+        )
+
+    @staticmethod
+    def _row(spec: cfg.OptionSpec) -> tuple[str, str]:
+        flag = spec.flag
+        if not spec.is_bool:
+            # choices keep their case: they are typed as shown
+            shown = spec.type_name() if "|" in spec.type_name() else spec.type_name().upper()
+            flag += f" {spec.metavar or shown}"
+        names = ", ".join(["--" + a.replace("_", "-") for a in spec.aliases])
+        text = spec.help
+        if spec.names_of:
+            text += _installed(spec.names_of)
+        if names:
+            text += f" (also {names})"
+        if spec.required:
+            text += " [required]"
+        elif spec.default not in (None, "", [], {}, ()):
+            text += f" [default: {spec.default}]"
+        return flag, text.strip()
+
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = []
-        for spec in cfg.specs(self.config_cls).values():
-            flag = spec.flag
-            if not spec.is_bool:
-                # choices keep their case: they are typed as shown
-                shown = spec.type_name() if "|" in spec.type_name() else spec.type_name().upper()
-                flag += f" {spec.metavar or shown}"
-            names = ", ".join(["--" + a.replace("_", "-") for a in spec.aliases])
-            text = spec.help
-            if spec.names_of:
-                text += _installed(spec.names_of)
-            if names:
-                text += f" (also {names})"
-            if spec.required:
-                text += " [required]"
-            elif spec.default not in (None, "", [], {}, ()):
-                text += f" [default: {spec.default}]"
-            rows.append((flag, text.strip()))
-        rows += [
-            ("--config FILE", "Read options from a YAML or JSON file (flags win)."),
-            (
-                "--print-config",
-                "Print the resolved options as YAML and exit. The command's checks that need "
-                "no model run first: options they refuse are an error instead.",
-            ),
-            ("-h, --help", "Show this message and exit."),
-        ]
-        with formatter.section("Options"):
-            formatter.write_dl(rows)
+        from martlet import compose
+
+        shown = self._shown_class(ctx)
+        all_specs = cfg.specs(shown)
+        groups = compose.groups(shown)
+        for i, (title, names) in enumerate(groups):
+            rows = [self._row(all_specs[n]) for n in names]
+            if i == 0:
+                rows += [
+                    ("--config FILE", "Read options from a YAML or JSON file (flags win)."),
+                    (
+                        "--print-config",
+                        "Print the resolved options as YAML and exit. The command's checks "
+                        "that need no model run first: options they refuse are an error "
+                        "instead.",
+                    ),
+                    ("-h, --help", "Show this message and exit."),
+                ]
+            with formatter.section(title if i else "Options"):
+                formatter.write_dl(rows)
         formatter.write_paragraph()
         formatter.write_text("Flags may be written --kebab-case or --snake_case.")
+        kinds = {offer.kind for offer in compose.offered(self.config_cls)}
+        for sel in compose.selectors(self.config_cls):
+            if sel.kind not in kinds:
+                continue
+            formatter.write_text(
+                f"Each {sel.kind.rstrip('s')} has its own options: `{ctx.command_path} "
+                f"{sel.flag} NAME --help` shows them."
+            )
 
 
 def config_command(

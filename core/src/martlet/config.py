@@ -154,6 +154,28 @@ def _lookup(cls: type) -> dict[str, str]:
     return table
 
 
+def _extended(cls: type) -> tuple[dict[str, OptionSpec], dict[str, str], dict[str, list[Any]]]:
+    """The options a config of ``cls`` understands: its own, and those of every installed
+    record its selectors can choose (:mod:`martlet.compose`), as ``(specs, lookup table,
+    owners)`` — ``owners`` maps a record option's name to the records that declare it."""
+    all_specs = dict(specs(cls))
+    table = _lookup(cls)
+    owners: dict[str, list[Any]] = {}
+    if not any(s.names_of for s in all_specs.values()):
+        return all_specs, table, owners
+    from martlet.compose import offered
+
+    for offer in offered(cls):
+        for name, spec in specs(offer.cls).items():
+            if name in specs(cls):
+                continue
+            all_specs.setdefault(name, spec)
+            owners.setdefault(name, []).append(offer)
+            for n in (spec.name, *spec.aliases):
+                table.setdefault(key(n), name)
+    return all_specs, table, owners
+
+
 def _suggest(name: str, table: Mapping[str, str], prefix: str = "") -> str | None:
     close = difflib.get_close_matches(key(name), list(table), n=1, cutoff=0.6)
     if not close:
@@ -349,21 +371,28 @@ def flatten(cls: type, data: Mapping[str, Any], source: str) -> dict[str, Any]:
         ConfigError: an unknown key (with a suggestion), or one option set twice to different
             values in different sections.
     """
-    table = _lookup(cls)
-    all_specs = specs(cls)
+    all_specs, table, _ = _extended(cls)
     out: dict[str, Any] = {}
     where: dict[str, str] = {}
 
-    def visit(mapping: Mapping[str, Any], path: str) -> None:
+    def visit(mapping: Mapping[str, Any], path: str, section: str | None = None) -> None:
         for raw, value in mapping.items():
             name = table.get(key(str(raw)))
             here = f"{path}.{raw}" if path else str(raw)
+            if name is None and section is not None and key(str(raw)) == "name":
+                name = section  # `tuner: {name: lora, ...}`: the section names the record
             if (
                 name is not None
                 and isinstance(value, Mapping)
                 and not _takes_mapping(all_specs[name].type)
             ):
-                name = None  # a section named like an option (`model:` holding `model: ...`)
+                # a section named like an option (`model:` holding `model: ...`); a selector's
+                # section (`tuner:`) may name the record with `name:`
+                selects = name if all_specs[name].names_of else None
+                name = None
+                if key(str(raw)) not in _foreign(cls):
+                    visit(value, here, selects)
+                    continue
             if name is None:
                 if isinstance(value, Mapping) and key(str(raw)) not in _foreign(cls):
                     visit(value, here)
@@ -407,8 +436,7 @@ def parse_flags(cls: type, args: Sequence[str]) -> ParsedArgs:
     Raises:
         ConfigError: an unknown flag (with a suggestion), a missing value, or an extra argument.
     """
-    all_specs = specs(cls)
-    table = _lookup(cls)
+    all_specs, table, _ = _extended(cls)
     parsed = ParsedArgs(values={})
     positionals = [s for s in all_specs.values() if s.positional]
     i = 0
@@ -504,8 +532,7 @@ def build(
     Raises:
         ConfigError: an unknown key, a value of the wrong type, or a required option missing.
     """
-    all_specs = specs(cls)
-    table = _lookup(cls)
+    all_specs, table, owners = _extended(cls)
     merged: dict[str, tuple[Any, str]] = {}
     if file is not None:
         for name, value in flatten(cls, read_file(file), Path(file).name).items():
@@ -519,6 +546,16 @@ def build(
                 raise unknown_option(cls, raw, label, table, prefix=prefix)
             label = all_specs[name].flag if source == "flag" else f"option {name!r}"
             merged[name] = (value, label)
+    if owners:  # the selected records' options join the command's; others are an error
+        from martlet.compose import composed, not_selected, selected
+
+        raw = {n: v for n, (v, _) in merged.items()}
+        chosen = selected(cls, raw)
+        cls = composed(cls, tuple(c.cls for c in chosen.values() if c is not None))
+        all_specs = specs(cls)
+        for name, (_, where) in merged.items():
+            if name not in all_specs:
+                raise not_selected(where, owners[name], raw, cls)
     kwargs: dict[str, Any] = {}
     for name, (value, where) in merged.items():
         kwargs[name] = coerce(value, all_specs[name].type, where)

@@ -119,6 +119,34 @@ class Record:
         """Requirement strings of ``requires`` that installed package metadata does not meet."""
         return [req for req in self.requires if not _requirement_met(req)]
 
+    def options_class(self) -> type | None:
+        """The dataclass of :attr:`options` (imported now), or None when the record declares
+        none. Its fields are the record's options (:func:`martlet.config.option`): a command
+        that selects this record accepts them (:mod:`martlet.compose`). Only the options
+        module is imported — keep it light (no torch).
+
+        Raises:
+            PluginError: the import string does not resolve to a dataclass.
+        """
+        if not self.options:
+            return None
+        try:
+            obj = _resolve(self.options)
+        except Exception as exc:  # noqa: BLE001 - reported with its cause
+            raise PluginError(
+                f"cannot load the options of {self.label} {self.name!r} from {self.options!r}",
+                why=f"{type(exc).__name__}: {exc}",
+                fix=f"check the installation of the plugin {self.origin or '?'}",
+                cause=exc,
+            ) from exc
+        if not (isinstance(obj, type) and dataclasses.is_dataclass(obj)):
+            raise PluginError(
+                f"the options of {self.label} {self.name!r} are not a dataclass",
+                why=f"{self.options} is {obj!r}",
+                fix="point `options` at a @dataclass whose fields are martlet.config.option()s",
+            )
+        return obj
+
     def load(self) -> Any:
         """Import and return the implementation.
 
@@ -136,11 +164,8 @@ class Record:
                 why=f"the plugin {self.origin or '?'} declares it in the record's `requires`",
                 fix=f"pip install {quoted}",
             )
-        module_name, _, attr_path = self.impl.partition(":")
         try:
-            obj: Any = importlib.import_module(module_name)
-            for part in attr_path.split("."):
-                obj = getattr(obj, part)
+            obj = _resolve(self.impl)
         except MissingDependencyError:
             raise
         except Exception as exc:  # noqa: BLE001 - reported with its cause
@@ -165,6 +190,15 @@ class Record:
                 value = dict(value)
             out[f.name] = value
         return out
+
+
+def _resolve(import_string: str) -> Any:
+    """The object ``"package.module:attribute.path"`` names (the module imported now)."""
+    module_name, _, attr_path = import_string.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr_path.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def _parse_requirement(req: str, label: str):

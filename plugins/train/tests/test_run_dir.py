@@ -259,7 +259,7 @@ def test_an_output_dir_that_cannot_be_written_fails_before_loading(cli, tmp_path
         (["--lora-dropout", "2"], "--lora-dropout must be in [0, 1), not 2.0"),
         (
             ["--tuner", "full", "--use-dora", "--lora-rank", "64"],
-            "--lora-rank, --use-dora: --tuner full does not use these LoRA options",
+            "--use-dora is an option of tuner lora (martlet-peft), not of tuner 'full'",
         ),
     ],
 )

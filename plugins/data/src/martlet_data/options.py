@@ -141,8 +141,9 @@ class ReadOptions:
 
 @dataclass(kw_only=True)
 class DatasetReadOptions:
-    """Which datasets to read, and how: the options of ``martlet dataset info|prepare``, and
-    the base of :class:`DataOptions`."""
+    """Which datasets to read, and how.
+
+    The options of ``martlet dataset info|prepare``, and the base of :class:`DataOptions`."""
 
     dataset: list[str] = option(
         default_factory=list,
@@ -234,8 +235,10 @@ class DatasetReadOptions:
 
 @dataclass(kw_only=True)
 class DataOptions(DatasetReadOptions):
-    """The data options of a training command (``martlet sft``, ``pt``, ``rlhf``):
-    :class:`DatasetReadOptions` plus validation data, shuffling and packing."""
+    """Validation data, shuffling, lengths and packing.
+
+    The data options of a training command (``martlet sft``, ``pt``, ``rlhf``):
+    :class:`DatasetReadOptions` plus these."""
 
     val_dataset: list[str] = option(
         default_factory=list,

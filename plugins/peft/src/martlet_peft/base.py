@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from martlet.config import require
 from martlet.errors import ConfigError, MartletError
 from martlet.tasks import TASK_TYPES, check_task_type  # noqa: F401 - re-exported
 
@@ -46,33 +45,6 @@ def train_head(model: Any) -> None:
         head.requires_grad_(True)
 
 
-#: options only LoRA-style tuners read
-LORA_OPTIONS = (
-    "lora_rank",
-    "lora_alpha",
-    "lora_dropout",
-    "use_rslora",
-    "use_dora",
-    "init_weights",
-    "lora_plus_ratio",
-)
-
-
-def _changed(config: Any) -> set[str]:
-    """The options of a config dataclass whose values differ from their defaults."""
-    import dataclasses
-
-    from martlet.config import specs
-
-    if not dataclasses.is_dataclass(config):
-        return set()
-    return {
-        name
-        for name, spec in specs(type(config)).items()
-        if not spec.required and getattr(config, name) != spec.default
-    }
-
-
 class Tuner:
     """Base class: subclasses implement ``_prepare``, ``save``, ``load`` (and ``merge``).
 
@@ -84,43 +56,10 @@ class Tuner:
     seq_cls = True
     label = ""
     seq_cls_why: str | None = None
-    #: the LoRA options (:data:`LORA_OPTIONS`) this tuner reads; any other one set is an error
-    reads_lora: frozenset[str] = frozenset()
 
     def check(self, config: Any) -> None:
-        """Reject, before the model loads, options this tuner would ignore and values it
-        cannot use."""
-        changed = _changed(config)
-        ignored = [n for n in LORA_OPTIONS if n not in self.reads_lora and n in changed]
-        if ignored:
-            flags = ", ".join("--" + n.replace("_", "-") for n in ignored)
-            tuner = getattr(config, "tuner", self.label)
-            raise ConfigError(
-                f"{flags}: --tuner {tuner} does not use "
-                + ("this LoRA option" if len(ignored) == 1 else "these LoRA options"),
-                why="they would be silently ignored",
-                fix="leave them out, or train with --tuner lora",
-            )
-        if "lora_rank" in self.reads_lora:
-            require(config.lora_rank >= 1, "lora-rank", config.lora_rank, "at least 1", "8")
-        if "lora_alpha" in self.reads_lora:
-            require(
-                config.lora_alpha > 0,
-                "lora-alpha",
-                config.lora_alpha,
-                "more than 0",
-                "32",
-                why="the adapter's output is scaled by alpha / rank: 0 would switch it off",
-            )
-        noise = getattr(config, "neftune_noise_alpha", None)
-        if noise is not None and not noise > 0:
-            raise ConfigError(
-                f"--neftune-noise-alpha must be more than 0, not {noise!r}",
-                fix="e.g. --neftune-noise-alpha 5, or leave it out for no noise",
-            )
-        if "lora_dropout" in self.reads_lora:
-            dropout = config.lora_dropout
-            require(0 <= dropout < 1, "lora-dropout", dropout, "in [0, 1)", "0.05")
+        """Reject, before the model loads, a config this tuner cannot train (its options'
+        values are checked by their dataclasses, :mod:`martlet_peft.options`)."""
 
     def prepare(self, model: Any, config: Any) -> Any:
         if is_seq_cls(config):

@@ -12,7 +12,7 @@ from typing import Any
 
 from martlet.errors import ConfigError, MartletError
 
-from martlet_peft.base import LORA_OPTIONS, Tuner, is_seq_cls, linear_module_names
+from martlet_peft.base import Tuner, is_seq_cls, linear_module_names
 from martlet_peft.dropout import use_fast_dropout
 from martlet_peft.fused import fuse_lora
 
@@ -88,8 +88,6 @@ def _task(config: Any) -> Any:
 class LoraTuner(PeftTuner):
     """LoRA; rsLoRA, DoRA, PiSSA/OLoRA initialisation and LoRA+ through options."""
 
-    reads_lora = frozenset(LORA_OPTIONS)
-
     def peft_config(self, model: Any, config: Any) -> Any:
         from peft import LoraConfig
 
@@ -133,8 +131,6 @@ class LoraTuner(PeftTuner):
 
 class AdaLoraTuner(PeftTuner):
     """AdaLoRA: LoRA whose rank budget is re-allocated by importance during training."""
-
-    reads_lora = frozenset({"lora_alpha", "lora_dropout"})
 
     def peft_config(self, model: Any, config: Any) -> Any:
         from peft import AdaLoraConfig

@@ -5,7 +5,23 @@ from martlet.records import TunerRecord
 
 MARTLET_API = 1
 
-_OPTIONS = "martlet_peft.options:TunerOptions"
+#: each tuner's options class in martlet_peft.options (``full`` has none of its own)
+_OPTIONS = {
+    "lora": "LoraOptions",
+    "adalora": "AdaLoraOptions",
+    "ia3": "IA3Options",
+    "vera": "VeraOptions",
+    "boft": "BoftOptions",
+    "loha": "LohaOptions",
+    "lokr": "LokrOptions",
+    "prompt-tuning": "PromptTuningOptions",
+    "prefix-tuning": "PrefixTuningOptions",
+    "freeze": "FreezeOptions",
+    "galore": "GaloreOptions",
+    "lisa": "LisaOptions",
+    "llamapro": "LlamaProOptions",
+    "reft": "ReftOptions",
+}
 _PEFT = ("peft>=0.15",)
 _TRAIN = {"train", "cpu", "cuda"}
 #: tuners that train the model's own weights; the others keep the base frozen and train added
@@ -124,5 +140,5 @@ def martlet_tuners():
             capabilities=_TRAIN
             | ({"merge"} if merge else set())
             | (set() if name in _TRAINS_BASE else {"adapter"}),
-            options=_OPTIONS,
+            options=f"martlet_peft.options:{_OPTIONS[name]}" if name in _OPTIONS else "",
         )

@@ -21,7 +21,7 @@ from martlet.config import build, option, to_yaml
 from martlet.errors import ConfigError, MartletError
 from martlet_data.options import DataOptions
 from martlet_hf.options import ModelOptions, TemplateOptions
-from martlet_peft.options import TunerOptions
+from martlet_peft.options import TunerChoice
 
 from martlet_train.loop import TrainResult
 from martlet_train.options import TrainOptions
@@ -44,7 +44,7 @@ FOREIGN_OPTIONS = {
 
 
 @dataclass(kw_only=True)
-class SftConfig(ModelOptions, TemplateOptions, DataOptions, TunerOptions, TrainOptions):
+class SftConfig(ModelOptions, TemplateOptions, DataOptions, TunerChoice, TrainOptions):
     """Every option of ``martlet sft`` / ``martlet pt``."""
 
     foreign_options: ClassVar[dict[str, str]] = FOREIGN_OPTIONS

@@ -1,0 +1,236 @@
+"""A command's options composed from the records the user selects.
+
+A command's config dataclass names the records it takes with selector options — an option
+declared with ``names_of=KIND`` (``tuner: str = option("lora", names_of="tuners")``). A record
+may declare its own options (:attr:`martlet.records.Record.options`: a dataclass of
+:func:`martlet.config.option` fields). When a config is built (:func:`martlet.config.build`,
+:func:`martlet.config.parse_flags`), the options of every installed record of a selector's kind
+are understood, but only those of the selected record are accepted: the config is an instance
+of :func:`composed` — the command's class with the selected records' option classes mixed in,
+so ``config.lora_rank`` reads as before — and an option of a record that was not selected is an
+error that names the record it belongs to and the selection that would take it
+(:func:`not_selected`). ``martlet sft --tuner boft --help`` shows boft's options in a group of
+their own (:func:`groups`).
+
+Nothing here runs for a config class without selectors, and nothing imports a record's
+implementation: only its options module (keep it light).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from martlet.errors import ConfigError, MartletError
+
+
+@dataclasses.dataclass(frozen=True)
+class Selector:
+    """An option of a command config that names a record of ``kind``."""
+
+    field: str
+    kind: str
+    default: Any
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordOptions:
+    """A record and the dataclass of its options."""
+
+    kind: str
+    record: Any
+    cls: type
+
+    @property
+    def label(self) -> str:
+        """``tuner lora``"""
+        return f"{self.record.label} {self.record.name}"
+
+    @property
+    def where(self) -> str:
+        """``tuner lora (martlet-peft)``"""
+        dist = distribution_of(self.cls)
+        return f"{self.label} ({dist})" if dist else self.label
+
+
+def selectors(cls: type) -> list[Selector]:
+    """The selector options of config class ``cls`` (single names; a list option that names
+    records, such as ``--dataset``, selects no options)."""
+    from martlet.config import specs
+
+    return [
+        Selector(spec.name, spec.names_of, spec.default)
+        for spec in specs(cls).values()
+        if spec.names_of and not spec.is_list
+    ]
+
+
+def _bases(cls: type) -> set[type]:
+    return set(cls.__mro__)
+
+
+def offered(cls: type) -> list[RecordOptions]:
+    """For every selector of ``cls``, each installed record of its kind that declares options
+    (other than a class ``cls`` already has). A record whose options cannot be imported is
+    left out here; selecting it raises that error (:func:`selected`)."""
+    found: list[RecordOptions] = []
+    sels = selectors(cls)
+    if not sels:
+        return found
+    from martlet.manager import get_manager
+
+    registry = get_manager().registry
+    own = _bases(cls)
+    for sel in sels:
+        for record in registry.records(sel.kind):
+            try:
+                options = record.options_class()
+            except MartletError:
+                continue
+            if options is not None and options not in own:
+                found.append(RecordOptions(sel.kind, record, options))
+    return found
+
+
+def selected(cls: type, values: Mapping[str, Any]) -> dict[str, RecordOptions | None]:
+    """The record each selector of ``cls`` names in ``values`` (its default when absent), by
+    selector field; None for a name no installed record has (the command's own check says
+    so) or a record without options of its own."""
+    out: dict[str, RecordOptions | None] = {}
+    sels = selectors(cls)
+    if not sels:
+        return out
+    from martlet.manager import get_manager
+
+    registry = get_manager().registry
+    own = _bases(cls)
+    for sel in sels:
+        name = values.get(sel.field, sel.default)
+        record = registry.find(sel.kind, str(name)) if isinstance(name, str) and name else None
+        options = record.options_class() if record is not None else None
+        out[sel.field] = (
+            RecordOptions(sel.kind, record, options)
+            if options is not None and options not in own
+            else None
+        )
+    return out
+
+
+@functools.cache
+def composed(cls: type, extras: tuple[type, ...]) -> type:
+    """``cls`` with the option classes ``extras`` mixed in (a subclass of ``cls``: its fields,
+    then theirs; a field both declare keeps ``cls``'s declaration and one value). Each extra's
+    own ``__post_init__`` validates the instance after ``cls``'s."""
+    if not extras:
+        return cls
+    own_post = getattr(cls, "__post_init__", None)
+
+    def __post_init__(self: Any) -> None:
+        if own_post is not None:
+            own_post(self)
+        for extra in extras:
+            check = vars(extra).get("__post_init__")
+            if check is not None:
+                check(self)
+
+    made = dataclasses.make_dataclass(
+        cls.__name__,
+        [],
+        bases=(cls, *extras),
+        namespace={"__post_init__": __post_init__, "__doc__": cls.__doc__},
+        kw_only=True,
+    )
+    made.__module__ = cls.__module__
+    made.__qualname__ = cls.__qualname__
+    made.composed_of = extras
+    return made
+
+
+def not_selected(
+    label: str, owners: Sequence[RecordOptions], values: Mapping[str, Any], cls: type
+) -> ConfigError:
+    """The error for option ``label`` (``--boft-block-size``) that only unselected records
+    (``owners``) declare."""
+    sel = next(s for s in selectors(cls) if s.kind == owners[0].kind)  # cls: composed or not
+    current = values.get(sel.field, sel.default)
+    kinds = owners[0].record.label
+    if len(owners) == 1:
+        whose = owners[0].where
+    else:
+        dists = sorted({distribution_of(o.cls) or "?" for o in owners})
+        whose = f"{kinds}s {', '.join(o.record.name for o in owners)} ({', '.join(dists)})"
+    return ConfigError(
+        f"{label} is an option of {whose}, not of {kinds} {current!r}",
+        why=f"{sel.flag} {current} selects {kinds} {current!r}, which does not read it "
+        "(it would be ignored)",
+        fix=f"train with {sel.flag} {owners[0].record.name}"
+        + (" (or another of those)" if len(owners) > 1 else "")
+        + f", or leave {label} out",
+    )
+
+
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    from importlib import metadata
+
+    return metadata.packages_distributions()
+
+
+def distribution_of(cls: type) -> str:
+    """The installed distribution that ships ``cls``'s module ('' when unknown)."""
+    top = cls.__module__.split(".")[0]
+    names = _distributions().get(top) or []
+    return names[0] if names else ""
+
+
+def groups(cls: type) -> list[tuple[str, list[str]]]:
+    """The options of config class ``cls`` (composed or not) by the class that declares them,
+    as ``(title, field names)``: the command's own first, then each option class it
+    inherits or composes, titled with its first docstring line and its distribution."""
+    fields = [f.name for f in dataclasses.fields(cls) if f.init]
+    extras = getattr(cls, "composed_of", ())
+    owner: dict[str, type] = {}
+    for name in fields:
+        for klass in cls.__mro__:
+            if name in vars(klass).get("__annotations__", {}):
+                owner[name] = klass
+                break
+    order: list[type] = []
+    for name in fields:
+        if owner.get(name) not in order:
+            order.append(owner.get(name))
+    # the command's own class first, then its option classes in MRO order, composed record
+    # options last
+    mro = list(cls.__mro__)
+    order.sort(
+        key=lambda k: (k in extras, k is not _command_class(cls), mro.index(k) if k else 0)
+    )
+    out = []
+    for klass in order:
+        names = [n for n in fields if owner.get(n) is klass]
+        out.append((_title(klass, extras), names))
+    return out
+
+
+def _command_class(cls: type) -> type:
+    return cls.__mro__[1] if getattr(cls, "composed_of", ()) else cls
+
+
+def _title(klass: type | None, extras: tuple[type, ...]) -> str:
+    """The first sentence of ``klass``'s docstring and its distribution."""
+    if klass is None:
+        return "Options"
+    doc = (klass.__doc__ or "").strip()
+    if doc.startswith(klass.__name__ + "("):  # dataclasses' generated signature
+        doc = ""
+    paragraph = " ".join(doc.split("\n\n")[0].split())
+    sentence = paragraph.split(". ")[0].rstrip(".:").replace("``", "`")
+    dist = distribution_of(klass)
+    title = sentence or klass.__name__
+    return f"{title} ({dist})" if dist else title
