@@ -203,7 +203,7 @@ class ConfigCommand(click.Command):
         except MartletError:
             chosen = {}
         return compose.composed(
-            self.config_cls, tuple(c.cls for c in chosen.values() if c is not None)
+            self.config_cls, tuple((f, c.cls) for f, c in chosen.items() if c is not None)
         )
 
     @staticmethod

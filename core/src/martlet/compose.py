@@ -123,12 +123,15 @@ def selected(cls: type, values: Mapping[str, Any]) -> dict[str, RecordOptions | 
 
 
 @functools.cache
-def composed(cls: type, extras: tuple[type, ...]) -> type:
-    """``cls`` with the option classes ``extras`` mixed in (a subclass of ``cls``: its fields,
-    then theirs; a field both declare keeps ``cls``'s declaration and one value). Each extra's
-    own ``__post_init__`` validates the instance after ``cls``'s."""
-    if not extras:
+def composed(cls: type, chosen: tuple[tuple[str, type], ...]) -> type:
+    """``cls`` with the option classes of ``chosen`` — ``(selector field, options class)``
+    pairs — mixed in: a subclass of ``cls`` (its fields, then theirs; a field both declare
+    keeps ``cls``'s declaration and one value). Each options class's own ``__post_init__``
+    validates the instance after ``cls``'s. The class records its parts: ``composed_of`` (the
+    options classes) and ``composed_for`` (the pairs)."""
+    if not chosen:
         return cls
+    extras = tuple(extra for _, extra in chosen)
     own_post = getattr(cls, "__post_init__", None)
 
     def __post_init__(self: Any) -> None:
@@ -149,6 +152,7 @@ def composed(cls: type, extras: tuple[type, ...]) -> type:
     made.__module__ = cls.__module__
     made.__qualname__ = cls.__qualname__
     made.composed_of = extras
+    made.composed_for = chosen
     return made
 
 
@@ -163,13 +167,14 @@ def not_selected(
     if len(owners) == 1:
         whose = owners[0].where
     else:
-        dists = sorted({distribution_of(o.cls) or "?" for o in owners})
-        whose = f"{kinds}s {', '.join(o.record.name for o in owners)} ({', '.join(dists)})"
+        dists = sorted({d for o in owners if (d := distribution_of(o.cls))})
+        whose = f"{kinds}s {', '.join(o.record.name for o in owners)}"
+        whose += f" ({', '.join(dists)})" if dists else ""
     return ConfigError(
         f"{label} is an option of {whose}, not of {kinds} {current!r}",
         why=f"{sel.flag} {current} selects {kinds} {current!r}, which does not read it "
         "(it would be ignored)",
-        fix=f"train with {sel.flag} {owners[0].record.name}"
+        fix=f"pass {sel.flag} {owners[0].record.name}"
         + (" (or another of those)" if len(owners) > 1 else "")
         + f", or leave {label} out",
     )

@@ -551,7 +551,7 @@ def build(
 
         raw = {n: v for n, (v, _) in merged.items()}
         chosen = selected(cls, raw)
-        cls = composed(cls, tuple(c.cls for c in chosen.values() if c is not None))
+        cls = composed(cls, tuple((f, c.cls) for f, c in chosen.items() if c is not None))
         all_specs = specs(cls)
         for name, (_, where) in merged.items():
             if name not in all_specs:
@@ -575,16 +575,56 @@ def build(
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    """The config as plain data (what ``config.yaml`` in a run directory holds)."""
+    """The config as plain data (what ``config.yaml`` in a run directory holds).
+
+    The options of a record the config's selectors chose (:mod:`martlet.compose`) are a
+    section under the selector, which names the record: ``tuner: {name: lora, lora_rank:
+    8, ...}`` (:func:`build` reads that form back, as it reads the flat one)."""
     out: dict[str, Any] = {}
-    for f in dataclasses.fields(config):
+    sections = _record_sections(type(config))
+    fields = list(dataclasses.fields(config))
+    if sections:  # the command's own options in their order, each record's section in place
+        own = set(specs(type(config).__mro__[1]))
+        fields.sort(key=lambda f: f.name not in own)
+    for f in fields:
         value = getattr(config, f.name)
         if isinstance(value, tuple):
             value = list(value)
         elif isinstance(value, Path):
             value = str(value)
-        out[f.name] = value
+        owner = sections.get(f.name)
+        if owner is None:
+            out[f.name] = value
+        elif owner == f.name:  # the selector: its record's section, the name first
+            out[f.name] = {"name": value, **out.get(f.name, {})}
+        else:
+            out.setdefault(owner, {})[f.name] = value
     return out
+
+
+def _record_sections(cls: type) -> dict[str, str]:
+    """For a composed config class: option name -> the selector whose record declares it
+    (the selector itself maps to itself)."""
+    chosen = getattr(cls, "composed_for", ())
+    if not chosen:
+        return {}
+    own = specs(cls.__mro__[1])
+    out: dict[str, str] = {}
+    for selector, extra in chosen:
+        out[selector] = selector
+        for name in specs(extra):
+            if name not in own:
+                out[name] = selector
+    return out
+
+
+def selection(data: Mapping[str, Any], name: str, default: str | None = None) -> str | None:
+    """The record a selector names in plain config data (a run's ``config.yaml``), written
+    flat (``tuner: lora``) or as the record's section (``tuner: {name: lora, ...}``)."""
+    value = data.get(name)
+    if isinstance(value, Mapping):
+        value = value.get("name")
+    return str(value) if value not in (None, "") else default
 
 
 def to_yaml(config: Any) -> str:

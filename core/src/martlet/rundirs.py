@@ -168,7 +168,9 @@ def run_tuner(run: Path) -> str | None:
     """The tuner named in the run's config.yaml (``lora`` when it names none), or None when
     ``run`` is not a readable run directory."""
     config = _run_config(run)
-    return None if config is None else str(config.get("tuner") or "lora")
+    from martlet.config import selection
+
+    return None if config is None else selection(config, "tuner", "lora")
 
 
 def _run_config(folder: Path) -> dict[str, Any] | None:

@@ -32,7 +32,9 @@ class Run:
 
     @property
     def tuner(self) -> str:
-        return str(self.config.get("tuner") or "lora")
+        from martlet.config import selection
+
+        return selection(self.config, "tuner", "lora") or "lora"
 
     @property
     def template(self) -> str | None:

@@ -47,6 +47,10 @@ class FakeSite:
         (info / "entry_points.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
         for mod, source in (modules or {}).items():
             self.module(mod, source)
+        # the top-level modules it ships, as a built wheel lists them (what
+        # importlib.metadata.packages_distributions reads)
+        tops = sorted({m.split(".")[0] for m in (modules or {})})
+        (info / "top_level.txt").write_text("".join(f"{t}\n" for t in tops), encoding="utf-8")
         return info
 
 

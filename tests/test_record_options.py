@@ -1,0 +1,160 @@
+"""A record's options, from a plugin installed beside Martlet: its flags appear in `martlet
+sft --tuner NAME --help` under its own group, their values reach the record in a real
+training run and are written under the record in `config.yaml`, and the options of a tuner
+that was not selected are refused with the name of the one that takes them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+PLUGIN = """
+    from martlet import hookimpl
+    from martlet.records import TunerRecord
+
+    MARTLET_API = 1
+
+    @hookimpl
+    def martlet_tuners():
+        yield TunerRecord(
+            name="acme-norm",
+            impl="acme_tuners_impl:NormTuner",
+            summary="Trains the final norm only.",
+            capabilities={"train", "cpu"},
+            options="acme_tuners_options:NormOptions",
+        )
+"""
+
+OPTIONS = """
+    from dataclasses import dataclass
+
+    from martlet.config import option, require
+
+
+    @dataclass(kw_only=True)
+    class NormOptions:
+        \"\"\"Acme's norm tuner: only the final norm trains\"\"\"
+
+        acme_scale: float = option(1.0, help="Multiply the norm's weight by this first.")
+        acme_tag: str = option("plain", help="A label written beside the result.")
+
+        def __post_init__(self):
+            require(self.acme_scale > 0, "acme-scale", self.acme_scale, "more than 0", "2")
+"""
+
+IMPL = """
+    import json
+    from pathlib import Path
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+
+    class NormTuner:
+        def prepare(self, model, config):
+            model.requires_grad_(False)
+            norm = model.model.norm
+            with torch.no_grad():
+                norm.weight.mul_(config.acme_scale)
+            norm.weight.requires_grad_(True)
+            self.seen = {"acme_scale": config.acme_scale, "acme_tag": config.acme_tag}
+            return model
+
+        def save(self, model, output_dir):
+            save_file({"norm.weight": model.model.norm.weight.detach().contiguous()},
+                      str(Path(output_dir) / "norm.safetensors"))
+            (Path(output_dir) / "acme.json").write_text(json.dumps(self.seen))
+
+        def load(self, model, path):
+            weights = load_file(str(Path(path) / "norm.safetensors"))
+            with torch.no_grad():
+                model.model.norm.weight.copy_(weights["norm.weight"])
+            return model
+
+        def merge(self, model):
+            return model
+"""
+
+
+@pytest.fixture(scope="module")
+def acme(tmp_path_factory, fake_site_factory):
+    site = fake_site_factory(tmp_path_factory.mktemp("acme"))
+    site.dist(
+        "acme-tuners",
+        "1.2",
+        entry_points={"acme": "acme_tuners"},
+        modules={
+            "acme_tuners": PLUGIN,
+            "acme_tuners_options": OPTIONS,
+            "acme_tuners_impl": IMPL,
+        },
+    )
+    return site
+
+
+def test_the_plugins_options_appear_in_help_under_its_name(acme, martlet):
+    plain = martlet("sft", "--help", site=acme)
+    assert plain.rc == 0, plain
+    assert "acme-norm" in plain.out  # among the installed tuners
+    assert "--acme-scale" not in plain.out  # lora is the default tuner: its options show
+    assert "--lora-rank" in plain.out
+    assert "`martlet sft --tuner NAME --help` shows them" in plain.out
+    chosen = martlet("sft", "--tuner", "acme-norm", "--help", site=acme)
+    assert chosen.rc == 0, chosen
+    group = chosen.out.split("Acme's norm tuner: only the final norm trains (acme-tuners):")
+    assert len(group) == 2, chosen
+    assert "--acme-scale FLOAT" in group[1] and "--acme-tag TEXT" in group[1]
+    assert "--lora-rank" not in chosen.out  # lora's options are not this tuner's
+    # the groups are titled by the plugins that declare them
+    for title in ("(martlet-train):", "(martlet-hf):", "(martlet-data):", "(martlet-peft):"):
+        assert title in chosen.out, title
+
+
+def test_its_option_values_reach_the_record_in_a_run(acme, martlet, tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    result = martlet(
+        "sft",
+        "--model", str(tiny_model_dir),
+        "--dataset", "sample-sft#8",
+        "--tuner", "acme-norm",
+        "--acme-scale", "2.5",
+        "--acme_tag", "from-the-cli",
+        "--max-steps", "2",
+        "--max-length", "64",
+        "--output-dir", str(out),
+        "--disable-progress-bar",
+        site=acme,
+    )  # fmt: skip
+    assert result.rc == 0, result
+    assert json.loads((out / "acme.json").read_text()) == {
+        "acme_scale": 2.5,
+        "acme_tag": "from-the-cli",
+    }
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["tuner"] == {"name": "acme-norm", "acme_scale": 2.5, "acme_tag": "from-the-cli"}
+    assert "lora_rank" not in json.dumps(config)  # no options of a tuner it did not use
+    # the run's config reads back: the same options from YAML
+    again = martlet("sft", "--config", str(out / "config.yaml"), "--print-config", site=acme)
+    assert again.rc == 0, again
+    assert yaml.safe_load(again.out)["tuner"] == config["tuner"]
+
+
+def test_options_of_another_tuner_and_bad_values_are_refused(acme, martlet, tmp_path):
+    common = ("sft", "--model", str(tmp_path / "none"), "--print-config")
+    wrong = martlet(*common, "--tuner", "acme-norm", "--lora-rank", "4", site=acme)
+    assert wrong.rc != 0 and "Traceback" not in wrong.err
+    assert "--lora-rank is an option of tuner lora (martlet-peft), not of tuner 'acme-norm'" in (
+        wrong.err
+    )
+    other = martlet(*common, "--acme-scale", "2", site=acme)
+    assert other.rc != 0
+    assert "--acme-scale is an option of tuner acme-norm (acme-tuners), not of tuner 'lora'" in (
+        other.err
+    )
+    assert "--tuner acme-norm" in other.err
+    bad = martlet(*common, "--tuner", "acme-norm", "--acme-scale", "-1", site=acme)
+    assert bad.rc != 0 and "--acme-scale must be more than 0, not -1.0" in bad.err
+    typed = martlet(*common, "--tuner", "acme-norm", "--acme-scale", "big", site=acme)
+    assert typed.rc != 0 and "--acme-scale expects float, got 'big'" in typed.err
