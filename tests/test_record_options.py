@@ -12,7 +12,7 @@ import yaml
 
 PLUGIN = """
     from martlet import hookimpl
-    from martlet.records import TunerRecord
+    from martlet.records import LossRecord, TunerRecord
 
     MARTLET_API = 1
 
@@ -24,6 +24,16 @@ PLUGIN = """
             summary="Trains the final norm only.",
             capabilities={"train", "cpu"},
             options="acme_tuners_options:NormOptions",
+        )
+
+    @hookimpl
+    def martlet_losses():
+        yield LossRecord(
+            name="acme-weighted",
+            impl="acme_tuners_impl:weighted_loss",
+            data="messages",
+            summary="Cross-entropy on the targets, times a weight.",
+            options="acme_tuners_options:WeightedOptions",
         )
 """
 
@@ -42,6 +52,13 @@ OPTIONS = """
 
         def __post_init__(self):
             require(self.acme_scale > 0, "acme-scale", self.acme_scale, "more than 0", "2")
+
+
+    @dataclass(kw_only=True)
+    class WeightedOptions:
+        \"\"\"Acme's weighted cross-entropy\"\"\"
+
+        acme_weight: float = option(1.0, help="Multiply the summed loss by this.")
 """
 
 IMPL = """
@@ -75,6 +92,16 @@ IMPL = """
 
         def merge(self, model):
             return model
+
+
+    def weighted_loss(model, batch, *, acme_weight):
+        logits = model(input_ids=batch["input_ids"]).logits[:, :-1]
+        labels = batch["labels"][:, 1:]
+        keep = labels != -100
+        loss = torch.nn.functional.cross_entropy(
+            logits[keep].float(), labels[keep], reduction="sum"
+        )
+        return loss * acme_weight, keep.sum(), {"acme_weight": (float(acme_weight), 1)}
 """
 
 
@@ -158,3 +185,32 @@ def test_options_of_another_tuner_and_bad_values_are_refused(acme, martlet, tmp_
     assert bad.rc != 0 and "--acme-scale must be more than 0, not -1.0" in bad.err
     typed = martlet(*common, "--tuner", "acme-norm", "--acme-scale", "big", site=acme)
     assert typed.rc != 0 and "--acme-scale expects float, got 'big'" in typed.err
+
+
+def test_a_plugins_loss_is_selected_with_its_options(acme, martlet, tiny_model_dir, tmp_path):
+    help_text = martlet("sft", "--loss", "acme-weighted", "--help", site=acme)
+    assert "Acme's weighted cross-entropy (acme-tuners):" in help_text.out, help_text
+    assert "--acme-weight FLOAT" in help_text.out
+    out = tmp_path / "run"
+    result = martlet(
+        "sft",
+        "--model", str(tiny_model_dir),
+        "--dataset", "sample-sft#8",
+        "--loss", "acme-weighted",
+        "--acme-weight", "0.25",
+        "--max-steps", "2",
+        "--max-length", "64",
+        "--logging-steps", "1",
+        "--output-dir", str(out),
+        "--disable-progress-bar",
+        site=acme,
+    )  # fmt: skip
+    assert result.rc == 0, result
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [m for m in logged if "loss" in m and "step" in m]
+    assert steps and all(m["acme_weight"] == 0.25 for m in steps), logged
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["loss"] == {"name": "acme-weighted", "acme_weight": 0.25}
+    # a loss that is not called with a batch is refused, saying where it trains
+    wrong = martlet("sft", "--model", "m", "--loss", "acme-weighted", "--beta", "1", site=acme)
+    assert wrong.rc != 0 and "--beta" in wrong.err

@@ -90,7 +90,8 @@ def test_another_records_option_is_an_error_naming_its_record(tuners):
     with pytest.raises(ConfigError, match="option 'width' is an option of tuner wide"):
         cfg.build(Command, values={"tuner": "deep", "breadth": 2})
     # a record without options takes none of theirs
-    with pytest.raises(ConfigError, match="--shared is an option of tuners deep, wide, not of tuner 'bare'"):
+    message = "--shared is an option of tuners deep, wide, not of tuner 'bare'"
+    with pytest.raises(ConfigError, match=message):
         cfg.build(Command, flags={"tuner": "bare", "shared": ["x"]})
 
 

@@ -31,12 +31,14 @@ _PLUGIN_FLAGS = {"--plugin", "--plugins", "--external-plugins", "--external_plug
 _DIAGNOSTIC = {"plugins", "doctor", "version"}
 
 
-def _installed(kind: str) -> str:
-    """`` Installed: a, b, c.`` — the names of ``kind`` in use now, for ``--help``."""
+def _installed(kind: str, spec: Any = None) -> str:
+    """`` Installed: a, b, c.`` — the names of ``kind`` in use now (those ``spec``'s ``where``
+    allows), for ``--help``."""
     try:
-        names = get_manager().registry.names(kind)
+        records = get_manager().registry.records(kind)
     except MartletError:
         return ""
+    names = [r.name for r in records if spec is None or spec.qualifies(r)]
     return f" Installed: {', '.join(names)}." if names else f" None installed ({kind})."
 
 
@@ -161,7 +163,8 @@ class ConfigCommand(click.Command):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         before_dashdash = args[: args.index("--")] if "--" in args else args
         if "--help" in before_dashdash or "-h" in before_dashdash:
-            ctx.meta["martlet.help_args"] = [a for a in before_dashdash if a not in ("--help", "-h")]
+            asked = [a for a in before_dashdash if a not in ("--help", "-h")]
+            ctx.meta["martlet.help_args"] = asked
             click.echo(self.get_help(ctx), color=ctx.color)
             ctx.exit(0)
         ctx.meta["martlet.args"] = list(args)
@@ -216,7 +219,7 @@ class ConfigCommand(click.Command):
         names = ", ".join(["--" + a.replace("_", "-") for a in spec.aliases])
         text = spec.help
         if spec.names_of:
-            text += _installed(spec.names_of)
+            text += _installed(spec.names_of, spec)
         if names:
             text += f" (also {names})"
         if spec.required:

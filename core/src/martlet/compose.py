@@ -33,6 +33,10 @@ class Selector:
     field: str
     kind: str
     default: Any
+    spec: Any = None  #: its :class:`martlet.config.OptionSpec` (``where`` filters records)
+
+    def qualifies(self, record: Any) -> bool:
+        return self.spec is None or self.spec.qualifies(record)
 
     @property
     def flag(self) -> str:
@@ -65,7 +69,7 @@ def selectors(cls: type) -> list[Selector]:
     from martlet.config import specs
 
     return [
-        Selector(spec.name, spec.names_of, spec.default)
+        Selector(spec.name, spec.names_of, spec.default, spec)
         for spec in specs(cls).values()
         if spec.names_of and not spec.is_list
     ]
@@ -89,6 +93,8 @@ def offered(cls: type) -> list[RecordOptions]:
     own = _bases(cls)
     for sel in sels:
         for record in registry.records(sel.kind):
+            if not sel.qualifies(record):
+                continue
             try:
                 options = record.options_class()
             except MartletError:
@@ -113,6 +119,8 @@ def selected(cls: type, values: Mapping[str, Any]) -> dict[str, RecordOptions | 
     for sel in sels:
         name = values.get(sel.field, sel.default)
         record = registry.find(sel.kind, str(name)) if isinstance(name, str) and name else None
+        if record is not None and not sel.qualifies(record):
+            record = None  # the command's own check says why it cannot take it
         options = record.options_class() if record is not None else None
         out[sel.field] = (
             RecordOptions(sel.kind, record, options)
@@ -180,6 +188,15 @@ def not_selected(
     )
 
 
+def option_values(config: Any, record: Any) -> dict[str, Any]:
+    """The values ``config`` holds for ``record``'s own options (the fields of its options
+    class, composed in when it was selected), by name; empty for a record without options."""
+    options = record.options_class()
+    if options is None:
+        return {}
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(options) if f.init}
+
+
 @functools.cache
 def _distributions() -> dict[str, list[str]]:
     from importlib import metadata
@@ -213,9 +230,7 @@ def groups(cls: type) -> list[tuple[str, list[str]]]:
     # the command's own class first, then its option classes in MRO order, composed record
     # options last
     mro = list(cls.__mro__)
-    order.sort(
-        key=lambda k: (k in extras, k is not _command_class(cls), mro.index(k) if k else 0)
-    )
+    order.sort(key=lambda k: (k in extras, k is not _command_class(cls), mro.index(k) if k else 0))
     out = []
     for klass in order:
         names = [n for n in fields if owner.get(n) is klass]

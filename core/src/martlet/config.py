@@ -45,6 +45,7 @@ def option(
     metavar: str | None = None,
     positional: bool = False,
     names_of: str | None = None,
+    where: Mapping[str, Any] | None = None,
 ) -> Any:
     """Declare a config option: a dataclass field with help text and aliases.
 
@@ -56,7 +57,10 @@ def option(
         metavar: the value's placeholder in ``--help``.
         positional: also take this option's value from positional arguments.
         names_of: the option names a record of this kind (``"tuners"``): ``--help`` lists the
-            names installed at the time, plugins' included.
+            names installed at the time, plugins' included, and the named record's own
+            options join the command's (:mod:`martlet.compose`).
+        where: with ``names_of``, only records whose fields have these values qualify
+            (``{"inputs": "batch"}``; a tuple value allows any of its items).
     """
     metadata = {
         "help": help,
@@ -64,6 +68,7 @@ def option(
         "metavar": metavar,
         "positional": positional,
         "names_of": names_of,
+        "where": dict(where or {}),
     }
     if default_factory is not _MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
@@ -99,6 +104,15 @@ class OptionSpec:
     metavar: str | None
     positional: bool
     names_of: str | None = None
+    where: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def qualifies(self, record: Any) -> bool:
+        """Whether ``record`` is one this selector may name (its ``where``)."""
+        for name, allowed in self.where.items():
+            value = getattr(record, name, None)
+            if value not in (allowed if isinstance(allowed, tuple) else (allowed,)):
+                return False
+        return True
 
     @property
     def required(self) -> bool:
@@ -142,6 +156,7 @@ def specs(cls: type) -> dict[str, OptionSpec]:
             metavar=md.get("metavar"),
             positional=bool(md.get("positional", False)),
             names_of=md.get("names_of"),
+            where=dict(md.get("where") or {}),
         )
     return out
 
@@ -154,17 +169,26 @@ def _lookup(cls: type) -> dict[str, str]:
     return table
 
 
-def _extended(cls: type) -> tuple[dict[str, OptionSpec], dict[str, str], dict[str, list[Any]]]:
+def _extended(
+    cls: type, chosen: Mapping[str, Any] | None = None
+) -> tuple[dict[str, OptionSpec], dict[str, str], dict[str, list[Any]]]:
     """The options a config of ``cls`` understands: its own, and those of every installed
     record its selectors can choose (:mod:`martlet.compose`), as ``(specs, lookup table,
-    owners)`` — ``owners`` maps a record option's name to the records that declare it."""
+    owners)`` — ``owners`` maps a record option's name to the records that declare it. Where
+    two records declare an option of one name, the spec of the record ``chosen`` (selector
+    values) names wins (DPO's ``loss_type`` is a list, CPO's one choice)."""
     all_specs = dict(specs(cls))
     table = _lookup(cls)
     owners: dict[str, list[Any]] = {}
     if not any(s.names_of for s in all_specs.values()):
         return all_specs, table, owners
-    from martlet.compose import offered
+    from martlet.compose import offered, selected
 
+    first = [c for c in selected(cls, chosen or {}).values() if c is not None]
+    for offer in first:
+        for name, spec in specs(offer.cls).items():
+            if name not in all_specs:
+                all_specs[name] = spec
     for offer in offered(cls):
         for name, spec in specs(offer.cls).items():
             if name in specs(cls):
@@ -436,7 +460,7 @@ def parse_flags(cls: type, args: Sequence[str]) -> ParsedArgs:
     Raises:
         ConfigError: an unknown flag (with a suggestion), a missing value, or an extra argument.
     """
-    all_specs, table, _ = _extended(cls)
+    all_specs, table, _ = _extended(cls, _preselected(cls, args))
     parsed = ParsedArgs(values={})
     positionals = [s for s in all_specs.values() if s.positional]
     i = 0
@@ -498,6 +522,28 @@ def parse_flags(cls: type, args: Sequence[str]) -> ParsedArgs:
         else:
             parsed.values[spec.name] = values[0]
     return parsed
+
+
+def _preselected(cls: type, args: Sequence[str]) -> dict[str, str]:
+    """The values the command line gives ``cls``'s selector options (``--tuner boft``), read
+    before the rest is parsed, so the selected records' option types apply."""
+    table = _lookup(cls)
+    selectors = {n for n, s in specs(cls).items() if s.names_of and not s.is_list}
+    found: dict[str, str] = {}
+    tokens = list(args)
+    for i, token in enumerate(tokens):
+        if token == "--":
+            break
+        if not _is_flag(token):
+            continue
+        name, eq, inline = token[2:].partition("=")
+        field = table.get(key(name))
+        if field in selectors:
+            if eq:
+                found[field] = inline
+            elif i + 1 < len(tokens) and not _is_flag(tokens[i + 1]):
+                found[field] = tokens[i + 1]
+    return found
 
 
 def _take_positional(parsed: ParsedArgs, positionals: list[OptionSpec], value: str) -> None:

@@ -225,8 +225,10 @@ class Tuner(Protocol):
     """Makes a model trainable by one method (LoRA, full, freeze, ...).
 
     ``config`` is the command's resolved config dataclass (``martlet sft``'s ``SftConfig``,
-    ``rlhf``'s ``RlhfConfig``): read the options you need from it. Optional methods, used
-    where present:
+    ``rlhf``'s ``RlhfConfig``) with your record's own options (the dataclass its ``options``
+    names) composed in: read them, and the command's options you need, as attributes. A user
+    sets your options only with ``--tuner`` naming your record; they reach no other tuner.
+    Optional methods, used where present:
 
     - ``check(config)``: before any model or data loads; raise
       :class:`~martlet.errors.ConfigError` for options you cannot use.

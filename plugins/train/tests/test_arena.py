@@ -118,7 +118,7 @@ def test_a_derived_tensor_is_computed_again_once_instead_of_kept():
 
     def loss(product):
         p = product(a, b)
-        return ((p @ w1).square().sum() + (p @ w2).tanh().sum())  # two nodes save p
+        return (p @ w1).square().sum() + (p @ w2).tanh().sum()  # two nodes save p
 
     arena = SavedTensorArena()
     arena.start()

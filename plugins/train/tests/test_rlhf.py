@@ -243,7 +243,7 @@ def test_preference_methods_raise_the_held_out_margin(cli, tiny_model_dir, tmp_p
     assert last["eval_loss"] < first["eval_loss"]
     assert (out / "adapter_model.safetensors").is_file() and (out / "loss.png").is_file()
     config = yaml.safe_load((out / "config.yaml").read_text())
-    assert config["method"] == method
+    assert config["method"]["name"] == method
 
 
 def test_kto_separates_desirable_from_undesirable(cli, tiny_model_dir, tmp_path):
@@ -302,7 +302,8 @@ def test_a_yaml_config_with_rlhf_args(cli, tiny_model_dir, tmp_path):
     result = cli("rlhf", "--config", str(file))
     assert result.exit_code == 0, result.stderr + result.stdout
     config = yaml.safe_load((out / "config.yaml").read_text())
-    assert config["beta"] == 0.2 and config["reference_free"] is True
+    # ms-swift's flat `rlhf_args` are read; the loss's options are written under it
+    assert config["method"]["beta"] == 0.2 and config["reference_free"] is True
     assert config["dataset"] == ["sample-dpo#16"]
 
 
@@ -457,9 +458,12 @@ def test_every_method_runs_from_yaml(cli, tiny_model_dir, tmp_path, method, data
     result = cli("rlhf", "--config", str(file))
     assert result.exit_code == 0, result.stderr + result.stdout
     config = yaml.safe_load((out / "config.yaml").read_text())
-    assert config["method"] == method
+    assert config["method"]["name"] == method
     for key, value in extra.items():
-        assert config[key] == value
+        # the loss's own options are written under it (GKD's beta read from gkd_beta, its
+        # alias), the command's (lmbda, precompute_ref_logps) at the top
+        key = "beta" if key == "gkd_beta" else key
+        assert config["method"].get(key, config.get(key)) == value, key
     metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert metrics and math.isfinite(metrics[-1]["loss"])
 

@@ -93,7 +93,7 @@ def test_sft_writes_a_self_describing_run(cli, tiny_model_dir, tmp_path):
         "loss.png",
     } <= files
     config = yaml.safe_load((out / "config.yaml").read_text())
-    assert config["model"] == str(tiny_model_dir) and config["tuner"] == "lora"
+    assert config["model"] == str(tiny_model_dir) and config["tuner"]["name"] == "lora"
     lock = {p["name"]: p for p in json.loads((out / "plugins.lock.json").read_text())}
     assert lock["train"]["status"] == "ok" and lock["train"]["version"]
     metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -199,7 +199,8 @@ def test_a_yaml_config_with_sections_and_ms_swift_names(cli, tiny_model_dir, tmp
     printed = cli("sft", "--config", str(file), "--print-config", "--lora_rank", "2")
     assert printed.exit_code == 0, printed.stderr
     resolved = yaml.safe_load(printed.stdout)
-    assert resolved["lora_rank"] == 2 and resolved["tuner"] == "lora"  # the flag wins
+    # the flag wins; the tuner's options are written under it
+    assert resolved["tuner"]["lora_rank"] == 2 and resolved["tuner"]["name"] == "lora"
     result = cli("sft", "--config", str(file), "--disable-progress-bar")
     assert result.exit_code == 0, result.stderr
     assert json.loads((out / "adapter_config.json").read_text())["r"] == 4

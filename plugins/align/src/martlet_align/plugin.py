@@ -10,6 +10,7 @@ MARTLET_API = 1
 def martlet_losses():
     yield LossRecord(
         name="dpo",
+        options="martlet_align.options:DpoOptions",
         impl="martlet_align.preference:dpo",
         data="preference",
         reference=True,
@@ -18,6 +19,7 @@ def martlet_losses():
     )
     yield LossRecord(
         name="simpo",
+        options="martlet_align.options:SimpoOptions",
         impl="martlet_align.preference:simpo",
         data="preference",
         inputs="logps",
@@ -25,6 +27,7 @@ def martlet_losses():
     )
     yield LossRecord(
         name="cpo",
+        options="martlet_align.options:CpoOptions",
         impl="martlet_align.preference:cpo",
         data="preference",
         inputs="logps",
@@ -32,6 +35,7 @@ def martlet_losses():
     )
     yield LossRecord(
         name="orpo",
+        options="martlet_align.options:OrpoOptions",
         impl="martlet_align.preference:orpo",
         data="preference",
         inputs="logps",
@@ -39,6 +43,7 @@ def martlet_losses():
     )
     yield LossRecord(
         name="kto",
+        options="martlet_align.options:KtoOptions",
         impl="martlet_align.kto:kto",
         data="kto",
         reference=True,
@@ -47,6 +52,7 @@ def martlet_losses():
     )
     yield LossRecord(
         name="rm",
+        options="martlet_align.options:RewardOptions",
         impl="martlet_align.reward:bradley_terry",
         data="preference",
         inputs="rewards",
@@ -55,6 +61,7 @@ def martlet_losses():
     )
     yield LossRecord(
         name="gkd",
+        options="martlet_align.options:GkdOptions",
         impl="martlet_align.distill:gkd",
         data="messages",
         inputs="logits",

@@ -54,8 +54,8 @@ class TunerChoice:
         "--num-labels classification head, e.g. a reward model; reward is another name).",
     )
     neftune_noise_alpha: float | None = option(
-        None, help="NEFTune (any tuner): add uniform noise of this scale to embeddings while "
-        "training."
+        None,
+        help="NEFTune (any tuner): add uniform noise of this scale to embeddings while training.",
     )
 
     def __post_init__(self) -> None:

@@ -51,8 +51,9 @@ def derived(out: Any, compute: Callable[..., Any], *inputs: Any) -> Any:
     """Declare that ``out`` is ``compute(*inputs)``, recomputable in the backward pass from
     ``inputs`` (tensors autograd saves anyway); returns ``out``.
 
-    Outside an active arena (a training forward pass within an activation budget), or for a tensor the arena could not rebuild
-    exactly (not a contiguous CPU tensor filling its whole storage) it does nothing. ``compute``
+    Outside an active arena (a training forward pass within an activation budget), or for a
+    tensor the arena could not rebuild exactly (not a contiguous CPU tensor filling its whole
+    storage) it does nothing. ``compute``
     must give the same values from the same inputs (run again under ``torch.no_grad()``).
     The inputs are saved into the arena at once (the producer saves them anyway: kept once),
     so the recipe never holds on to a tensor the forward pass would have freed."""

@@ -44,8 +44,8 @@ FOREIGN_OPTIONS = {
 
 
 @dataclass(kw_only=True)
-class SftConfig(ModelOptions, TemplateOptions, DataOptions, TunerChoice, TrainOptions):
-    """Every option of ``martlet sft`` / ``martlet pt``."""
+class TrainJobConfig(ModelOptions, TemplateOptions, DataOptions, TunerChoice, TrainOptions):
+    """What every training command takes (``sft``, ``pt``, ``rlhf``)."""
 
     foreign_options: ClassVar[dict[str, str]] = FOREIGN_OPTIONS
 
@@ -75,6 +75,21 @@ class SftConfig(ModelOptions, TemplateOptions, DataOptions, TunerChoice, TrainOp
     )
 
 
+@dataclass(kw_only=True)
+class SftConfig(TrainJobConfig):
+    """Every option of ``martlet sft`` / ``martlet pt``."""
+
+    loss: str = option(
+        "",
+        help="The loss: a loss record called with the model and a batch (empty: the "
+        "command's own, sft or pt), a plugin's included; `martlet sft --loss NAME --help` "
+        "shows its options.",
+        aliases=("loss_name",),
+        names_of="losses",
+        where={"inputs": "batch"},
+    )
+
+
 def _require(kind: str, name: str) -> Any:
     """The record of ``name``; a missing package it needs is an error now, saying what to
     install, rather than after the model has loaded."""
@@ -84,6 +99,34 @@ def _require(kind: str, name: str) -> Any:
     if record.missing_requirements():
         record.load()  # raises MissingDependencyError with the pip command
     return record
+
+
+def loss_record(config: Any, objective: str) -> Any:
+    """The loss record ``--loss`` names (the command's own, ``sft`` or ``pt``, when empty);
+    one that is not called with a model and a batch is an error saying where it trains."""
+    name = getattr(config, "loss", "") or objective
+    record = _require("losses", name)
+    if record.inputs != "batch":
+        raise ConfigError(
+            f"--loss {name}: {record.label} {record.name!r} is not a supervised loss",
+            why=f"it is called with {record.inputs}, not with the model and a batch",
+            fix=f"train it with `martlet rlhf --method {record.name}`",
+        )
+    return record
+
+
+def loss_function(config: Any, objective: str) -> Any:
+    """What the loop calls for a micro-batch's loss: None for the built-in cross-entropy, else
+    the ``--loss`` record's function with exactly its record's options
+    (:class:`~martlet_train.losses.BoundLoss`)."""
+    from martlet.compose import option_values
+
+    from martlet_train.losses import BoundLoss
+
+    record = loss_record(config, objective)
+    if record.impl == "martlet_train.losses:causal_lm_loss" and not record.options:
+        return None
+    return BoundLoss(record.load(), option_values(config, record), record.name)
 
 
 def check(config: SftConfig) -> None:
@@ -101,6 +144,8 @@ def check(config: SftConfig) -> None:
             f"(from {PROVIDERS['parallel_strategies'][tuner]})",
         )
     _require("tuners", config.tuner)
+    if getattr(config, "loss", ""):
+        loss_record(config, "sft")
     if config.parallel != "single":
         _require("parallel_strategies", config.parallel)
         raise ConfigError(
@@ -328,9 +373,10 @@ def run(config: SftConfig | Mapping[str, Any], objective: str = "sft") -> TrainR
     job = start(config, objective)
     train = _encode(train_rows, job.template, job.tokenizer, config, objective)
     val = _encode(val_rows, job.template, job.tokenizer, config, objective) if val_rows else []
+    loss_fn = loss_function(config, objective)
     if not config.packing and not config.padding_free:
         collate = _collator(config, job.tokenizer, job.model)
-        return fit(job, prepare_model(job), train=train, val=val, collate=collate)
+        return fit(job, prepare_model(job), train=train, val=val, collate=collate, loss_fn=loss_fn)
     from martlet_train.packed_attention import switched
 
     if config.packing:
@@ -341,7 +387,7 @@ def run(config: SftConfig | Mapping[str, Any], objective: str = "sft") -> TrainR
     # attention segment by segment inside packed rows for the run, where the model allows it
     with switched(job.model) as by_segment:
         collate = _collator(config, job.tokenizer, job.model, by_segment=by_segment)
-        return fit(job, prepare_model(job), train=train, val=val, collate=collate)
+        return fit(job, prepare_model(job), train=train, val=val, collate=collate, loss_fn=loss_fn)
 
 
 def sft(config: SftConfig | Mapping[str, Any]) -> TrainResult:

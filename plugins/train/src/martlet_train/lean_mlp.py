@@ -7,9 +7,10 @@ tensors per token and layer, the largest share of a decoder layer's activations.
 backward pass (one element-wise pass): a sixth less activation memory per layer for the same
 values. Within an activation budget its output — the down projection's input, which that layer
 keeps for its adapter's gradient — is declared derived (:func:`martlet_train.arena.derived`),
-so it too is computed again from ``gate`` and ``up`` instead of kept: another sixth. :func:`lean_mlps` switches every MLP whose ``forward`` is Llama's, word for word
-(Llama, Mistral, Qwen2/3, SmolLM3, ...; checked against the source, not by name) with a SiLU
-activation, for as long as the training run lasts.
+so it too is computed again from ``gate`` and ``up`` instead of kept: another sixth.
+:func:`lean_mlps` switches every MLP whose ``forward`` is Llama's, word for word (Llama,
+Mistral, Qwen2/3, SmolLM3, ...; checked against the source, not by name) with a SiLU activation,
+for as long as the training run lasts.
 
 This module is imported only by a training run (torch loaded already).
 """

@@ -42,6 +42,22 @@ def target_logits(
     return logits, labels[:, 1:][predicts].to(logits.device), predicts
 
 
+class BoundLoss:
+    """A loss record's function with its options: ``loss(model, batch)`` calls
+    ``fn(model, batch, **options)``; other attributes (``prepare``, ``count``) are ``fn``'s."""
+
+    def __init__(self, fn: Any, options: dict[str, Any], name: str = "") -> None:
+        self.fn = fn
+        self.options = dict(options)
+        self.name = name
+
+    def __call__(self, model: Any, batch: dict[str, Any]) -> Any:
+        return self.fn(model, batch, **self.options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.fn, name)
+
+
 def causal_lm_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, Any, dict[str, float]]:
     """The ``sft``/``pt`` loss: cross-entropy on the tokens whose label is not -100.
 

@@ -17,15 +17,15 @@ from typing import Any, ClassVar
 from martlet.config import build, option, require
 from martlet.errors import ConfigError, MartletError
 
-from martlet_train.job import FOREIGN_OPTIONS, SftConfig
+from martlet_train.job import FOREIGN_OPTIONS, TrainJobConfig
 from martlet_train.loop import TrainResult
 
-RLHF_OPTIONS = ("method", "rlhf_type", "beta", "reference_free", "ref_model")
+RLHF_OPTIONS = ("method", "rlhf_type", "beta", "reference_free", "ref_model")  # not foreign here
 
 
 @dataclass(kw_only=True)
-class RlhfConfig(SftConfig):
-    """Every option of ``martlet rlhf``: those of ``sft`` and the objective's."""
+class RlhfConfig(TrainJobConfig):
+    """Every option of ``martlet rlhf``: those of a training job and the objective's."""
 
     foreign_options: ClassVar[dict[str, str]] = {
         k: v for k, v in FOREIGN_OPTIONS.items() if k not in RLHF_OPTIONS
@@ -33,27 +33,13 @@ class RlhfConfig(SftConfig):
 
     method: str = option(
         "dpo",
-        help="The objective: dpo, kto, simpo, cpo, orpo, rm (reward model), gkd "
-        "(distillation), or a loss plugin's.",
+        help="The objective: a loss record (dpo, kto, simpo, cpo, orpo, rm (reward model), "
+        "gkd (distillation), or a plugin's); `martlet rlhf --method NAME --help` shows its "
+        "options.",
         aliases=("rlhf_type",),
+        names_of="losses",
+        where={"inputs": ("logps", "rewards", "logits")},
     )
-    beta: float | None = option(
-        None,
-        help="Strength of the preference term (DPO/KTO/CPO/ORPO default 0.1, SimPO 2.0).",
-    )
-    loss_type: list[str] = option(
-        default_factory=list,
-        help="DPO loss variant(s): sigmoid (default), hinge, ipo, robust, exo_pair, nca_pair, "
-        "bco_pair, sppo_hard, apo_zero, apo_down; several are summed with --loss-weights. "
-        "CPO: sigmoid or hinge.",
-    )
-    loss_weights: list[float] = option(
-        default_factory=list, help="Weights of the --loss-type terms."
-    )
-    label_smoothing: float | None = option(
-        None, help="Assumed label noise (cDPO, robust DPO, SimPO, CPO)."
-    )
-    rpo_alpha: float | None = option(None, help="DPO: add this times the chosen response's NLL.")
     reference_free: bool = option(
         False, help="DPO without a reference model (its log-probs taken as 0)."
     )
@@ -67,26 +53,11 @@ class RlhfConfig(SftConfig):
         help="Compute the reference log-probs once before training, then free the reference.",
         aliases=("precompute_ref_log_probs",),
     )
-    simpo_gamma: float | None = option(None, help="SimPO's target reward margin (default 1.0).")
-    cpo_alpha: float | None = option(None, help="CPO: weight of the chosen NLL (default 1.0).")
-    desirable_weight: float | None = option(None, help="KTO: weight of desirable rows.")
-    undesirable_weight: float | None = option(None, help="KTO: weight of undesirable rows.")
-    center_rewards_coefficient: float | None = option(
-        None, help="RM: penalise (chosen + rejected)² to centre the rewards."
-    )
     teacher_model: str | None = option(None, help="GKD: the teacher to distil from.")
-    gkd_beta: float = option(
-        0.5,
-        help="GKD: the generalised Jensen-Shannon interpolation (0: KL(teacher||student), "
-        "1: KL(student||teacher)).",
-    )
     lmbda: float = option(
         0.5, help="GKD: fraction of steps on responses the student generates (on-policy)."
     )
     sft_alpha: float = option(0.0, help="GKD: add this times the NLL of the responses.")
-    temperature: float = option(
-        0.9, help="GKD: sampling and distillation temperature of on-policy generation."
-    )
     max_completion_length: int = option(
         128,
         help="GKD: most tokens the student generates per response.",
@@ -94,23 +65,12 @@ class RlhfConfig(SftConfig):
     )
 
 
-def loss_options(config: RlhfConfig) -> dict[str, Any]:
-    """The options a loss function may take (each function takes those it names)."""
-    loss_type: Any = list(config.loss_type) or None
-    if loss_type and len(loss_type) == 1:
-        loss_type = loss_type[0]
-    return {
-        "beta": config.beta,
-        "loss_type": loss_type,
-        "loss_weights": list(config.loss_weights) or None,
-        "label_smoothing": config.label_smoothing,
-        "rpo_alpha": config.rpo_alpha,
-        "simpo_gamma": config.simpo_gamma,
-        "cpo_alpha": config.cpo_alpha,
-        "desirable_weight": config.desirable_weight,
-        "undesirable_weight": config.undesirable_weight,
-        "center_rewards_coefficient": config.center_rewards_coefficient,
-    }
+def loss_options(config: Any, record: Any) -> dict[str, Any]:
+    """The keyword options of ``record``'s loss: exactly the fields of the options class its
+    record declares (composed into ``config`` when it was selected), none without one."""
+    from martlet.compose import option_values
+
+    return option_values(config, record)
 
 
 def check(config: RlhfConfig) -> Any:
@@ -127,31 +87,14 @@ def check(config: RlhfConfig) -> Any:
             )
         raise ConfigError(
             f"--method {config.method} is a supervised objective (called with a model and a batch)",
-            why="`martlet rlhf` trains losses of log-probabilities, rewards or logits; "
-            "`martlet sft` and `martlet pt` train with their built-in cross-entropy and cannot "
-            "select a loss by name yet (planned)",
-            fix=f"run `martlet {command}` for the built-in loss; to train with {record.name!r} "
-            "today, pass it as loss_fn to martlet_train.loop.Trainer in Python",
+            why="`martlet rlhf` trains losses of log-probabilities, rewards or logits",
+            fix=f"run `martlet {command} --loss {record.name}`",
         )
     if record.inputs == "logits" and not config.teacher_model:
         raise ConfigError(
             f"--method {config.method} distils from a teacher", fix="pass --teacher-model M"
         )
-    if config.beta is not None and not config.beta >= 0:
-        raise ConfigError(
-            f"--beta must be at least 0, not {config.beta!r}",
-            why="it scales the preference margin (or weighs the extra loss term)",
-            fix="e.g. --beta 0.1, or leave it out for the method's default",
-        )
     if record.inputs == "logits":
-        require(
-            config.temperature > 0,
-            "temperature",
-            config.temperature,
-            "more than 0",
-            "0.9",
-            why=f"--method {config.method} divides the logits by it",
-        )
         length = config.max_completion_length
         require(length >= 1, "max-completion-length", length, "at least 1", "128")
     if config.reference_free and not record.reference:
@@ -170,11 +113,6 @@ def check(config: RlhfConfig) -> Any:
     if record.inputs == "rewards":
         config.task_type = "seq_cls"
     job.check(config)
-    if config.loss_weights and len(config.loss_weights) != max(len(config.loss_type), 1):
-        raise ConfigError(
-            f"{len(config.loss_weights)} --loss-weights for {len(config.loss_type)} --loss-type",
-            fix="give one weight per loss type",
-        )
     if not 0.0 <= config.lmbda <= 1.0:
         raise ConfigError(f"--lmbda must be between 0 and 1, got {config.lmbda}")
     return record
@@ -187,11 +125,8 @@ def try_options(record: Any, loss: Any, config: RlhfConfig) -> None:
 
     from martlet_train.objectives import accepted
 
-    options = (
-        {"beta": config.gkd_beta, "temperature": config.temperature}
-        if record.inputs == "logits"
-        else loss_options(config)
-    )
+    options = loss_options(config, record)
+    extra: dict[str, Any] = {}
     a, b = torch.tensor([-3.0, -5.0]), torch.tensor([-4.0, -2.0])
     lengths = {"chosen_lengths": torch.tensor([2, 3]), "rejected_lengths": torch.tensor([3, 2])}
     if record.inputs == "logits":
@@ -202,9 +137,9 @@ def try_options(record: Any, loss: Any, config: RlhfConfig) -> None:
         args = (a, b, torch.tensor([True, False]), a, b)
     else:
         args = (a, b, b, a) if record.reference else (a, b)
-        options = {**options, **lengths}
+        extra = accepted(loss, lengths)
     try:
-        loss(*args, **accepted(loss, options))
+        loss(*args, **options, **extra)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"--method {record.name} cannot use these options", why=str(exc)) from exc
 
@@ -316,7 +251,7 @@ def make_objective(
 
     from martlet_train import objectives
 
-    options = loss_options(config)
+    options = loss_options(config, record)
     if record.inputs == "rewards":
         return objectives.RewardObjective(loss, options)
     if record.inputs == "logits":
@@ -326,13 +261,13 @@ def make_objective(
         _check_same_vocabulary(tokenizer, teacher_tokenizer, config.teacher_model)
         return objectives.DistillObjective(
             loss,
-            {"beta": config.gkd_beta, "temperature": config.temperature},
+            options,
             teacher=teacher,
             lmbda=config.lmbda,
             sft_alpha=config.sft_alpha,
             generation={
                 "max_new_tokens": config.max_completion_length,
-                "temperature": config.temperature,
+                "temperature": float(options.get("temperature", 1.0)),
             },
             tokenizer=tokenizer,
             collate=collate,
