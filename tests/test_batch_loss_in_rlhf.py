@@ -1,5 +1,5 @@
 """`martlet rlhf --method` with a loss called on a batch (as sft and pt losses are) names a
-command that exists, and says that sft and pt cannot select a plugin's loss by name yet."""
+command that exists, and a plugin's batch loss is selected there with --loss."""
 
 from __future__ import annotations
 
@@ -44,10 +44,18 @@ def test_a_batch_loss_in_rlhf_names_a_command_that_exists(
     )  # fmt: skip
     assert result.rc == 2, result
     assert "supervised objective" in result.err, result
-    assert f"run `martlet {command}`" in result.err, result
+    assert f"run `martlet {command}" in result.err, result
     named = set(re.findall(r"`martlet ([\w-]+)", result.err))
     assert named, result
     for name in named - {"rlhf"}:
         assert martlet("--plugin", str(plugin), name, "--help").rc == 0, f"`martlet {name}`"
-    assert ("cannot select a loss by name yet" in result.err) is plugin_loss, result
+    # a plugin's batch loss is selected with --loss, which that command takes
+    assert (f"`martlet {command} --loss {method}`" in result.err) is plugin_loss, result
     assert not (tmp_path / "out").exists()
+    if plugin_loss:
+        printed = martlet(
+            "--plugin", str(plugin), command, "--loss", method, "--model", "x",
+            "--dataset", "sample-sft#8", "--output-dir", str(tmp_path / "out"), "--print-config",
+        )  # fmt: skip
+        assert printed.rc == 0, printed
+        assert f"loss: {method}" in printed.out

@@ -211,17 +211,41 @@ def _foreign(cls: type) -> dict[str, str]:
     return {key(k): v for k, v in getattr(cls, "foreign_options", {}).items()}
 
 
+def _elsewhere(cls: type, raw: str) -> bool:
+    """Whether ``raw`` is an option known to live elsewhere (not a file section)."""
+    from martlet.providers import known_option
+
+    return key(raw) in _foreign(cls) or known_option(raw) is not None
+
+
 def unknown_option(
     cls: type, raw: str, label: str, table: Mapping[str, str], prefix: str = ""
 ) -> ConfigError:
     """The error for an unknown option: a suggestion, or — for an option another command or
-    plugin provides (the config class's ``foreign_options``, name -> where) — where it lives."""
+    a plugin provides (:data:`martlet.providers.OPTIONS`; a config class's deprecated
+    ``foreign_options``, name -> where) — where it lives and what to install."""
     elsewhere = _foreign(cls).get(key(raw))
     if elsewhere:
         return ConfigError(
             f"{label} is not an option of this command",
             why=f"it belongs to {elsewhere}",
             fix="use that command or install that plugin, or drop the option",
+        )
+    from martlet.providers import installed, known_option
+
+    known = known_option(raw)
+    if known is not None:
+        dist, where = known
+        if installed(dist):
+            return ConfigError(
+                f"{label} is not an option of this command",
+                why=f"it belongs to {where}, from {dist} (installed)",
+                fix="use that, or drop the option",
+            )
+        return ConfigError(
+            f"{label} is not an option of this command",
+            why=f"it belongs to {where}, from {dist}, which is not installed",
+            fix=f"pip install {dist}, or drop the option",
         )
     return ConfigError(
         f"unknown {label}",
@@ -414,11 +438,11 @@ def flatten(cls: type, data: Mapping[str, Any], source: str) -> dict[str, Any]:
                 # section (`tuner:`) may name the record with `name:`
                 selects = name if all_specs[name].names_of else None
                 name = None
-                if key(str(raw)) not in _foreign(cls):
+                if not _elsewhere(cls, str(raw)):
                     visit(value, here, selects)
                     continue
             if name is None:
-                if isinstance(value, Mapping) and key(str(raw)) not in _foreign(cls):
+                if isinstance(value, Mapping) and not _elsewhere(cls, str(raw)):
                     visit(value, here)
                     continue
                 raise unknown_option(cls, str(raw), f"option {here!r} in {source}", table)

@@ -75,6 +75,45 @@ PROVIDERS: dict[str, dict[str, str]] = {
 }
 
 
+#: options no installed record or command declares, where they live: option name ->
+#: (distribution, what takes it). ``martlet.config`` answers such a flag with this (and
+#: ``pip install`` when the distribution is missing) instead of "unknown option"; a command
+#: that does declare the option never gets here. Data, not code: a later plugin family adds
+#: its row here, not to another plugin.
+OPTIONS: dict[str, tuple[str, str]] = {
+    **{
+        name: ("martlet-align", "`martlet rlhf` (its preference and distillation losses)")
+        for name in ("method", "rlhf_type", "beta", "reference_free", "ref_model")
+    },
+    "deepspeed": ("martlet-deepspeed", "the deepspeed parallel strategy"),
+    "deepspeed_config": ("martlet-deepspeed", "the deepspeed parallel strategy"),
+    "fsdp": ("martlet-dist", "the fsdp parallel strategy"),
+    "fsdp_config": ("martlet-dist", "the fsdp parallel strategy"),
+    "parallel": ("martlet-dist", "the parallel strategies (ddp, fsdp)"),
+    "parallel_strategy": ("martlet-dist", "the parallel strategies (ddp, fsdp)"),
+    "use_npu": ("martlet-npu", "the Ascend NPU accelerator (--device npu)"),
+    "eval_dataset": ("martlet-eval", "`martlet eval`"),
+    "infer_backend": ("martlet-serve", "`martlet infer` and `martlet deploy`"),
+    "quant_method": ("martlet-export", "`martlet export`"),
+}
+
+
+def known_option(name: str) -> tuple[str, str] | None:
+    """``(distribution, what takes it)`` for an option of :data:`OPTIONS` (any spelling)."""
+    return OPTIONS.get(name.strip().lstrip("-").lower().replace("-", "_"))
+
+
+def installed(distribution: str) -> bool:
+    """Whether ``distribution`` is installed (from its metadata; nothing imported)."""
+    from importlib import metadata
+
+    try:
+        metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def provider(kind: str, name: str) -> str | None:
     """The distribution known to provide ``name`` in ``kind``, if any."""
     from martlet.records import normalize

@@ -148,8 +148,11 @@ optimizer step, so never return a mean. This is the shape of the `sft` and `pt` 
 `martlet rlhf --method NAME` takes losses whose `inputs` are `logps`, `rewards` or `logits`
 instead (see `martlet.records.LossRecord`).
 
-`martlet sft` and `martlet pt` train with their built-in cross-entropy and take no loss name
-yet; in Python, pass `loss_fn=$module.impl.$func` to `martlet_train.loop.Trainer`.
+Its options are the fields of `Options` (named by the record's `options=`): train with
+`martlet sft --loss $record_name --label-smoothing 0.1` (or `loss: {name: $record_name,
+label_smoothing: 0.1}` in a `--config` file); `martlet sft --loss $record_name --help` lists
+them, and the loop passes them to `$func` as keyword arguments. Keep `impl.py` importable
+without torch at module level: the CLI imports `Options` from it to parse flags.
 """,
 }
 
@@ -262,6 +265,7 @@ class $cls:
         '        impl="$module.impl:$func",\n'
         '        data="messages",\n'
         '        inputs="batch",  # called as $func(model, batch) -> (loss_sum, count, metrics)\n'
+        '        options="$module.impl:Options",  # its flags: --label-smoothing\n'
         '        summary="Token cross-entropy (a loss from $dist).",\n',
         '''\
 """The $record_name loss: cross-entropy over the tokens whose label is not -100.
@@ -272,13 +276,31 @@ batches) and/or ``position_ids`` (packed and padding-free batches). It returns
 ``(loss_sum, count, metrics)``: the loss *summed* over the target tokens, how many there were,
 and metrics as ``name -> (sum, n)`` (logged as sum / n). The loop divides by the target tokens
 of the whole optimizer step, so a batch split into micro-batches, or over several processes,
-gives the same update: never return a mean.
+gives the same update: never return a mean. Its options (:class:`Options`) come as keyword
+arguments.
 """
+
+from dataclasses import dataclass
+
+from martlet.config import option, require
 
 IGNORE = -100
 
 
-def $func(model, batch):
+@dataclass(kw_only=True)
+class Options:
+    """$record_name: token cross-entropy"""
+
+    label_smoothing: float = option(
+        0.0, help="Spread this share of each target's probability over the vocabulary."
+    )
+
+    def __post_init__(self):
+        value = self.label_smoothing
+        require(0 <= value < 1, "label-smoothing", value, "in [0, 1)", "0.1")
+
+
+def $func(model, batch, *, label_smoothing=0.0):
     import torch.nn.functional as F
 
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
@@ -288,7 +310,7 @@ def $func(model, batch):
     predicts = targets != IGNORE
     logits = logits[:, :-1][predicts].float()
     targets = targets[predicts]
-    loss_sum = F.cross_entropy(logits, targets, reduction="sum")
+    loss_sum = F.cross_entropy(logits, targets, reduction="sum", label_smoothing=label_smoothing)
     count = predicts.sum()
     correct = (logits.detach().argmax(-1) == targets).sum()
     return loss_sum, count, {"token_accuracy": (correct, count)}

@@ -327,7 +327,7 @@ def test_a_negative_beta_fails_before_the_models_load(martlet_manager, martlet_c
         "-1",
     )
     assert result.exit_code != 0 and "Traceback" not in result.stderr
-    assert "--beta must be at least 0, not -1.0" in result.stderr
+    assert "--beta must be more than 0, not -1.0" in result.stderr
     assert "no-model" not in result.stderr
 
 

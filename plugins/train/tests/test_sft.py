@@ -190,7 +190,6 @@ def test_a_yaml_config_with_sections_and_ms_swift_names(cli, tiny_model_dir, tmp
             "output_dir": str(out),
             "device_map": None,
             "half_precision_backend": "auto",
-            "use_npu": False,
             "fallback_on_cpu": True,
         },
     }
@@ -264,6 +263,12 @@ def test_ms_swift_command_line_flags(cli, tiny_model_dir, tmp_path):
         (["--lora-rnk", "8"], "did you mean --lora-rank"),
         (["--beta", "0.1"], "martlet rlhf"),
         (["--quantization_bit", "4"], "martlet-bnb"),
+        # options of plugins not installed here: the package to install (the known-options
+        # index of martlet.providers, not a list in martlet-train)
+        (["--deepspeed", "zero2"], "pip install martlet-deepspeed"),
+        (["--use_npu", "true"], "pip install martlet-npu"),
+        (["--parallel", "fsdp"], "pip install martlet-dist"),
+        (["--eval_dataset", "mmlu"], "`martlet eval`, from martlet-eval"),
         (["--report-to", "wandb"], "wandb"),
         (["--packing"], "--packing needs --max-length"),
         (["--task-type", "seq_cls"], "martlet rlhf --method rm"),

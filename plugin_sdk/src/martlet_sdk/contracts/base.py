@@ -132,6 +132,22 @@ class RecordContract:
             assert cap == cap.strip().lower() and " " not in cap, f"capability {cap!r}"
         assert record.origin, "the manager records which plugin registered it"
 
+    def test_declared_options_are_option_fields_with_working_defaults(self, record: Record) -> None:
+        """A record's ``options`` class (if any) is a dataclass of ``martlet.config.option``
+        fields that builds from its defaults — what a command composes when the record is
+        selected (``martlet.compose``)."""
+        import dataclasses
+
+        from martlet.config import specs
+
+        options = record.options_class()
+        if options is None:
+            pytest.skip(f"{record.label} {record.name!r} declares no options")
+        for name, spec in specs(options).items():
+            assert spec.help.strip(), f"option {name!r} has no help text (shown by --help)"
+            assert not spec.required, f"option {name!r} needs a default"
+        assert dataclasses.is_dataclass(options())  # its checks accept its own defaults
+
     def test_aliases_resolve_to_the_record(
         self, contract_manager: PluginManager, record: Record
     ) -> None:

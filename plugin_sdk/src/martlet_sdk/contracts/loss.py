@@ -164,6 +164,19 @@ class LossContract(RecordContract):
     kind = "losses"
     interface = {"__call__": None}
 
+    def test_the_loss_takes_each_option_its_record_declares(self, record: Record, impl: Any):
+        """``sft --loss`` and ``rlhf --method`` pass the loss exactly its record's options, as
+        keyword arguments."""
+        import dataclasses
+
+        options = record.options_class()
+        if options is None:
+            pytest.skip(f"loss {record.name!r} declares no options")
+        for field in dataclasses.fields(options):
+            assert _accepts(impl, field.name), (
+                f"option {field.name!r} of {record.options} is not a keyword of {record.impl}"
+            )
+
     # --------------------------------------------------------------- batch (sft, pt)
 
     @pytest.fixture

@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from martlet.config import build, option, to_yaml
 from martlet.errors import ConfigError, MartletError
@@ -26,28 +26,10 @@ from martlet_peft.options import TunerChoice
 from martlet_train.loop import TrainResult
 from martlet_train.options import TrainOptions
 
-#: options users bring from ms-swift or from later issues, and where they live
-FOREIGN_OPTIONS = {
-    "method": "`martlet rlhf` (martlet-align)",
-    "rlhf_type": "`martlet rlhf` (martlet-align)",
-    "beta": "`martlet rlhf` (martlet-align)",
-    "reference_free": "`martlet rlhf` (martlet-align)",
-    "ref_model": "`martlet rlhf` (martlet-align)",
-    "deepspeed": "the martlet-deepspeed parallel strategy",
-    "deepspeed_config": "the martlet-deepspeed parallel strategy",
-    "fsdp": "the martlet-dist parallel strategy",
-    "fsdp_config": "the martlet-dist parallel strategy",
-    "eval_dataset": "`martlet eval` (martlet-eval)",
-    "infer_backend": "`martlet infer` (martlet-serve)",
-    "quant_method": "`martlet export` (martlet-export)",
-}
-
 
 @dataclass(kw_only=True)
 class TrainJobConfig(ModelOptions, TemplateOptions, DataOptions, TunerChoice, TrainOptions):
     """What every training command takes (``sft``, ``pt``, ``rlhf``)."""
-
-    foreign_options: ClassVar[dict[str, str]] = FOREIGN_OPTIONS
 
     quantization_bit: int | None = option(
         None,
@@ -59,12 +41,6 @@ class TrainJobConfig(ModelOptions, TemplateOptions, DataOptions, TunerChoice, Tr
         help="The quantizer that loads the model with --quantization-bit.",
         aliases=("quantization_method",),
     )
-    parallel: str = option(
-        "single",
-        help="Parallel strategy: single (one process), or ddp, fsdp, deepspeed from their plugins.",
-        aliases=("parallel_strategy",),
-    )
-    use_npu: bool = option(False, help="Train on Ascend NPUs (the martlet-npu plugin).")
     fallback_on_cpu: bool = option(
         True, help="When the chosen accelerator is missing, train on the CPU instead of failing."
     )
@@ -140,18 +116,12 @@ def check(config: SftConfig) -> None:
         raise ConfigError(
             f"{config.tuner!r} is a parallel strategy, not a tuner",
             why="ms-swift's --train_type names the tuner (lora, full, ...)",
-            fix=f"pass --tuner lora (or full, ...) and --parallel {tuner} "
-            f"(from {PROVIDERS['parallel_strategies'][tuner]})",
+            fix=f"pass --tuner lora (or full, ...); {tuner} comes with "
+            f"{PROVIDERS['parallel_strategies'][tuner]} (its training is not wired in yet)",
         )
     _require("tuners", config.tuner)
     if getattr(config, "loss", ""):
         loss_record(config, "sft")
-    if config.parallel != "single":
-        _require("parallel_strategies", config.parallel)
-        raise ConfigError(
-            f"--parallel {config.parallel} is not wired into the training loop yet",
-            fix="train with --parallel single",
-        )
     if config.quantization_bit:
         _require("quantizers", config.quant_method_load)
     elif config.quant_method_load != "bnb":
@@ -165,8 +135,6 @@ def check(config: SftConfig) -> None:
             why="Martlet's mixed precision is PyTorch's autocast (amp) on every device",
             fix="leave it out (or auto), and choose the precision with --mixed-precision",
         )
-    if config.use_npu:
-        _require("accelerators", "npu")
     for name in config.report_to:
         if name.lower() not in ("none", ""):
             _require("callbacks", name)

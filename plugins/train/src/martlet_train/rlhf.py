@@ -12,24 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from martlet.config import build, option, require
 from martlet.errors import ConfigError, MartletError
 
-from martlet_train.job import FOREIGN_OPTIONS, TrainJobConfig
+from martlet_train.job import TrainJobConfig
 from martlet_train.loop import TrainResult
-
-RLHF_OPTIONS = ("method", "rlhf_type", "beta", "reference_free", "ref_model")  # not foreign here
 
 
 @dataclass(kw_only=True)
 class RlhfConfig(TrainJobConfig):
     """Every option of ``martlet rlhf``: those of a training job and the objective's."""
-
-    foreign_options: ClassVar[dict[str, str]] = {
-        k: v for k, v in FOREIGN_OPTIONS.items() if k not in RLHF_OPTIONS
-    }
 
     method: str = option(
         "dpo",
