@@ -92,30 +92,31 @@ def test_numba_and_numpy_draw_the_same_bits(monkeypatch):
     assert [int(b) for b in bits] == [0x3F80 if lane >= limit else 0 for lane in lanes]
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("shape", [(64, 96), (3, 5, 4), (7, 3)])
-def test_a_drop_mask_clears_what_keep_mask_drops_without_storing_a_mask(shape, monkeypatch):
+def test_a_drop_mask_clears_what_keep_mask_drops_without_storing_a_mask(shape, monkeypatch, dtype):
     from martlet_peft import dropout
     from martlet_peft.dropout import DropMask
 
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16) + 5
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(dtype) + 5
     torch.manual_seed(11)
-    keep = keep_mask(shape, 0.3, "cpu", torch.bfloat16)
+    keep = keep_mask(shape, 0.3, "cpu", dtype)
     torch.manual_seed(11)  # the same seed from torch's generator: the same elements
-    mask = DropMask(shape, 0.3, "cpu", torch.bfloat16)
+    mask = DropMask(shape, 0.3, "cpu", dtype)
     assert torch.equal(mask.keep(), keep)
     dropped = mask.dropped(x)
-    assert dropped.dtype == torch.bfloat16 and torch.equal(dropped, x * keep)
+    assert dropped.dtype == dtype and torch.equal(dropped, x * keep)
     assert x.numel() < 100 or 0.2 < float((dropped == 0).float().mean()) < 0.4
     inplace = x.clone()
     assert mask.zero_dropped_(inplace) is inplace and torch.equal(inplace, dropped)
     # without numba (or for other dtypes) the mask is multiplied in: the same values
-    monkeypatch.setattr(dropout, "_and_kernel", lambda: None)
+    monkeypatch.setattr(dropout, "_and_kernel", lambda dtype=None: None)
     assert torch.equal(mask.dropped(x), dropped)
     assert torch.equal(mask.zero_dropped_(x.clone()), dropped)
-    assert torch.equal(mask.dropped(x.float()), dropped.float())
+    assert torch.equal(mask.dropped(x.double()), dropped.double())
 
 
-def test_the_compiled_pass_is_used_only_on_aligned_bfloat16_storage():
+def test_the_compiled_pass_is_used_only_on_aligned_bfloat16_and_float32_storage():
     from martlet_peft.dropout import DropMask
 
     pytest.importorskip("numba")
@@ -124,7 +125,8 @@ def test_the_compiled_pass_is_used_only_on_aligned_bfloat16_storage():
     assert mask._words(torch.zeros(4, 8, dtype=torch.bfloat16)) is not None
     assert mask._words(x[:, 1:]) is None  # not contiguous
     assert mask._words(torch.zeros(33, dtype=torch.bfloat16)[1:]) is None  # misaligned
-    assert mask._words(torch.zeros(4, 8)) is None  # float32
+    assert mask._words(torch.zeros(4, 8)) is not None  # float32: two values per word
+    assert mask._words(torch.zeros(4, 8, dtype=torch.float64)) is None
     flat = torch.randn(33).to(torch.bfloat16)[1:]  # 32 values at an odd offset: multiplied
     assert torch.equal(mask.dropped(flat.view(4, 8)), flat.view(4, 8) * mask.keep())
 
@@ -139,6 +141,8 @@ def mask_kernels():
         _mask_kernel.fill_mask_words,
         _mask_kernel.and_mask_words,
         _mask_kernel.and_mask_words_inplace,
+        _mask_kernel.and_mask_words32,
+        _mask_kernel.and_mask_words32_inplace,
     )
 
 
@@ -151,13 +155,16 @@ def check_the_avx2_build() -> None:
     from martlet_peft import dropout
 
     kernels = mask_kernels()
-    fill, clear, clear_inplace = kernels
+    fill, clear, clear_inplace, clear32, clear32_inplace = kernels
     seed_with_the_native_cache(kernels)
     with pytest.MonkeyPatch.context() as monkeypatch:
         test_numba_and_numpy_draw_the_same_bits(monkeypatch)
     for shape in [(64, 96), (3, 5, 4), (7, 3)]:
-        with pytest.MonkeyPatch.context() as monkeypatch:
-            test_a_drop_mask_clears_what_keep_mask_drops_without_storing_a_mask(shape, monkeypatch)
+        for dtype in (torch.bfloat16, torch.float32):
+            with pytest.MonkeyPatch.context() as monkeypatch:
+                test_a_drop_mask_clears_what_keep_mask_drops_without_storing_a_mask(
+                    shape, monkeypatch, dtype
+                )
     # the kernels against NumPy: vector loops and their remainders, every threshold's edge
     values = np.random.default_rng(0).integers(0, 2**16, 4 * 1029, dtype=np.uint16)
     for words in (1, 3, 17, 1029):
@@ -176,6 +183,15 @@ def check_the_avx2_build() -> None:
                 inplace = src.copy()
                 clear_inplace(inplace, seed, threshold)
                 np.testing.assert_array_equal(inplace.view(np.uint16), kept)
+                # float32: two values per word, four per mask word
+                wide = np.random.default_rng(words).integers(0, 2**32, 4 * words, np.uint32)
+                kept32 = np.where(expected.view(np.uint16) != 0, wide, 0)
+                out32 = np.empty(2 * words, np.uint64)
+                clear32(wide.view(np.uint64), out32, seed, threshold)
+                np.testing.assert_array_equal(out32.view(np.uint32), kept32)
+                inplace32 = wide.view(np.uint64).copy()
+                clear32_inplace(inplace32, seed, threshold)
+                np.testing.assert_array_equal(inplace32.view(np.uint32), kept32)
     check_built_for_avx2(kernels)
 
 

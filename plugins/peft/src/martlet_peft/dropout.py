@@ -58,9 +58,10 @@ class DropMask:
     On the CPU it is a seed of the module doc's stream, drawn from torch's generator
     (:func:`keep_mask` is this class's :meth:`keep`, so both drop the same elements from the
     same seed): :meth:`dropped` and :meth:`zero_dropped_`
-    clear the dropped elements of a bfloat16 tensor in one compiled pass over its bits (numba's
-    :func:`~martlet_peft._mask_kernel.and_mask_words`), four values per 64-bit word; other
-    dtypes, or no numba, multiply by :meth:`keep`. Elsewhere it holds the mask drawn on the
+    clear the dropped elements of a bfloat16 or float32 tensor in one compiled pass over its
+    bits (numba's :func:`~martlet_peft._mask_kernel.and_mask_words`, four values per 64-bit
+    word, and :func:`~martlet_peft._mask_kernel.and_mask_words32`, two); other dtypes, or no
+    numba, multiply by :meth:`keep`. Elsewhere it holds the mask drawn on the
     device."""
 
     def __init__(self, shape: tuple[int, ...], p: float, device: Any, dtype: torch.dtype):
@@ -90,7 +91,7 @@ class DropMask:
         if words is None:
             return x * self.keep().reshape(x.shape)
         out = torch.empty_like(x)
-        _and_kernel()[0](words, self._words(out), self.seed, self.threshold)
+        _and_kernel(x.dtype)[0](words, self._words(out), self.seed, self.threshold)
         return out
 
     def zero_dropped_(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,7 +99,7 @@ class DropMask:
         words = self._words(x)
         if words is None:
             return x.mul_(self.keep().reshape(x.shape))
-        _and_kernel()[1](words, self.seed, self.threshold)
+        _and_kernel(x.dtype)[1](words, self.seed, self.threshold)
         return x
 
     def _words(self, x: torch.Tensor) -> Any:
@@ -107,13 +108,13 @@ class DropMask:
 
         if (
             self._keep is not None
-            or x.dtype != torch.bfloat16
+            or x.dtype not in (torch.bfloat16, torch.float32)
             or x.device.type != "cpu"
             or type(x) is not torch.Tensor
             or x.numel() % 4
             or x.data_ptr() % 8
             or not x.is_contiguous()
-            or _and_kernel() is None
+            or _and_kernel(x.dtype) is None
         ):
             return None
         return x.detach().view(-1).view(torch.int64).numpy().view(np.uint64)
@@ -169,14 +170,17 @@ def _kernel() -> Any:
 
 
 @functools.cache
-def _and_kernel() -> Any:
-    """numba's compiled dropout passes, ``(and_mask_words, and_mask_words_inplace)`` from
-    :mod:`martlet_peft._mask_kernel`, or None without numba."""
+def _and_kernel(dtype: Any = torch.bfloat16) -> Any:
+    """numba's compiled dropout passes for ``dtype`` (bfloat16: four values per 64-bit word,
+    float32: two), ``(out_of_place, in_place)`` from :mod:`martlet_peft._mask_kernel`, or
+    None without numba."""
     try:
-        from martlet_peft._mask_kernel import and_mask_words, and_mask_words_inplace
+        from martlet_peft import _mask_kernel as k
     except ImportError:
         return None
-    return and_mask_words, and_mask_words_inplace
+    if dtype == torch.float32:
+        return k.and_mask_words32, k.and_mask_words32_inplace
+    return k.and_mask_words, k.and_mask_words_inplace
 
 
 def _threshold(p: float) -> int:
@@ -193,8 +197,9 @@ def warm_up() -> None:
     """Load (or compile, the first time) numba's mask kernels now, so that the first training
     step does not pay for it (~1 s)."""
     _mask_bits(8, 0, 1)
-    mask = DropMask((8,), 0.5, "cpu", torch.bfloat16)
-    mask.zero_dropped_(mask.dropped(torch.ones(8, dtype=torch.bfloat16)))
+    for dtype in (torch.bfloat16, torch.float32):
+        mask = DropMask((8,), 0.5, "cpu", dtype)
+        mask.zero_dropped_(mask.dropped(torch.ones(8, dtype=dtype)))
 
 
 def use_fast_dropout(model: Any) -> int:
