@@ -322,23 +322,44 @@ def $func(model, batch, *, label_smoothing=0.0):
         '        impl="$module.impl:$cls",\n'
         '        requires=("torch", "safetensors"),\n'
         '        capabilities={"train", "merge"},\n'
+        '        options="$module.impl:Options",  # its flags: --trainable-pattern\n'
         '        summary="Train only the normalisation weights (a tuner from $dist).",\n',
         '''\
 """The $record_name tuner: only the weights of normalisation layers train.
 
 Replace the parameter selection in prepare() with your method; keep save/load/restore/merge.
+Its options (:class:`Options`, named by the record) reach ``prepare`` as attributes of
+``config``: ``martlet sft --tuner $record_name --trainable-pattern norm``. Keep this module
+importable without torch at module level: the CLI imports ``Options`` from it.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
+
+from martlet.config import option, require
 
 FILE = "norm_weights.safetensors"
 
 
+@dataclass(kw_only=True)
+class Options:
+    """$record_name: train the normalisation weights only"""
+
+    trainable_pattern: str = option(
+        "norm", help="Train the parameters whose name contains this text."
+    )
+
+    def __post_init__(self):
+        value = self.trainable_pattern
+        require(bool(value.strip()), "trainable-pattern", value, "some text", "norm")
+
+
 class $cls:
     def prepare(self, model, config):
+        self.pattern = config.trainable_pattern
         model.requires_grad_(False)
         for name, param in model.named_parameters():
-            if "norm" in name:
+            if self.pattern in name:
                 param.requires_grad_(True)
         return model
 
@@ -346,7 +367,8 @@ class $cls:
         from safetensors.torch import save_file
 
         Path(output_dir).mkdir(parents=True, exist_ok=True)
-        trained = {n: p.detach().contiguous() for n, p in model.named_parameters() if "norm" in n}
+        pattern = getattr(self, "pattern", "norm")
+        trained = {n: p.detach().contiguous() for n, p in model.named_parameters() if pattern in n}
         save_file(trained, str(Path(output_dir) / FILE))
 
     def load(self, model, path):
@@ -421,15 +443,9 @@ _DATA_FILES: dict[str, dict[str, str]] = {
     },
 }
 
-_EXTRA_FIXTURES = {
-    "tuners": """
-    @pytest.fixture
-    def tuner_config(self):
-        from types import SimpleNamespace
-
-        return SimpleNamespace(learning_rate=1e-2)  # your tuner's options object
-""",
-}
+#: fixtures a kind's generated test adds (the tuner contract builds its config from the
+#: record's options by default)
+_EXTRA_FIXTURES: dict[str, str] = {}
 
 _SKELETON_FIELDS = (
     '        name="$record_name",\n'

@@ -84,9 +84,10 @@ def train_steps(
 class TunerContract(RecordContract):
     """Behavioural checks for a tuner on the tiny model.
 
-    Required fixture besides ``plugin`` and ``record_name``: ``tuner_config`` — the options
-    object the tuner's ``prepare(model, config)`` reads (its fields include ``learning_rate``
-    for the check's optimizer). Optional: ``train_steps_count`` (default 8).
+    Optional fixtures: ``tuner_config`` — the options object the tuner's ``prepare(model,
+    config)`` reads (by default the record's own options with their defaults, as ``martlet sft
+    --tuner NAME`` composes them, and ``learning_rate`` 1e-2 for the check's optimizer);
+    ``train_steps_count`` (default 8).
 
     Optional tuner methods the checks use as the training loop does: ``create_optimizer(model,
     config)`` (None for the default AdamW over trainable parameters), ``regularization(model)``
@@ -101,11 +102,13 @@ class TunerContract(RecordContract):
     interface = {"prepare": None, "save": None, "load": None, "merge": "merge"}
 
     @pytest.fixture
-    def tuner_config(self) -> Any:
-        raise NotImplementedError(
-            f"{type(self).__name__} needs a `tuner_config` fixture returning the options "
-            "object passed to prepare(model, config)"
-        )
+    def tuner_config(self, record: Record) -> Any:
+        import dataclasses
+        from types import SimpleNamespace
+
+        options = record.options_class()
+        values = dataclasses.asdict(options()) if options is not None else {}
+        return SimpleNamespace(**{"learning_rate": 1e-2, **values})
 
     @pytest.fixture
     def train_steps_count(self) -> int:
