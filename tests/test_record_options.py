@@ -214,3 +214,22 @@ def test_a_plugins_loss_is_selected_with_its_options(acme, martlet, tiny_model_d
     # a loss that is not called with a batch is refused, saying where it trains
     wrong = martlet("sft", "--model", "m", "--loss", "acme-weighted", "--beta", "1", site=acme)
     assert wrong.rc != 0 and "--beta" in wrong.err
+
+
+def test_an_option_of_a_disabled_or_missing_distribution_names_it(martlet):
+    """Options no installed plugin declares come from the core's index of known options: the
+    distribution that takes them, and how to get it in use."""
+    off = martlet(
+        "rlhf", "--model", "x", "--beta", "0.1", "--print-config",
+        env={"MARTLET_DISABLE_PLUGINS": "martlet-align"},
+    )  # fmt: skip
+    assert off.rc != 0 and "Traceback" not in off.err
+    assert "flag --beta is not available" in off.err, off
+    assert "from martlet-align, installed but disabled by MARTLET_DISABLE_PLUGINS" in off.err
+    assert "unset MARTLET_DISABLE_PLUGINS" in off.err
+    missing = martlet("sft", "--model", "x", "--deepspeed", "zero2", "--print-config")
+    assert missing.rc != 0
+    assert "the deepspeed parallel strategy, from martlet-deepspeed, which is not installed" in (
+        missing.err
+    )
+    assert "pip install martlet-deepspeed" in missing.err

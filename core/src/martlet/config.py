@@ -211,6 +211,21 @@ def _foreign(cls: type) -> dict[str, str]:
     return {key(k): v for k, v in getattr(cls, "foreign_options", {}).items()}
 
 
+def _not_in_use(distribution: str) -> tuple[str, str, str] | None:
+    """``(state, why, fix)`` when ``distribution``'s plugin is installed but not in use
+    (disabled, not allowed, or failed to load); None otherwise."""
+    from martlet.manager import OK, get_manager
+    from martlet.records import normalize
+
+    manager = get_manager()
+    for info in manager.plugins:
+        if normalize(info.distribution) == normalize(distribution) and (
+            info.effective_status != OK
+        ):
+            return manager.unavailable(info)
+    return None
+
+
 def _elsewhere(cls: type, raw: str) -> bool:
     """Whether ``raw`` is an option known to live elsewhere (not a file section)."""
     from martlet.providers import known_option
@@ -236,6 +251,14 @@ def unknown_option(
     known = known_option(raw)
     if known is not None:
         dist, where = known
+        off = _not_in_use(dist)
+        if off is not None:  # installed, but disabled or broken: say which, and how to fix
+            state, why, fix = off
+            return ConfigError(
+                f"{label} is not available",
+                why=f"it belongs to {where}, from {dist}, {state} ({why})",
+                fix=fix,
+            )
         if installed(dist):
             return ConfigError(
                 f"{label} is not an option of this command",
