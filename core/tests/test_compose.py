@@ -126,7 +126,8 @@ def test_the_records_options_are_written_under_it_and_read_back(tuners, tmp_path
 
 
 def test_help_groups_show_the_selected_records_options_by_class(tuners):
-    shown = compose.composed(Command, (("tuner", compose.selected(Command, {})["tuner"].cls),))
+    ((field, chosen),) = compose.selected(Command, {})
+    shown = compose.composed(Command, ((field, chosen.cls),))
     titles = [title for title, _ in compose.groups(shown)]
     assert titles[0].startswith("What the command itself takes")
     assert titles[-1].startswith("Wide: a tuner with a width")

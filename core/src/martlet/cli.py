@@ -204,10 +204,8 @@ class ConfigCommand(click.Command):
         try:
             chosen = compose.selected(self.config_cls, values)
         except MartletError:
-            chosen = {}
-        return compose.composed(
-            self.config_cls, tuple((f, c.cls) for f, c in chosen.items() if c is not None)
-        )
+            chosen = []
+        return compose.composed(self.config_cls, tuple((f, c.cls) for f, c in chosen))
 
     @staticmethod
     def _row(spec: cfg.OptionSpec) -> tuple[str, str]:

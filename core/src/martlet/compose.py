@@ -35,6 +35,11 @@ class Selector:
     default: Any
     spec: Any = None  #: its :class:`martlet.config.OptionSpec` (``where`` filters records)
 
+    @property
+    def many(self) -> bool:
+        """A list option (``--report-to tensorboard wandb``): every record it names."""
+        return self.spec is not None and self.spec.is_list
+
     def qualifies(self, record: Any) -> bool:
         return self.spec is None or self.spec.qualifies(record)
 
@@ -64,14 +69,14 @@ class RecordOptions:
 
 
 def selectors(cls: type) -> list[Selector]:
-    """The selector options of config class ``cls`` (single names; a list option that names
-    records, such as ``--dataset``, selects no options)."""
+    """The selector options of config class ``cls``: those declared with ``names_of``, a single
+    name or a list of names (each named record's options join)."""
     from martlet.config import specs
 
     return [
         Selector(spec.name, spec.names_of, spec.default, spec)
         for spec in specs(cls).values()
-        if spec.names_of and not spec.is_list
+        if spec.names_of
     ]
 
 
@@ -104,11 +109,12 @@ def offered(cls: type) -> list[RecordOptions]:
     return found
 
 
-def selected(cls: type, values: Mapping[str, Any]) -> dict[str, RecordOptions | None]:
-    """The record each selector of ``cls`` names in ``values`` (its default when absent), by
-    selector field; None for a name no installed record has (the command's own check says
-    so) or a record without options of its own."""
-    out: dict[str, RecordOptions | None] = {}
+def selected(cls: type, values: Mapping[str, Any]) -> list[tuple[str, RecordOptions]]:
+    """The records the selectors of ``cls`` name in ``values`` (their defaults when absent)
+    that have options of their own, as ``(selector field, RecordOptions)`` pairs. A name no
+    installed record has, or one the selector's ``where`` excludes, selects nothing (the
+    command's own check says why)."""
+    out: list[tuple[str, RecordOptions]] = []
     sels = selectors(cls)
     if not sels:
         return out
@@ -116,17 +122,20 @@ def selected(cls: type, values: Mapping[str, Any]) -> dict[str, RecordOptions | 
 
     registry = get_manager().registry
     own = _bases(cls)
+    taken: set[type] = set()
     for sel in sels:
-        name = values.get(sel.field, sel.default)
-        record = registry.find(sel.kind, str(name)) if isinstance(name, str) and name else None
-        if record is not None and not sel.qualifies(record):
-            record = None  # the command's own check says why it cannot take it
-        options = record.options_class() if record is not None else None
-        out[sel.field] = (
-            RecordOptions(sel.kind, record, options)
-            if options is not None and options not in own
-            else None
-        )
+        value = values.get(sel.field, sel.default)
+        names = value if isinstance(value, (list, tuple)) else [value]
+        for name in names:
+            if not isinstance(name, str) or not name:
+                continue
+            record = registry.find(sel.kind, name)
+            if record is None or not sel.qualifies(record):
+                continue
+            options = record.options_class()
+            if options is not None and options not in own and options not in taken:
+                taken.add(options)
+                out.append((sel.field, RecordOptions(sel.kind, record, options)))
     return out
 
 
@@ -171,6 +180,8 @@ def not_selected(
     (``owners``) declare."""
     sel = next(s for s in selectors(cls) if s.kind == owners[0].kind)  # cls: composed or not
     current = values.get(sel.field, sel.default)
+    if isinstance(current, (list, tuple)):
+        current = " ".join(map(str, current)) or "none"
     kinds = owners[0].record.label
     if len(owners) == 1:
         whose = owners[0].where
@@ -178,11 +189,20 @@ def not_selected(
         dists = sorted({d for o in owners if (d := distribution_of(o.cls))})
         whose = f"{kinds}s {', '.join(o.record.name for o in owners)}"
         whose += f" ({', '.join(dists)})" if dists else ""
+    if sel.many:
+        named = f"names {current}" if current != "none" else "names none"
+        what = f"{label} is an option of {whose}, which {sel.flag} does not name"
+        why = f"{sel.flag} {named} (it would be ignored)"
+    else:
+        what = f"{label} is an option of {whose}, not of {kinds} {current!r}"
+        why = f"{sel.flag} {current} selects {kinds} {current!r}, which does not read it " + (
+            "(it would be ignored)"
+        )
     return ConfigError(
-        f"{label} is an option of {whose}, not of {kinds} {current!r}",
-        why=f"{sel.flag} {current} selects {kinds} {current!r}, which does not read it "
-        "(it would be ignored)",
+        what,
+        why=why,
         fix=f"pass {sel.flag} {owners[0].record.name}"
+        + (" (with the others you want)" if sel.many else "")
         + (" (or another of those)" if len(owners) > 1 else "")
         + f", or leave {label} out",
     )

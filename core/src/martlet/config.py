@@ -184,7 +184,7 @@ def _extended(
         return all_specs, table, owners
     from martlet.compose import offered, selected
 
-    first = [c for c in selected(cls, chosen or {}).values() if c is not None]
+    first = [c for _, c in selected(cls, chosen or {})]
     for offer in first:
         for name, spec in specs(offer.cls).items():
             if name not in all_specs:
@@ -644,7 +644,7 @@ def build(
 
         raw = {n: v for n, (v, _) in merged.items()}
         chosen = selected(cls, raw)
-        cls = composed(cls, tuple((f, c.cls) for f, c in chosen.items() if c is not None))
+        cls = composed(cls, tuple((f, c.cls) for f, c in chosen))
         all_specs = specs(cls)
         for name, (_, where) in merged.items():
             if name not in all_specs:
@@ -704,6 +704,8 @@ def _record_sections(cls: type) -> dict[str, str]:
     own = specs(cls.__mro__[1])
     out: dict[str, str] = {}
     for selector, extra in chosen:
+        if own[selector].is_list:
+            continue  # the options of records a list names stay flat (`report_to: [a, b]`)
         out[selector] = selector
         for name in specs(extra):
             if name not in own:

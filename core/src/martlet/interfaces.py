@@ -69,9 +69,10 @@ accelerators
 eval_tasks
     a class; ``cls()`` is an :class:`EvalTask`. No command calls one yet.
 callbacks
-    a class; ``cls(output_dir=OUTPUT_DIR)`` is a :class:`Callback`. ``martlet sft``, ``pt``
-    and ``rlhf`` build one per ``--report-to NAME`` on every process; accept and ignore other
-    keywords, as the built-in callbacks do.
+    a class; ``cls(output_dir=OUTPUT_DIR, **options)`` is a :class:`Callback`, ``options``
+    the values of the record's own options (its ``options`` dataclass, set by the user with
+    ``--report-to NAME``). ``martlet sft``, ``pt`` and ``rlhf`` build one per ``--report-to
+    NAME`` on every process; accept and ignore other keywords, as the built-in callbacks do.
 commands
     a ``click.Command`` (or group), not a class: ``martlet NAME ARGS`` (or an alias) runs it;
     :func:`martlet.cli.config_command` makes one from a config dataclass. A

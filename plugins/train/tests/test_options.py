@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import yaml
 
 PLUGINS = ("train", "hf", "data", "peft", "accel")
 
@@ -52,7 +55,6 @@ def test_every_optimizer_trains(cli, tiny_model_dir, tmp_path, optim):
 
 
 def test_gradient_checkpointing_gives_the_same_loss(cli, tiny_model_dir, tmp_path):
-    import json
 
     losses = {}
     for flag in ("false", "true"):
@@ -84,3 +86,28 @@ def test_bad_optimizer_and_batch_sizes(cli, tiny_model_dir, tmp_path):
     assert bad.exit_code != 0 and "adamw" in bad.stderr
     zero = _sft(cli, tiny_model_dir, tmp_path / "z", "--gradient-accumulation-steps", "0")
     assert zero.exit_code != 0 and "at least 1" in zero.stderr
+
+
+def test_a_callbacks_own_option_reaches_it_only_when_it_is_named(cli, tiny_model_dir, tmp_path):
+    """``--logging-dir`` is the tensorboard callback's option (its record declares it): taken
+    with ``--report-to tensorboard``, refused without, and written with the run's options."""
+    pytest.importorskip("tensorboard")
+    logs = tmp_path / "elsewhere"
+    result = _sft(
+        cli,
+        tiny_model_dir,
+        tmp_path / "run",
+        "--report-to",
+        "tensorboard",
+        "--logging-dir",
+        str(logs),
+    )
+    assert result.exit_code == 0, result.stderr
+    assert list(logs.glob("events.out.tfevents.*"))
+    assert not (tmp_path / "run" / "runs").exists()
+    config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert config["report_to"] == ["tensorboard"] and config["logging_dir"] == str(logs)
+    refused = _sft(cli, tiny_model_dir, tmp_path / "no", "--logging-dir", str(logs))
+    assert refused.exit_code != 0
+    assert "--logging-dir is an option of callback tensorboard (martlet-train)" in refused.stderr
+    assert "pass --report-to tensorboard" in refused.stderr

@@ -478,7 +478,10 @@ def _callbacks(config: SftConfig) -> list[Any]:
     for name in config.report_to:
         if name.lower() in ("none", ""):
             continue
-        out.append(_require("callbacks", name).load()(output_dir=config.output_dir))
+        from martlet.compose import option_values
+
+        record = _require("callbacks", name)
+        out.append(record.load()(output_dir=config.output_dir, **option_values(config, record)))
     return out
 
 

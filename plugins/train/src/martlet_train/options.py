@@ -91,7 +91,9 @@ class TrainOptions:
         False, help="Batch rows of similar length together to waste less on padding."
     )
     report_to: list[str] = option(
-        default_factory=list, help="Loggers: tensorboard, wandb (each from its plugin)."
+        default_factory=list,
+        help="Loggers (callback records; each one's options join the command's).",
+        names_of="callbacks",
     )
     device: str | None = option(None, help="cpu, cuda, mps, ... (default: the best available).")
     disable_progress_bar: bool = option(False, help="No progress bar (logs still print).")

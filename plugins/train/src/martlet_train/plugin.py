@@ -29,6 +29,7 @@ def martlet_callbacks():
     yield CallbackRecord(
         name="tensorboard",
         impl="martlet_train.callbacks:TensorBoardCallback",
+        options="martlet_train.callbacks:TensorBoardOptions",
         requires=("tensorboard",),
         summary="Write metrics as TensorBoard scalars under OUTPUT_DIR/runs.",
     )
