@@ -121,6 +121,21 @@ def acme(tmp_path_factory, fake_site_factory):
     return site
 
 
+def _train(martlet, site, model_dir, out, *extra):
+    """Two steps of `martlet sft` on the tiny model with the acme plugin installed."""
+    return martlet(
+        "sft",
+        "--model", str(model_dir),
+        "--dataset", "sample-sft#8",
+        "--max-steps", "2",
+        "--max-length", "64",
+        "--output-dir", str(out),
+        "--disable-progress-bar",
+        *extra,
+        site=site,
+    )  # fmt: skip
+
+
 def test_the_plugins_options_appear_in_help_under_its_name(acme, martlet):
     plain = martlet("sft", "--help", site=acme)
     assert plain.rc == 0, plain
@@ -141,18 +156,9 @@ def test_the_plugins_options_appear_in_help_under_its_name(acme, martlet):
 
 def test_its_option_values_reach_the_record_in_a_run(acme, martlet, tiny_model_dir, tmp_path):
     out = tmp_path / "run"
-    result = martlet(
-        "sft",
-        "--model", str(tiny_model_dir),
-        "--dataset", "sample-sft#8",
-        "--tuner", "acme-norm",
-        "--acme-scale", "2.5",
-        "--acme_tag", "from-the-cli",
-        "--max-steps", "2",
-        "--max-length", "64",
-        "--output-dir", str(out),
-        "--disable-progress-bar",
-        site=acme,
+    result = _train(
+        martlet, acme, tiny_model_dir, out,
+        "--tuner", "acme-norm", "--acme-scale", "2.5", "--acme_tag", "from-the-cli",
     )  # fmt: skip
     assert result.rc == 0, result
     assert json.loads((out / "acme.json").read_text()) == {
@@ -192,18 +198,9 @@ def test_a_plugins_loss_is_selected_with_its_options(acme, martlet, tiny_model_d
     assert "Acme's weighted cross-entropy (acme-tuners):" in help_text.out, help_text
     assert "--acme-weight FLOAT" in help_text.out
     out = tmp_path / "run"
-    result = martlet(
-        "sft",
-        "--model", str(tiny_model_dir),
-        "--dataset", "sample-sft#8",
-        "--loss", "acme-weighted",
-        "--acme-weight", "0.25",
-        "--max-steps", "2",
-        "--max-length", "64",
-        "--logging-steps", "1",
-        "--output-dir", str(out),
-        "--disable-progress-bar",
-        site=acme,
+    result = _train(
+        martlet, acme, tiny_model_dir, out,
+        "--loss", "acme-weighted", "--acme-weight", "0.25", "--logging-steps", "1",
     )  # fmt: skip
     assert result.rc == 0, result
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

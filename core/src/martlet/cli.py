@@ -202,10 +202,9 @@ class ConfigCommand(click.Command):
         except MartletError:
             pass  # a help request with a bad flag still shows the help
         try:
-            chosen = compose.selected(self.config_cls, values)
+            return compose.composed_for(self.config_cls, values)
         except MartletError:
-            chosen = []
-        return compose.composed(self.config_cls, tuple((f, c.cls) for f, c in chosen))
+            return self.config_cls
 
     @staticmethod
     def _row(spec: cfg.OptionSpec) -> tuple[str, str]:

@@ -144,8 +144,8 @@ def composed(cls: type, chosen: tuple[tuple[str, type], ...]) -> type:
     """``cls`` with the option classes of ``chosen`` — ``(selector field, options class)``
     pairs — mixed in: a subclass of ``cls`` (its fields, then theirs; a field both declare
     keeps ``cls``'s declaration and one value). Each options class's own ``__post_init__``
-    validates the instance after ``cls``'s. The class records its parts: ``composed_of`` (the
-    options classes) and ``composed_for`` (the pairs)."""
+    validates the instance after ``cls``'s. The class records its parts in ``composed_for``
+    (the pairs)."""
     if not chosen:
         return cls
     extras = tuple(extra for _, extra in chosen)
@@ -168,9 +168,19 @@ def composed(cls: type, chosen: tuple[tuple[str, type], ...]) -> type:
     )
     made.__module__ = cls.__module__
     made.__qualname__ = cls.__qualname__
-    made.composed_of = extras
     made.composed_for = chosen
     return made
+
+
+def composed_for(cls: type, values: Mapping[str, Any]) -> type:
+    """``cls`` composed with the records its selectors name in ``values`` (:func:`selected`,
+    :func:`composed`)."""
+    return composed(cls, tuple((field, c.cls) for field, c in selected(cls, values)))
+
+
+def _extras(cls: type) -> tuple[type, ...]:
+    """The options classes composed into ``cls`` (none for a plain command class)."""
+    return tuple(extra for _, extra in getattr(cls, "composed_for", ()))
 
 
 def not_selected(
@@ -236,7 +246,7 @@ def groups(cls: type) -> list[tuple[str, list[str]]]:
     as ``(title, field names)``: the command's own first, then each option class it
     inherits or composes, titled with its first docstring line and its distribution."""
     fields = [f.name for f in dataclasses.fields(cls) if f.init]
-    extras = getattr(cls, "composed_of", ())
+    extras = _extras(cls)
     owner: dict[str, type] = {}
     for name in fields:
         for klass in cls.__mro__:
@@ -254,15 +264,15 @@ def groups(cls: type) -> list[tuple[str, list[str]]]:
     out = []
     for klass in order:
         names = [n for n in fields if owner.get(n) is klass]
-        out.append((_title(klass, extras), names))
+        out.append((_title(klass), names))
     return out
 
 
 def _command_class(cls: type) -> type:
-    return cls.__mro__[1] if getattr(cls, "composed_of", ()) else cls
+    return cls.__mro__[1] if _extras(cls) else cls
 
 
-def _title(klass: type | None, extras: tuple[type, ...]) -> str:
+def _title(klass: type | None) -> str:
     """The first sentence of ``klass``'s docstring and its distribution."""
     if klass is None:
         return "Options"

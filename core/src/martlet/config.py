@@ -177,21 +177,20 @@ def _extended(
     owners)`` — ``owners`` maps a record option's name to the records that declare it. Where
     two records declare an option of one name, the spec of the record ``chosen`` (selector
     values) names wins (DPO's ``loss_type`` is a list, CPO's one choice)."""
-    all_specs = dict(specs(cls))
+    own = specs(cls)
+    all_specs = dict(own)
     table = _lookup(cls)
     owners: dict[str, list[Any]] = {}
-    if not any(s.names_of for s in all_specs.values()):
+    if not any(s.names_of for s in own.values()):
         return all_specs, table, owners
     from martlet.compose import offered, selected
 
-    first = [c for _, c in selected(cls, chosen or {})]
-    for offer in first:
-        for name, spec in specs(offer.cls).items():
-            if name not in all_specs:
-                all_specs[name] = spec
+    for _, first in selected(cls, chosen or {}):
+        for name, spec in specs(first.cls).items():
+            all_specs.setdefault(name, spec)
     for offer in offered(cls):
         for name, spec in specs(offer.cls).items():
-            if name in specs(cls):
+            if name in own:
                 continue
             all_specs.setdefault(name, spec)
             owners.setdefault(name, []).append(offer)
@@ -574,8 +573,10 @@ def parse_flags(cls: type, args: Sequence[str]) -> ParsedArgs:
 def _preselected(cls: type, args: Sequence[str]) -> dict[str, str]:
     """The values the command line gives ``cls``'s selector options (``--tuner boft``), read
     before the rest is parsed, so the selected records' option types apply."""
+    from martlet.compose import selectors as of
+
     table = _lookup(cls)
-    selectors = {n for n, s in specs(cls).items() if s.names_of and not s.is_list}
+    selectors = {sel.field for sel in of(cls) if not sel.many}
     found: dict[str, str] = {}
     tokens = list(args)
     for i, token in enumerate(tokens):
@@ -640,11 +641,10 @@ def build(
             label = all_specs[name].flag if source == "flag" else f"option {name!r}"
             merged[name] = (value, label)
     if owners:  # the selected records' options join the command's; others are an error
-        from martlet.compose import composed, not_selected, selected
+        from martlet.compose import composed_for, not_selected
 
         raw = {n: v for n, (v, _) in merged.items()}
-        chosen = selected(cls, raw)
-        cls = composed(cls, tuple((f, c.cls) for f, c in chosen))
+        cls = composed_for(cls, raw)
         all_specs = specs(cls)
         for name, (_, where) in merged.items():
             if name not in all_specs:

@@ -130,15 +130,7 @@ class Record:
         """
         if not self.options:
             return None
-        try:
-            obj = _resolve(self.options)
-        except Exception as exc:  # noqa: BLE001 - reported with its cause
-            raise PluginError(
-                f"cannot load the options of {self.label} {self.name!r} from {self.options!r}",
-                why=f"{type(exc).__name__}: {exc}",
-                fix=f"check the installation of the plugin {self.origin or '?'}",
-                cause=exc,
-            ) from exc
+        obj = self._import(self.options, f"the options of {self.label} {self.name!r}")
         if not (isinstance(obj, type) and dataclasses.is_dataclass(obj)):
             raise PluginError(
                 f"the options of {self.label} {self.name!r} are not a dataclass",
@@ -164,18 +156,23 @@ class Record:
                 why=f"the plugin {self.origin or '?'} declares it in the record's `requires`",
                 fix=f"pip install {quoted}",
             )
+        return self._import(self.impl, f"{self.label} {self.name!r}")
+
+    def _import(self, import_string: str, what: str) -> Any:
+        """The object ``import_string`` names; a failure is a :class:`PluginError` saying
+        ``cannot load WHAT from IMPORT_STRING`` (a :class:`MissingDependencyError` raised by
+        the import passes through)."""
         try:
-            obj = _resolve(self.impl)
+            return _resolve(import_string)
         except MissingDependencyError:
             raise
         except Exception as exc:  # noqa: BLE001 - reported with its cause
             raise PluginError(
-                f"cannot load {self.label} {self.name!r} from {self.impl!r}",
+                f"cannot load {what} from {import_string!r}",
                 why=f"{type(exc).__name__}: {exc}",
                 fix=f"check the installation of the plugin {self.origin or '?'}",
                 cause=exc,
             ) from exc
-        return obj
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view of the record."""

@@ -14,6 +14,7 @@ from martlet_sdk.isa import check_built_for_avx2, run_avx2_child, seed_with_the_
 from martlet_sdk.tiny import tiny_model
 from martlet_train import cpu_kernels
 from martlet_train.cpu_kernels import kernels, rms_norm, use_cpu_kernels
+from martlet_train.switching import restore
 
 pytest.importorskip("numba")
 from transformers.models.llama.modeling_llama import LlamaRMSNorm  # noqa: E402
@@ -86,7 +87,7 @@ def test_only_llama_style_bfloat16_norms_on_the_cpu_are_switched():
     switched = use_cpu_kernels(model)
     norms = [m for m in model.modules() if isinstance(m, LlamaRMSNorm)]
     assert switched and len(switched) == len(norms)
-    cpu_kernels.restore(switched)
+    restore(switched)
     assert all("forward" not in vars(m) for m in norms)
 
     class OtherNorm(LlamaRMSNorm):  # a different forward: left alone

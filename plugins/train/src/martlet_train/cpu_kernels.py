@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from martlet_train.arena import derived
-from martlet_train.switching import forward_is, restore, switch
+from martlet_train.lean_norm import llama_norms
+from martlet_train.switching import switch, switched
 
 
 @functools.cache
@@ -41,10 +42,6 @@ def _compiled() -> Any:
     except ImportError:
         return None
     return _norm_kernel
-
-
-#: the layer whose forward the kernels compute
-LLAMA_NORM = "transformers.models.llama.modeling_llama:LlamaRMSNorm"
 
 
 def _bits(tensor: torch.Tensor) -> np.ndarray:
@@ -60,10 +57,8 @@ class RMSNormFunction(torch.autograd.Function):
     def forward(ctx, x, weight, eps):  # noqa: D102
         shape = x.shape
         rows = x.reshape(-1, shape[-1]).contiguous()
-        out = torch.empty_like(rows)
-        rstd = torch.empty(rows.shape[0], dtype=torch.float32)
         weight = weight.contiguous()
-        _compiled().rms_norm_forward(_bits(rows), _bits(weight), eps, _bits(out), rstd.numpy())
+        out, rstd = _forward(rows, weight, eps)
         ctx.save_for_backward(rows, weight, rstd)
         # within an activation budget the layers it feeds do not keep its output: computed
         # again from rows (kept here anyway) in the backward pass
@@ -91,12 +86,17 @@ class RMSNormFunction(torch.autograd.Function):
         )
 
 
-def _normed(rows: Any, weight: Any, eps: float) -> Any:
-    """:class:`RMSNormFunction`'s output for ``rows`` (2-d, contiguous) again."""
+def _forward(rows: Any, weight: Any, eps: float) -> tuple[Any, Any]:
+    """The compiled forward pass over ``rows`` (2-d, contiguous): ``(out, rstd)``."""
     out = torch.empty_like(rows)
     rstd = torch.empty(rows.shape[0], dtype=torch.float32)
     _compiled().rms_norm_forward(_bits(rows), _bits(weight), eps, _bits(out), rstd.numpy())
-    return out
+    return out, rstd
+
+
+def _normed(rows: Any, weight: Any, eps: float) -> Any:
+    """:class:`RMSNormFunction`'s output for ``rows`` again (its derived recipe)."""
+    return _forward(rows, weight, eps)[0]
 
 
 def rms_norm(x: Any, weight: Any, eps: float) -> Any:
@@ -127,13 +127,8 @@ def use_cpu_kernels(model: Any) -> list[Any]:
     dtypes, which never load numba: ~90 MB less on the float32 path)."""
     candidates = [
         module
-        for module in model.modules()
-        if "forward" not in vars(module)
-        and hasattr(module, "variance_epsilon")
-        and isinstance(getattr(module, "weight", None), torch.Tensor)
-        and module.weight.dtype == torch.bfloat16
-        and module.weight.device.type == "cpu"
-        and forward_is(type(module), LLAMA_NORM)
+        for module in llama_norms(model)
+        if module.weight.dtype == torch.bfloat16 and module.weight.device.type == "cpu"
     ]
     if not candidates or _compiled() is None:
         return []
@@ -158,7 +153,5 @@ def kernels(model: Any, enabled: bool = True) -> Iterator[int]:
     modules = use_cpu_kernels(model) if enabled else []
     if modules:
         _warm_up()
-    try:
-        yield len(modules)
-    finally:
-        restore(modules)
+    with switched(modules) as count:
+        yield count

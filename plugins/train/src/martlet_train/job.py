@@ -474,12 +474,12 @@ def _collator(config: SftConfig, tokenizer: Any, model: Any, *, by_segment: bool
 
 
 def _callbacks(config: SftConfig) -> list[Any]:
+    from martlet.compose import option_values
+
     out = []
     for name in config.report_to:
         if name.lower() in ("none", ""):
             continue
-        from martlet.compose import option_values
-
         record = _require("callbacks", name)
         out.append(record.load()(output_dir=config.output_dir, **option_values(config, record)))
     return out

@@ -18,13 +18,12 @@ This module is imported only by a training run (torch loaded already).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from martlet_train.arena import derived
-from martlet_train.switching import forward_is, restore, switch
+from martlet_train.switching import forward_is, switch, switched
 
 
 def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
@@ -85,12 +84,7 @@ def use_lean_mlps(model: Any) -> list[Any]:
     )
 
 
-@contextlib.contextmanager
-def lean_mlps(model: Any) -> Iterator[int]:
+def lean_mlps(model: Any) -> contextlib.AbstractContextManager[int]:
     """While active, ``model``'s Llama-style MLPs keep less for the backward pass (yields how
     many were switched); afterwards their own forward again."""
-    modules = use_lean_mlps(model)
-    try:
-        yield len(modules)
-    finally:
-        restore(modules)
+    return switched(use_lean_mlps(model))

@@ -24,8 +24,11 @@ from typing import Any
 import torch
 
 from martlet_train.arena import derived
-from martlet_train.cpu_kernels import LLAMA_NORM
-from martlet_train.switching import forward_is, restore, switch
+from martlet_train.switching import forward_is, switch, switched
+
+#: the layer whose forward :class:`RMSNormFunction` (and the compiled bfloat16 kernel of
+#: :mod:`martlet_train.cpu_kernels`) computes
+LLAMA_NORM = "transformers.models.llama.modeling_llama:LlamaRMSNorm"
 
 
 def inverse_rms(x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -69,28 +72,25 @@ def _lean_forward(self: Any, hidden_states: Any) -> Any:
     return RMSNormFunction.apply(hidden_states, weight, float(self.variance_epsilon))
 
 
-def use_lean_norms(model: Any) -> list[Any]:
-    """Switch ``model``'s Llama-style RMSNorms to :class:`RMSNormFunction`; returns them."""
-    return switch(
-        (
-            module
-            for module in model.modules()
-            if "forward" not in vars(module)
-            and hasattr(module, "variance_epsilon")
-            and isinstance(getattr(module, "weight", None), torch.Tensor)
-            and module.weight.dim() == 1
-            and forward_is(type(module), LLAMA_NORM)
-        ),
-        _lean_forward,
+def llama_norms(model: Any) -> Iterator[Any]:
+    """``model``'s RMSNorms whose ``forward`` is Llama's, word for word, not switched yet."""
+    return (
+        module
+        for module in model.modules()
+        if "forward" not in vars(module)
+        and hasattr(module, "variance_epsilon")
+        and isinstance(getattr(module, "weight", None), torch.Tensor)
+        and module.weight.dim() == 1
+        and forward_is(type(module), LLAMA_NORM)
     )
 
 
-@contextlib.contextmanager
-def lean_norms(model: Any) -> Iterator[int]:
+def use_lean_norms(model: Any) -> list[Any]:
+    """Switch ``model``'s Llama-style RMSNorms to :class:`RMSNormFunction`; returns them."""
+    return switch(llama_norms(model), _lean_forward)
+
+
+def lean_norms(model: Any) -> contextlib.AbstractContextManager[int]:
     """While active, ``model``'s Llama-style RMSNorms keep less for the backward pass (yields
     how many were switched); afterwards their own forward again."""
-    modules = use_lean_norms(model)
-    try:
-        yield len(modules)
-    finally:
-        restore(modules)
+    return switched(use_lean_norms(model))

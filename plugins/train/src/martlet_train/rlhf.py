@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from martlet.compose import option_values
 from martlet.config import build, option, require
 from martlet.errors import ConfigError, MartletError
 
@@ -57,14 +58,6 @@ class RlhfConfig(TrainJobConfig):
         help="GKD: most tokens the student generates per response.",
         aliases=("max_new_tokens",),
     )
-
-
-def loss_options(config: Any, record: Any) -> dict[str, Any]:
-    """The keyword options of ``record``'s loss: exactly the fields of the options class its
-    record declares (composed into ``config`` when it was selected), none without one."""
-    from martlet.compose import option_values
-
-    return option_values(config, record)
 
 
 def check(config: RlhfConfig) -> Any:
@@ -119,7 +112,7 @@ def try_options(record: Any, loss: Any, config: RlhfConfig) -> None:
 
     from martlet_train.objectives import accepted
 
-    options = loss_options(config, record)
+    options = option_values(config, record)  # exactly the options its record declares
     extra: dict[str, Any] = {}
     a, b = torch.tensor([-3.0, -5.0]), torch.tensor([-4.0, -2.0])
     lengths = {"chosen_lengths": torch.tensor([2, 3]), "rejected_lengths": torch.tensor([3, 2])}
@@ -245,7 +238,7 @@ def make_objective(
 
     from martlet_train import objectives
 
-    options = loss_options(config, record)
+    options = option_values(config, record)  # exactly the options its record declares
     if record.inputs == "rewards":
         return objectives.RewardObjective(loss, options)
     if record.inputs == "logits":

@@ -10,11 +10,12 @@ layer its own back.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import inspect
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 
@@ -51,3 +52,13 @@ def restore(modules: Iterable[Any]) -> None:
     """Give ``modules`` (switched by :func:`switch`) their own forward again."""
     for module in modules:
         vars(module).pop("forward", None)
+
+
+@contextlib.contextmanager
+def switched(modules: list[Any]) -> Iterator[int]:
+    """While active, ``modules`` (just switched by :func:`switch`) keep their new forward;
+    yields how many there are, and gives them their own forward back afterwards."""
+    try:
+        yield len(modules)
+    finally:
+        restore(modules)
