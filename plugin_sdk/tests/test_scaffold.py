@@ -12,7 +12,7 @@ import sys
 import pytest
 from martlet.errors import ConfigError
 from martlet.records import KINDS
-from martlet_sdk.scaffold import new_plugin
+from martlet_sdk.scaffold import module_name, new_plugin
 from martlet_sdk.testing import env_with, install_into
 
 pytestmark = pytest.mark.slow
@@ -66,6 +66,7 @@ def test_a_generated_plugin_of_every_kind_installs_lists_and_passes_its_contract
             "-m",
             "pytest",
             "-q",
+            "-rA",
             "-p",
             "no:cacheprovider",
             "-p",
@@ -80,6 +81,16 @@ def test_a_generated_plugin_of_every_kind_installs_lists_and_passes_its_contract
     assert tests.returncode == 0, tests.stdout[-4000:]
     summary = tests.stdout.strip().splitlines()[-1]
     assert "passed" in summary and "failed" not in summary and "error" not in summary
+    # the scaffolds that declare options show them reaching a command that selects the record
+    for name in ("acme-callbacks", "acme-losses", "acme-tuners"):
+        test = f"test_{module_name(name).removeprefix('martlet_')}.py"
+        check = "test_declared_options_reach_a_command_that_selects_the_record"
+        assert re.search(rf"^PASSED \S*{test}::\S+::{check}$", tests.stdout, re.M), name
+    # and from the real CLI: the callback's option is listed and refused without it
+    shown = _martlet("sft", "--report-to", "acme-callbacks", "--help", env=env)
+    assert "--json-stream stderr|stdout" in shown.stdout, shown.stdout[-2000:]
+    refused = _martlet("sft", "--model", "m", "--json-stream", "stdout", "--print-config", env=env)
+    assert refused.returncode != 0 and "pass --report-to acme-callbacks" in refused.stderr
 
 
 def test_new_refuses_a_bad_name_an_unknown_kind_and_an_existing_folder(tmp_path):

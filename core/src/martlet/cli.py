@@ -227,6 +227,7 @@ class ConfigCommand(click.Command):
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         from martlet import compose
+        from martlet.records import check_kind
 
         shown = self._shown_class(ctx)
         all_specs = cfg.specs(shown)
@@ -253,7 +254,7 @@ class ConfigCommand(click.Command):
             if sel.kind not in kinds:
                 continue
             formatter.write_text(
-                f"Each {sel.kind.rstrip('s')} has its own options: `{ctx.command_path} "
+                f"Each {check_kind(sel.kind).label} has its own options: `{ctx.command_path} "
                 f"{sel.flag} NAME --help` shows them."
             )
 

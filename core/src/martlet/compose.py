@@ -197,12 +197,15 @@ def not_selected(
         whose = owners[0].where
     else:
         dists = sorted({d for o in owners if (d := distribution_of(o.cls))})
-        whose = f"{kinds}s {', '.join(o.record.name for o in owners)}"
+        whose = f"{_plural(kinds)} {', '.join(o.record.name for o in owners)}"
         whose += f" ({', '.join(dists)})" if dists else ""
     if sel.many:
         named = f"names {current}" if current != "none" else "names none"
         what = f"{label} is an option of {whose}, which {sel.flag} does not name"
         why = f"{sel.flag} {named} (it would be ignored)"
+    elif current in (None, ""):
+        what = f"{label} is an option of {whose}, and {sel.flag} selects no {kinds}"
+        why = f"without {sel.flag} nothing reads it (it would be ignored)"
     else:
         what = f"{label} is an option of {whose}, not of {kinds} {current!r}"
         why = f"{sel.flag} {current} selects {kinds} {current!r}, which does not read it " + (
@@ -218,6 +221,10 @@ def not_selected(
     )
 
 
+def _plural(label: str) -> str:
+    return label + ("es" if label.endswith("s") else "s")
+
+
 def option_values(config: Any, record: Any) -> dict[str, Any]:
     """The values ``config`` holds for ``record``'s own options (the fields of its options
     class, composed in when it was selected), by name; empty for a record without options."""
@@ -225,6 +232,21 @@ def option_values(config: Any, record: Any) -> dict[str, Any]:
     if options is None:
         return {}
     return {f.name: getattr(config, f.name) for f in dataclasses.fields(options) if f.init}
+
+
+def chosen_options(config: Any, field: str) -> dict[str, Any]:
+    """The values ``config`` holds for the options of the records its selector ``field``
+    named (those composed into its class: a record whose options the command already has,
+    like the built-in loaders' ``--torch-dtype``, adds nothing), by name. What a command
+    passes on with the record it selected: ``load_model(..., loader=config.model_loader,
+    **chosen_options(config, "model_loader"))``."""
+    out: dict[str, Any] = {}
+    for selector, options in getattr(type(config), "composed_for", ()):
+        if selector == field:
+            for f in dataclasses.fields(options):
+                if f.init:
+                    out[f.name] = getattr(config, f.name)
+    return out
 
 
 @functools.cache

@@ -722,6 +722,15 @@ def selection(data: Mapping[str, Any], name: str, default: str | None = None) ->
     return str(value) if value not in (None, "") else default
 
 
+def selected_options(data: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The selected record's own options in plain config data: its section's values other
+    than ``name`` (``{}`` when the selection is written flat or has no options)."""
+    value = data.get(name)
+    if not isinstance(value, Mapping):
+        return {}
+    return {k: v for k, v in value.items() if k != "name"}
+
+
 def to_yaml(config: Any) -> str:
     """The config as YAML text."""
     import yaml

@@ -156,8 +156,10 @@ class ModelLoader(Protocol):
         name, ``auto`` already resolved), ``trust_remote_code``, ``device_map``,
         ``attn_impl``, ``max_memory``, ``revision``, ``task_type`` (``"seq_cls"`` for a
         scalar-head reward model) and ``num_labels``, and ``quantization_config`` (from a
-        quantizer's ``quantize_on_load``). Raise :class:`~martlet.errors.ConfigError` for one
-        you do not know. The ``martlet_model_loaded`` hooks see the model afterwards.
+        quantizer's ``quantize_on_load``). When the user names your loader
+        (``--model-loader NAME``), the options your record declares come too, by field name.
+        Raise :class:`~martlet.errors.ConfigError` for one you do not know. The
+        ``martlet_model_loaded`` hooks see the model afterwards.
         """
 
     def load_tokenizer(self, source: str, **options: Any) -> Any:
@@ -173,7 +175,9 @@ class Template(Protocol):
     conversation's system prompt, or add one), ``max_length`` (None: no limit; inference
     passes None), ``truncation`` (``delete``, ``left`` or ``right``: what :meth:`encode` does
     with a longer conversation) and ``loss_scope`` (``all`` assistant turns labelled, or the
-    ``last``). Raise :class:`~martlet.errors.ConfigError` for an option you do not know.
+    ``last``), and, when the user names your template (``--template NAME``), the options your
+    record declares, by field name. Raise :class:`~martlet.errors.ConfigError` for an option
+    you do not know.
     """
 
     def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = False) -> str:
@@ -216,8 +220,10 @@ class DatasetSource(Protocol):
         (bool) for a KTO row and ``tools`` where the row declares tools; pre-training rows are
         ``{"text": ...}``. ``options`` are martlet-data's read options (``columns``,
         ``on_bad_rows``, ``format``, ``hub``, ``split``, ``seed``, ``model_name``,
-        ``model_author``, ...); raise :class:`~martlet.errors.ConfigError` for one you do not
-        know.
+        ``model_author``, ...), and, when the user names your source (``--dataset-source
+        NAME``), the options your record declares, by field name; raise
+        :class:`~martlet.errors.ConfigError` for one you do not know. A plain list (or, when
+        streaming, any iterable) of canonical rows is enough.
         """
 
 

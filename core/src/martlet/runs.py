@@ -38,11 +38,27 @@ class Run:
 
     @property
     def template(self) -> str | None:
-        return self.config.get("template")
+        from martlet.config import selection
+
+        return selection(self.config, "template")
 
     def template_options(self) -> dict[str, Any]:
-        """The chat-template options the run trained with (``system``, ...)."""
-        return {k: self.config[k] for k in ("system",) if self.config.get(k) is not None}
+        """The chat-template options the run trained with (``system``, and a plugin
+        template's own options)."""
+        from martlet.config import selected_options
+
+        options = {k: self.config[k] for k in ("system",) if self.config.get(k) is not None}
+        return {**options, **selected_options(self.config, "template")}
+
+    def loader_options(self) -> dict[str, Any]:
+        """The model loader the run named with ``--model-loader`` and its options (``{}``
+        when the loader was chosen automatically): what loads its base model again."""
+        from martlet.config import selected_options, selection
+
+        loader = selection(self.config, "model_loader", "auto")
+        if loader == "auto":
+            return {}
+        return {"loader": loader, **selected_options(self.config, "model_loader")}
 
 
 def is_run(path: str | Path) -> bool:
@@ -92,7 +108,7 @@ def load_run(path: str | Path, **load_options: Any) -> tuple[Any, Any, Run]:
 
     run = read_run(path)
     check_folder(run.path, run.tuner)  # a missing or damaged file is named, not a traceback
-    options = dict(load_options)
+    options = {**run.loader_options(), **load_options}
     task_type = run.config.get("task_type")
     if task_type and task_type != "causal_lm":
         options.setdefault("task_type", task_type)

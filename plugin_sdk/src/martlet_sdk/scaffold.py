@@ -154,7 +154,34 @@ label_smoothing: 0.1}` in a `--config` file); `martlet sft --loss $record_name -
 them, and the loop passes them to `$func` as keyword arguments. Keep `impl.py` importable
 without torch at module level: the CLI imports `Options` from it to parse flags.
 """,
+    "callbacks": """
+## Its options
+
+`Options` (named by the record's `options=`) declares `--json-stream`: a run that names the
+callback takes it, `martlet sft ... --report-to $record_name --json-stream stdout` (or
+`json_stream: stdout` in a `--config` file), and the loop builds the callback as
+`$cls(output_dir=OUTPUT_DIR, json_stream="stdout")`. `martlet sft --report-to $record_name
+--help` lists it; without `--report-to $record_name` the flag is refused.
+""",
 }
+
+#: the README's options note for the kinds a command selects by a flag
+_OPTIONS_NOTE = """
+## Options
+
+To give the $label settings of its own, declare a dataclass of `martlet.config.option` fields
+in a module without heavy imports and name it in the record (`options="$module.impl:Options"`).
+When a user selects this $label (`$selector $record_name`), its flags are accepted, listed by
+`martlet sft $selector $record_name --help` and passed to it as keyword arguments; without
+the selection they are refused, naming it. The contract test
+`test_declared_options_reach_a_command_that_selects_the_record` checks the declaration.
+"""
+for _kind, _selector in (
+    ("model_loaders", "--model-loader"),
+    ("templates", "--template"),
+    ("dataset_sources", "--dataset-source"),
+):
+    _NOTES[_kind] = _OPTIONS_NOTE.replace("$selector", _selector)
 
 # Per kind: the record's fields, the implementation module, and extra dependencies.
 _IMPLS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -240,17 +267,35 @@ class $cls:
     "callbacks": (
         '        name="$record_name",\n'
         '        impl="$module.impl:$cls",\n'
+        '        options="$module.impl:Options",  # its flags: --json-stream\n'
         '        summary="Print metrics as JSON lines (a callback from $dist).",\n',
         '''\
-"""The $record_name callback: prints each log as a JSON line on stderr."""
+"""The $record_name callback: prints each log as a JSON line.
+
+Its options (:class:`Options`, named by the record) come as keyword arguments when a run
+names it: ``martlet sft ... --report-to $record_name --json-stream stdout``.
+"""
 
 import json
 import sys
+from dataclasses import dataclass
+from typing import Literal
+
+from martlet.config import option
+
+
+@dataclass(kw_only=True)
+class Options:
+    """$record_name: metrics as JSON lines"""
+
+    json_stream: Literal["stderr", "stdout"] = option(
+        "stderr", help="Where the JSON lines go."
+    )
 
 
 class $cls:
-    def __init__(self, stream=None) -> None:
-        self.stream = stream or sys.stderr
+    def __init__(self, output_dir=".", json_stream="stderr", **_) -> None:
+        self.stream = sys.stdout if json_stream == "stdout" else sys.stderr
 
     def on_log(self, step: int, metrics) -> None:
         print(json.dumps({"step": step, **dict(metrics)}), file=self.stream)

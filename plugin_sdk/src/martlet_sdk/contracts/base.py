@@ -151,6 +151,46 @@ class RecordContract:
         if not required:  # (a required option is the user's to give: nothing to build here)
             assert dataclasses.is_dataclass(options())
 
+    def test_declared_options_reach_a_command_that_selects_the_record(self, record: Record) -> None:
+        """A command option that names records of this kind (``names_of``) composes the
+        record's options when the user selects it: its flags parse, their values are what the
+        command hands the record (:func:`martlet.compose.chosen_options`), and without the
+        selection the same flags are refused naming the record. No command plugin needed."""
+        import dataclasses
+
+        from martlet import compose
+        from martlet.config import build, option, parse_flags, specs
+        from martlet.errors import ConfigError
+
+        options = record.options_class()
+        if options is None:
+            pytest.skip(f"{record.label} {record.name!r} declares no options")
+        declared = specs(options)
+        if any(spec.required for spec in declared.values()):
+            pytest.skip("a required option is the user's to give")
+        command = dataclasses.make_dataclass(
+            "ContractCommand",
+            [("pick", str, option("", help=f"A {record.label}.", names_of=self.kind))],
+            kw_only=True,
+        )
+        flags: list[str] = []
+        for spec in declared.values():
+            if isinstance(spec.default, bool):
+                flags += [spec.flag, str(spec.default).lower()]
+            elif isinstance(spec.default, (str, int, float)) and spec.default != "":
+                flags += [spec.flag, str(spec.default)]
+        config = build(command, flags=parse_flags(command, ["--pick", record.name, *flags]).values)
+        chosen = compose.chosen_options(config, "pick")
+        assert set(chosen) == set(declared), "the command hands the record all its options"
+        for name, spec in declared.items():
+            if not callable(spec.default):
+                assert chosen[name] == getattr(options(), name), name
+        if flags:
+            with pytest.raises(ConfigError) as refused:
+                build(command, flags=parse_flags(command, flags[:2]).values)
+            assert f"{flags[0]} is an option of {record.label}" in str(refused.value)
+            assert record.name in str(refused.value)
+
     def test_aliases_resolve_to_the_record(
         self, contract_manager: PluginManager, record: Record
     ) -> None:

@@ -36,7 +36,8 @@ def load_datasets(specs: str | Sequence[str], **options: Any) -> Rows | RowStrea
     spec_list = [specs] if isinstance(specs, str) else list(specs)
     if not spec_list:
         raise ConfigError("no dataset given", fix="pass --dataset NAME_OR_PATH (several allowed)")
-    parts = [martlet.load_dataset(spec, **options) for spec in spec_list]
+    streaming = bool(options.get("streaming"))
+    parts = [_rows(martlet.load_dataset(spec, **options), spec, streaming) for spec in spec_list]
     if len(parts) == 1:
         return parts[0]
     if options.get("streaming"):
@@ -54,6 +55,20 @@ def load_datasets(specs: str | Sequence[str], **options: Any) -> Rows | RowStrea
         report.merge(part.report)
         formats.update(part.formats)
     return Rows(rows, report, formats, specs=tuple(spec_list))
+
+
+def _rows(read: Any, spec: str, streaming: bool) -> Rows | RowStream:
+    """What a source returned, as :class:`Rows` or a :class:`RowStream`: another plugin's
+    source may return a plain list or iterable of canonical rows (the interface allows it)."""
+    if isinstance(read, (Rows, RowStream)):
+        return read
+    if not streaming:
+        return Rows(list(read), specs=(spec,))
+
+    def make(report: BadRowReport, formats: Counter) -> Iterator[dict]:
+        yield from read
+
+    return RowStream(make, spec, specs=(spec,))
 
 
 def load_train_val(options: DataOptions) -> tuple[Rows | RowStream, Rows | RowStream | None]:

@@ -152,6 +152,12 @@ class DatasetReadOptions:
         metavar="SPEC",
         aliases=("train_dataset",),
     )
+    dataset_source: str = option(
+        "auto",
+        help="The dataset source that reads every dataset: auto (for each, the installed "
+        "source that can read it) or one by name, with its own options.",
+        names_of="dataset_sources",
+    )
     streaming: bool = option(
         False, help="Read datasets lazily instead of loading them into memory."
     )
@@ -210,7 +216,10 @@ class DatasetReadOptions:
             parent()
 
     def read_options(self) -> dict[str, Any]:
-        """The keyword options for :func:`martlet.load_dataset` / :func:`load_datasets`."""
+        """The keyword options for :func:`martlet.load_dataset` / :func:`load_datasets`: the
+        common ones, and the source named by ``--dataset-source`` with its own options."""
+        from martlet.compose import chosen_options
+
         out: dict[str, Any] = {
             "streaming": self.streaming,
             "on_bad_rows": self.on_bad_rows,
@@ -230,6 +239,9 @@ class DatasetReadOptions:
             out["model_author"] = tuple(self.model_author)
         if self.dataset_num_proc > 1:
             out["num_proc"] = self.dataset_num_proc
+        if self.dataset_source and self.dataset_source != "auto":
+            out["source"] = self.dataset_source
+            out.update(chosen_options(self, "dataset_source"))
         return out
 
 

@@ -50,6 +50,13 @@ class ModelOptions:
         aliases=("model_type", "model_id_or_path"),
         metavar="ID_OR_PATH",
     )
+    model_loader: str = option(
+        "auto",
+        help="The model loader: auto (the installed loader that can read --model) or one by "
+        "name, with its own options.",
+        aliases=("loader",),
+        names_of="model_loaders",
+    )
     torch_dtype: Literal["auto", "bfloat16", "float16", "float32"] = option(
         "auto",
         help="Dtype of the weights; auto: the device's native half dtype (bf16 or fp16) for "
@@ -97,11 +104,17 @@ class ModelOptions:
             parent()
 
     def loader_options(self) -> dict[str, Any]:
-        """The options for ``martlet.load_model(self.model, **options)``."""
+        """The options for ``martlet.load_model(self.model, **options)``: the loader named by
+        ``--model-loader`` (none: the one that can read the model) and its own options."""
+        from martlet.compose import chosen_options
+
         out: dict[str, Any] = {
             "torch_dtype": self.torch_dtype,
             "trust_remote_code": self.trust_remote_code,
         }
+        if self.model_loader and self.model_loader != "auto":
+            out["loader"] = self.model_loader
+            out.update(chosen_options(self, "model_loader"))
         for name, value in (
             ("device_map", self.device_map),
             ("attn_impl", self.attn_impl),
@@ -152,10 +165,14 @@ class TemplateOptions:
             parent()
 
     def template_options(self) -> dict[str, Any]:
-        """The options for ``martlet.load_template(tokenizer, self.template, **options)``."""
+        """The options for ``martlet.load_template(tokenizer, self.template, **options)``: the
+        common ones, and the named template's own."""
+        from martlet.compose import chosen_options
+
         return {
             "system": self.system,
             "max_length": self.max_length,
             "truncation": self.truncation_strategy,
             "loss_scope": self.loss_scope,
+            **chosen_options(self, "template"),
         }

@@ -111,6 +111,19 @@ class InferConfig(ModelOptions, TemplateOptions):
         )
 
 
+def _run_template(config: InferConfig, run: Any, options: dict[str, Any]) -> str | None:
+    """The template a run is answered with: ``--template``, else the run's (with its own
+    options); the run's system prompt unless ``--system`` replaces it. Updates ``options``."""
+    trained = run.template_options()
+    system = trained.pop("system", None)
+    if system is not None and config.system is None:
+        options["system"] = system
+    if config.template:
+        return config.template
+    options.update(trained)
+    return run.template
+
+
 def check_infer(config: InferConfig) -> None:
     """The values and names ``infer`` can check before the model loads (it takes seconds)."""
     from martlet.config import require
@@ -132,6 +145,8 @@ def check_infer(config: InferConfig) -> None:
     require(config.max_batch_size >= 1, "max-batch-size", config.max_batch_size, "at least 1", "8")
     if config.template:  # a misspelt name fails now, with suggestions
         get_manager().registry.get("templates", config.template)
+    if config.model_loader and config.model_loader != "auto":
+        get_manager().registry.get("model_loaders", config.model_loader)
 
 
 @config_command(InferConfig, name="infer", check=check_infer)
@@ -185,9 +200,7 @@ def load_engine(config: InferConfig) -> Any:
     options["max_length"] = None  # prompts are not truncated for inference
     if config.adapters:
         model, tokenizer, run = load_run(config.adapters, **config.loader_options())
-        template_name = template_name or run.template
-        if config.system is None:
-            options.update(run.template_options())
+        template_name = _run_template(config, run, options)
     elif config.model:
         model, tokenizer = martlet.load_model(config.model, **config.loader_options())
     else:
@@ -240,9 +253,7 @@ def load_reward_model(config: InferConfig) -> tuple[Any, Any, Any]:
         if config.num_labels == 1 and run.config.get("num_labels"):
             load_options["num_labels"] = int(run.config["num_labels"])
         model, tokenizer, run = load_run(config.adapters, **load_options)
-        template_name = template_name or run.template
-        if config.system is None:
-            options.update(run.template_options())
+        template_name = _run_template(config, run, options)
     elif config.model:
         model, tokenizer = martlet.load_model(config.model, **load_options)
         architectures = getattr(model.config, "architectures", None) or []

@@ -144,6 +144,12 @@ def check(config: SftConfig) -> None:
     config.check_values()
     if config.template:  # a misspelt template fails now, not after the model has loaded
         _require("templates", config.template)
+    for kind, name in (
+        ("model_loaders", config.model_loader),
+        ("dataset_sources", config.dataset_source),
+    ):
+        if name and name != "auto":
+            _require(kind, name)
     check_tuner = getattr(_require("tuners", config.tuner).load()(), "check", None)
     if check_tuner is not None:
         check_tuner(config)

@@ -9,14 +9,23 @@ from typing import Any
 
 
 class WandbCallback:
-    """One W&B run per training run, named after the output directory."""
+    """One W&B run per training run, named after the output directory unless
+    ``--wandb-run-name`` says otherwise (options: :class:`~martlet_wandb.options.WandbOptions`)."""
 
-    def __init__(self, output_dir: str | Path = ".", **_: Any) -> None:
+    def __init__(
+        self,
+        output_dir: str | Path = ".",
+        wandb_project: str | None = None,
+        wandb_entity: str | None = None,
+        wandb_run_name: str | None = None,
+        **_: Any,
+    ) -> None:
         import wandb
 
         self.run = wandb.init(
-            project=os.environ.get("WANDB_PROJECT", "martlet"),
-            name=Path(output_dir).resolve().name,
+            project=wandb_project or os.environ.get("WANDB_PROJECT", "martlet"),
+            entity=wandb_entity or os.environ.get("WANDB_ENTITY") or None,
+            name=wandb_run_name or Path(output_dir).resolve().name,
             dir=str(output_dir),
         )
 

@@ -12,5 +12,6 @@ def martlet_callbacks():
         name="wandb",
         impl="martlet_wandb.callback:WandbCallback",
         requires=("wandb",),
+        options="martlet_wandb.options:WandbOptions",
         summary="Log training metrics to Weights & Biases (needs the wandb package).",
     )
