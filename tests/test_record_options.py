@@ -447,8 +447,9 @@ def test_their_options_need_their_selection_and_show_in_help(parts, martlet, tmp
         assert refused.rc != 0 and "Traceback" not in refused.err, refused
         assert f"{flag} is an option of" in refused.err and "(acme-parts)" in refused.err
         assert f"pass {selector}" in refused.err, refused.err
-    shown = martlet("sft", "--model-loader", "acme-loader", "--template", "acme-chat", "--help",
-                    site=parts)
+    shown = martlet(
+        "sft", "--model-loader", "acme-loader", "--template", "acme-chat", "--help", site=parts
+    )
     assert "Acme's loader (acme-parts):" in shown.out and "--acme-note TEXT" in shown.out
     assert "Acme's chat lines (acme-parts):" in shown.out and "--acme-prefix TEXT" in shown.out
     plain = martlet("sft", "--help", site=parts)

@@ -43,6 +43,7 @@ _API = (
     "load_model",
     "load_tokenizer",
     "load_template",
+    "load_engine",
     "load_dataset",
     "register_model",
     "register_dataset",

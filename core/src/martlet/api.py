@@ -159,6 +159,61 @@ def load_template(tokenizer: Any, name: str | None = None, **options: Any) -> An
     return record.load()(tokenizer, **options)
 
 
+def load_engine(
+    model: Any,
+    tokenizer: Any,
+    *,
+    backend: str | None = None,
+    needs: Sequence[str] = (),
+    template: Any = None,
+    **options: Any,
+) -> Any:
+    """An inference engine (``inference_backends``) for a model already in memory.
+
+    Args:
+        model, tokenizer: what the engine generates with (a training run's live model, its
+            adapters and current weights included).
+        backend: the record to use; by default the first installed one, by name, that
+            claims every capability in ``needs``.
+        needs: capabilities the caller relies on, e.g. ``("token-ids",)`` for
+            ``generate_ids``.
+        template: the chat template the engine renders conversations with (None when only
+            token ids are given).
+        options: passed to the engine's constructor.
+
+    Raises:
+        UnknownNameError: no installed backend claims ``needs`` (saying which do exist).
+        MissingDependencyError: the chosen backend needs a package that is missing.
+    """
+    registry = _manager().registry
+    if backend:
+        record = registry.get("inference_backends", backend)
+    else:
+        fit = [
+            r
+            for r in sorted(registry.records("inference_backends"), key=lambda r: r.name)
+            if set(needs) <= set(r.capabilities) and not r.missing_requirements()
+        ]
+        if not fit:
+            have = ", ".join(registry.names("inference_backends")) or "none"
+            wanted = ", ".join(needs) or "any capability"
+            raise UnknownNameError(
+                f"no installed inference backend can generate here (needs {wanted})",
+                why=f"installed: {have}",
+                fix="install one that can, e.g. `pip install martlet-engine-pt` (the PyTorch "
+                "engine)",
+            )
+        record = fit[0]
+    missing = set(needs) - set(record.capabilities)
+    if missing:
+        raise MartletError(
+            f"inference backend {record.name!r} cannot do what is asked",
+            why=f"it does not claim {', '.join(sorted(missing))}",
+            fix="choose another backend, or leave the choice to Martlet",
+        )
+    return record.load()(model, tokenizer, template=template, **options)
+
+
 # ------------------------------------------------------------------------- datasets
 
 

@@ -396,6 +396,12 @@ class InferenceEngine(Protocol):
         """The answer to one request, piece by piece: text pieces whose concatenation is the
         answer (``martlet infer --stream``)."""
 
+    # Optional, for records that claim the ``token-ids`` capability:
+    # ``generate_ids(prompts, **generation) -> list[list[int]]`` continues prompts given as
+    # token ids and returns each one's new ids (ending after the first EOS, padding removed).
+    # ``martlet rlhf --method gkd`` generates the student's answers this way, through
+    # :func:`martlet.api.load_engine` with the live model being trained.
+
 
 @runtime_checkable
 class ParallelStrategy(Protocol):

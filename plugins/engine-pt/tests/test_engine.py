@@ -147,3 +147,27 @@ def test_generate_ids_refuses_empty_prompts_and_bad_options(engine):
         engine.generate_ids([[1, 2], []], max_new_tokens=2)
     with pytest.raises(ConfigError, match="--max-new-tokens must be positive"):
         engine.generate_ids([[1, 2]], max_new_tokens=0)
+
+
+def test_a_training_command_finds_it_through_the_registry(
+    martlet_manager, tiny_model, tiny_tokenizer
+):
+    """`martlet.load_engine` gives the engine of the installed backend that claims what the
+    caller needs (rlhf's GKD asks for token ids), on the model in memory; a need no backend
+    claims, or none installed, is an error naming what is installed."""
+    import martlet
+    from martlet.errors import MartletError, UnknownNameError
+
+    martlet_manager("engine-pt")
+    engine = martlet.load_engine(tiny_model, tiny_tokenizer, needs=("token-ids",))
+    assert type(engine).__name__ == "PtEngine" and engine.model is tiny_model
+    ids = tiny_tokenizer.encode("hello there", add_special_tokens=False)
+    assert len(engine.generate_ids([ids], max_new_tokens=3)[0]) <= 3
+    with pytest.raises(UnknownNameError, match="needs beam-search") as missing:
+        martlet.load_engine(tiny_model, tiny_tokenizer, needs=("beam-search",))
+    assert "installed: pt" in str(missing.value)
+    with pytest.raises(MartletError, match="does not claim beam-search"):
+        martlet.load_engine(tiny_model, tiny_tokenizer, backend="pt", needs=("beam-search",))
+    martlet_manager()  # no backend at all
+    with pytest.raises(UnknownNameError, match="pip install martlet-engine-pt"):
+        martlet.load_engine(tiny_model, tiny_tokenizer, needs=("token-ids",))

@@ -114,7 +114,7 @@ def test_a_reward_model_run_merges_into_a_sequence_classifier(
     martlet_manager, martlet_cli, tiny_model_dir, tmp_path
 ):
     """A `rlhf --method rm` run (task_type seq_cls) exports as a standalone scorer."""
-    from martlet_hf.heads import sequence_scores
+    from martlet.heads import sequence_scores
     from martlet_peft.options import TunerOptions
     from martlet_peft.peft_methods import LoraTuner
     from transformers import AutoModelForSequenceClassification

@@ -11,8 +11,8 @@ import pytest
 import torch
 from martlet import config as cfg
 from martlet.errors import ConfigError
+from martlet.heads import score_module, sequence_scores
 from martlet_hf import ModelOptions
-from martlet_hf.heads import score_module, sequence_scores
 from martlet_hf.loaders import normalize_options
 
 TEXTS = ["What is the capital of France?", "Hi", "Two plus two is four."]

@@ -30,7 +30,7 @@ def conversation(query, response=None):
 def by_hand(model, tokenizer, conversations):
     """Each conversation scored alone: the template's tokens, the head at the last one."""
     import martlet
-    from martlet_hf.heads import sequence_scores
+    from martlet.heads import sequence_scores
 
     template = martlet.load_template(tokenizer)
     out = []

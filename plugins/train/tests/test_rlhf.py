@@ -469,7 +469,7 @@ def test_every_method_runs_from_yaml(cli, tiny_model_dir, tmp_path, method, data
 
 
 def test_the_reward_objective_subtracts_each_pairs_margin():
-    from martlet_hf.heads import sequence_scores
+    from martlet.heads import sequence_scores
     from martlet_sdk.tiny import tiny_config
     from martlet_train.objectives import RewardObjective
     from transformers import AutoModelForSequenceClassification

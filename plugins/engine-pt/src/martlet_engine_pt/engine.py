@@ -55,13 +55,21 @@ class PtEngine:
     """
 
     def __init__(self, model: Any, tokenizer: Any, template: Any = None, **_: Any) -> None:
-        import martlet
-
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.template = template or martlet.load_template(tokenizer)
+        self._template = template
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
+
+    @property
+    def template(self) -> Any:
+        """The chat template conversations are rendered with (the tokenizer's own unless one
+        was given), loaded when a conversation first needs it: ``generate_ids`` never does."""
+        if self._template is None:
+            import martlet
+
+            self._template = martlet.load_template(self.tokenizer)
+        return self._template
 
     # ----------------------------------------------------------------- helpers
 

@@ -13,6 +13,6 @@ def martlet_inference_backends():
         impl="martlet_engine_pt.engine:PtEngine",
         aliases=("pytorch", "transformers"),
         requires=("torch", "transformers"),
-        capabilities={"batch", "stream", "sampling", "cpu", "cuda", "mps"},
+        capabilities={"batch", "stream", "sampling", "token-ids", "cpu", "cuda", "mps"},
         summary="transformers generate() with a KV cache; batched, greedy or sampling, streaming.",
     )

@@ -213,7 +213,7 @@ def load_engine(config: InferConfig) -> Any:
 
 
 def _run_task_type(run: Any) -> str:
-    from martlet_hf.options import check_task_type
+    from martlet.tasks import check_task_type
 
     return check_task_type(run.config.get("task_type") or "causal_lm")
 
@@ -281,7 +281,7 @@ def score_conversations(
     encoded with ``template.encode`` (with its ``tools``, if any) as in training and scored in
     batches of ``batch_size``, right-padded."""
     import torch
-    from martlet_hf.heads import sequence_scores
+    from martlet.heads import sequence_scores
 
     tok = getattr(tokenizer, "tokenizer", None) or tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else model.config.pad_token_id

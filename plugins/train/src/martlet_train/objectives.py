@@ -224,7 +224,7 @@ class RewardObjective(_PerRow):
 
     def __call__(self, model: Any, batch: dict[str, Any]) -> tuple[Any, Any, Metrics]:
         import torch
-        from martlet_hf.heads import sequence_scores
+        from martlet.heads import sequence_scores
 
         pairs = _pair_batch(batch)
         scores = sequence_scores(model, pairs["input_ids"], pairs["attention_mask"]).float()
@@ -307,8 +307,9 @@ class DistillObjective:
         return loss, torch.tensor(n), metrics
 
     def student_batch(self, model: Any, batch: dict[str, Any]) -> dict[str, Any]:
-        """The batch's prompts with responses the student generates (PyTorch engine)."""
-        from martlet_engine_pt.engine import PtEngine
+        """The batch's prompts with responses the student generates (an installed inference
+        backend that continues token ids, on the live model: :func:`martlet.api.load_engine`)."""
+        from martlet.api import load_engine
 
         prompts = []
         for ids, labels, mask in zip(
@@ -318,7 +319,7 @@ class DistillObjective:
             start = _response_start(labels[:real].tolist())
             prompts.append(ids[:start].tolist())
         unwrapped = getattr(model, "module", model)
-        engine = PtEngine(unwrapped, self.tokenizer, template=_NoTemplate())
+        engine = load_engine(unwrapped, self.tokenizer, needs=("token-ids",))
         try:
             answers = engine.generate_ids(prompts, **self.generation)
         finally:
@@ -329,13 +330,6 @@ class DistillObjective:
         ]
         device = batch["input_ids"].device
         return {k: v.to(device) for k, v in self.collate(rows).items()}
-
-
-class _NoTemplate:
-    """The engine's template slot when prompts are already token ids."""
-
-    def render(self, *_: Any, **__: Any) -> str:  # pragma: no cover - never called
-        raise NotImplementedError
 
 
 def _response_start(labels: list[int]) -> int:
