@@ -13,11 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: (importer, imported, file): what is left to move behind the core's interfaces
 NOT_YET = {
-    ("martlet_serve", "martlet_hf", "plugins/serve/src/martlet_serve/infer.py"),
     ("martlet_train", "martlet_data", "plugins/train/src/martlet_train/job.py"),
     ("martlet_train", "martlet_data", "plugins/train/src/martlet_train/rlhf.py"),
-    ("martlet_train", "martlet_hf", "plugins/train/src/martlet_train/job.py"),
-    ("martlet_train", "martlet_peft", "plugins/train/src/martlet_train/job.py"),
     ("martlet_train", "martlet_peft", "plugins/train/src/martlet_train/linear_ce.py"),
 }
 

@@ -150,8 +150,9 @@ def test_the_plugins_options_appear_in_help_under_its_name(acme, martlet):
     assert "--acme-scale FLOAT" in group[1] and "--acme-tag TEXT" in group[1]
     assert "--lora-rank" not in chosen.out  # lora's options are not this tuner's
     # the groups are titled by the plugins that declare them
-    for title in ("(martlet-train):", "(martlet-hf):", "(martlet-data):", "(martlet-peft):"):
+    for title in ("(martlet-train):", "(martlet-core):", "(martlet-data):"):
         assert title in chosen.out, title
+    assert "(martlet-peft):" not in chosen.out  # not even NEFTune: acme-norm does not read it
 
 
 def test_its_option_values_reach_the_record_in_a_run(acme, martlet, tiny_model_dir, tmp_path):
@@ -191,6 +192,9 @@ def test_options_of_another_tuner_and_bad_values_are_refused(acme, martlet, tmp_
     assert bad.rc != 0 and "--acme-scale must be more than 0, not -1.0" in bad.err
     typed = martlet(*common, "--tuner", "acme-norm", "--acme-scale", "big", site=acme)
     assert typed.rc != 0 and "--acme-scale expects float, got 'big'" in typed.err
+    noise = martlet(*common, "--tuner", "acme-norm", "--neftune-noise-alpha", "5", site=acme)
+    assert noise.rc != 0 and "--neftune-noise-alpha is an option of tuners" in noise.err
+    assert "(martlet-peft), not of tuner 'acme-norm'" in noise.err
 
 
 def test_a_plugins_loss_is_selected_with_its_options(acme, martlet, tiny_model_dir, tmp_path):

@@ -144,20 +144,26 @@ def composed(cls: type, chosen: tuple[tuple[str, type], ...]) -> type:
     """``cls`` with the option classes of ``chosen`` — ``(selector field, options class)``
     pairs — mixed in: a subclass of ``cls`` (its fields, then theirs; a field both declare
     keeps ``cls``'s declaration and one value). Each options class's own ``__post_init__``
-    validates the instance after ``cls``'s. The class records its parts in ``composed_for``
-    (the pairs)."""
+    (and each of its bases', once) validates the instance after ``cls``'s. The class records
+    its parts in ``composed_for`` (the pairs)."""
     if not chosen:
         return cls
     extras = tuple(extra for _, extra in chosen)
     own_post = getattr(cls, "__post_init__", None)
+    # each options class's own check, and those of the bases it shares with others (once)
+    checks, seen = [], set(cls.__mro__)
+    for extra in extras:
+        for klass in reversed(extra.__mro__):
+            if klass not in seen:
+                seen.add(klass)
+                if (check := vars(klass).get("__post_init__")) is not None:
+                    checks.append(check)
 
     def __post_init__(self: Any) -> None:
         if own_post is not None:
             own_post(self)
-        for extra in extras:
-            check = vars(extra).get("__post_init__")
-            if check is not None:
-                check(self)
+        for check in checks:
+            check(self)
 
     made = dataclasses.make_dataclass(
         cls.__name__,

@@ -11,7 +11,7 @@ import pytest
 from martlet import config as cfg
 from martlet.config import specs
 from martlet.errors import ConfigError
-from martlet_peft.options import PER_TUNER, TunerChoice, TunerOptions
+from martlet_peft.options import PER_TUNER, NeftuneOptions, TunerChoice, TunerOptions
 
 
 @dataclass(kw_only=True)
@@ -24,15 +24,29 @@ def peft(martlet_manager):
     return martlet_manager("peft")
 
 
+def build_from_flags(*flags):
+    return cfg.build(Command, flags=cfg.parse_flags(Command, list(flags)).values)
+
+
 def _records(peft):
     return [r for r in peft.registry.records("tuners") if r.options_class() is not None]
 
 
-def test_every_tuner_but_full_names_its_own_options_class(peft):
+def test_every_tuner_names_its_own_options_class_and_each_takes_neftune(peft):
     classes = {r.name: r.options_class() for r in peft.registry.records("tuners")}
-    assert classes.pop("full") is None
     assert set(classes.values()) == set(PER_TUNER)  # one class each, none shared
     assert len(set(classes.values())) == len(classes)
+    assert all(issubclass(c, NeftuneOptions) for c in classes.values())
+    assert not [f for f in dataclasses.fields(classes["full"]) if f.name != "neftune_noise_alpha"]
+
+
+def test_neftune_is_checked_for_every_tuner(peft):
+    """NEFTune is martlet-peft's: each of its tuners takes --neftune-noise-alpha, checked."""
+    for tuner in ("full", "lora", "boft"):
+        config = build_from_flags("--tuner", tuner, "--neftune-noise-alpha", "5")
+        assert config.neftune_noise_alpha == 5.0
+        with pytest.raises(ConfigError, match="--neftune-noise-alpha must be more than 0"):
+            build_from_flags("--tuner", tuner, "--neftune-noise-alpha", "-1")
 
 
 # an out-of-range value per tuner, and the message it gets

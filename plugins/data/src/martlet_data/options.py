@@ -11,57 +11,17 @@ import dataclasses
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from martlet.config import option
 from martlet.errors import ConfigError
+from martlet.options import DEFAULT_SEED, check_columns, check_names
+from martlet.options import DatasetReadOptions as CoreReadOptions
 
 from martlet_data.formats import normalize_format
 from martlet_data.spec import normalize_hub
 
 BAD_ROWS = ("error", "skip")
-DEFAULT_SEED = 42
-
-
-def check_columns(columns: Any, where: str = "--columns") -> dict[str, str] | None:
-    """A column mapping ``{"their_name": "our_name"}`` (or None).
-
-    Raises:
-        ConfigError: not a mapping of names to names.
-    """
-    if columns is None or columns == {}:
-        return None
-    if isinstance(columns, str):
-        import json
-
-        try:
-            columns = json.loads(columns)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"{where} expects a JSON object, got {columns!r}",
-                why=str(exc),
-                fix='e.g. --columns \'{"question": "query", "answer": "response"}\'',
-            ) from None
-    if not isinstance(columns, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) and k and v for k, v in columns.items()
-    ):
-        raise ConfigError(
-            f"{where} must map column names to column names, got {columns!r}",
-            fix='e.g. --columns \'{"question": "query", "answer": "response"}\'',
-        )
-    return dict(columns)
-
-
-def _names(value: Any, flag: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    items = (value,) if isinstance(value, str) else tuple(value)
-    if not all(isinstance(v, str) and v.strip() for v in items) or len(items) > 2:
-        raise ConfigError(
-            f"{flag} takes one or two names (English, then Chinese), got {value!r}",
-            fix=f"e.g. {flag} Aria 阿莉亚",
-        )
-    return tuple(v.strip() for v in items)
 
 
 @dataclass(kw_only=True)
@@ -109,8 +69,8 @@ class ReadOptions:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         self.hub = normalize_hub(self.hub)
-        self.model_name = _names(self.model_name, "--model-name")
-        self.model_author = _names(self.model_author, "--model-author")
+        self.model_name = check_names(self.model_name, "--model-name")
+        self.model_author = check_names(self.model_author, "--model-author")
         if self.txt_unit not in ("line", "paragraph"):
             raise ConfigError(f"txt_unit must be 'line' or 'paragraph', got {self.txt_unit!r}")
         if not isinstance(self.seed, int):
@@ -140,109 +100,19 @@ class ReadOptions:
 
 
 @dataclass(kw_only=True)
-class DatasetReadOptions:
+class DatasetReadOptions(CoreReadOptions):
     """Which datasets to read, and how.
 
-    The options of ``martlet dataset info|prepare``, and the base of :class:`DataOptions`."""
-
-    dataset: list[str] = option(
-        default_factory=list,
-        help="Datasets to read: NAME_OR_PATH[:subset][#N], several allowed "
-        "(a registered name, a local file or folder, or a hub id).",
-        metavar="SPEC",
-        aliases=("train_dataset",),
-    )
-    dataset_source: str = option(
-        "auto",
-        help="The dataset source that reads every dataset: auto (for each, the installed "
-        "source that can read it) or one by name, with its own options.",
-        names_of="dataset_sources",
-    )
-    streaming: bool = option(
-        False, help="Read datasets lazily instead of loading them into memory."
-    )
-    columns: dict[str, str] | None = option(
-        None,
-        help='Rename columns before conversion, as JSON: \'{"their_name": "our_name"}\'; '
-        "a target that is no format field is kept in the rows.",
-    )
-    on_bad_rows: Literal["error", "skip"] = option(
-        "error",
-        help="What to do with a row that cannot be used: stop with an error naming it, or "
-        "skip it and report the skipped rows by reason.",
-    )
-    dataset_format: str | None = option(
-        None,
-        help="Force the input format (messages, sharegpt, alpaca, query_response, preference, "
-        "kto, text) instead of detecting it per row.",
-    )
-    dataset_hub: Literal["huggingface", "modelscope"] | None = option(
-        None,
-        help="The hub of hub ids and registered datasets (default: Hugging Face where the "
-        "dataset is there); hf::org/name and ms::org/name choose per dataset.",
-    )
-    dataset_split: str | None = option(
-        None, help="The split to read from a hub (default: the dataset's first split)."
-    )
-    model_name: list[str] = option(
-        default_factory=list,
-        help="The assistant's name for self-cognition data: English, then optionally Chinese.",
-        metavar="NAME",
-    )
-    model_author: list[str] = option(
-        default_factory=list,
-        help="Who made the assistant, for self-cognition data: English, then optionally Chinese.",
-        metavar="AUTHOR",
-    )
-    dataset_num_proc: int = option(
-        1, help="Processes for preparing hub datasets.", aliases=("num_proc",)
-    )
-    data_seed: int = option(
-        DEFAULT_SEED, help="Seed for #N sampling, shuffling and the validation split."
-    )
+    The core's read options (:class:`martlet.options.DatasetReadOptions`) with
+    ``--dataset-format`` checked against this plugin's formats: the options of ``martlet
+    dataset info|prepare``, and the base of :class:`DataOptions`."""
 
     def __post_init__(self) -> None:
-        self.columns = check_columns(self.columns)
-        if self.dataset_num_proc < 1:
-            raise ConfigError(f"--dataset-num-proc must be at least 1, got {self.dataset_num_proc}")
-        _names(self.model_name, "--model-name")
-        _names(self.model_author, "--model-author")
         try:
             normalize_format(self.dataset_format)
         except ValueError as exc:
             raise ConfigError(f"--dataset-format: {exc}") from None
-        parent = getattr(super(), "__post_init__", None)
-        if parent is not None:
-            parent()
-
-    def read_options(self) -> dict[str, Any]:
-        """The keyword options for :func:`martlet.load_dataset` / :func:`load_datasets`: the
-        common ones, and the source named by ``--dataset-source`` with its own options."""
-        from martlet.compose import chosen_options
-
-        out: dict[str, Any] = {
-            "streaming": self.streaming,
-            "on_bad_rows": self.on_bad_rows,
-            "seed": self.data_seed,
-        }
-        if self.columns:
-            out["columns"] = self.columns
-        if self.dataset_format:
-            out["format"] = self.dataset_format
-        if self.dataset_hub:
-            out["hub"] = self.dataset_hub
-        if self.dataset_split:
-            out["split"] = self.dataset_split
-        if self.model_name:
-            out["model_name"] = tuple(self.model_name)
-        if self.model_author:
-            out["model_author"] = tuple(self.model_author)
-        if self.dataset_num_proc > 1:
-            out["num_proc"] = self.dataset_num_proc
-        if self.dataset_source and self.dataset_source != "auto":
-            out["source"] = self.dataset_source
-            out.update(chosen_options(self, "dataset_source"))
-        return out
+        super().__post_init__()
 
 
 @dataclass(kw_only=True)

@@ -11,8 +11,8 @@ from martlet_hf.catalog import DEFAULT_MODEL, FAMILIES, MODELS, Model, template_
 MARTLET_API = 1
 
 _HF = ("transformers>=4.56", "tokenizers>=0.20", "huggingface_hub>=0.26", "safetensors")
-_MODEL_OPTIONS = "martlet_hf.options:ModelOptions"
-_TEMPLATE_OPTIONS = "martlet_hf.options:TemplateOptions"
+_MODEL_OPTIONS = "martlet.options:ModelOptions"
+_TEMPLATE_OPTIONS = "martlet.options:TemplateOptions"
 
 #: name -> (class in martlet_hf.templates, aliases, families, summary)
 TEMPLATES = {

@@ -1,12 +1,13 @@
-"""The tuners' options: what every training command takes (:class:`TunerChoice`: which tuner,
-the model's head, NEFTune) and each tuner's own settings, one dataclass per tuner as PEFT gives
+"""The tuners' options: each tuner's own settings, one dataclass per tuner as PEFT gives
 each method its own config (:class:`LoraOptions`, :class:`BoftOptions`, ...). Each tuner record
 names its class (``options=``), so ``martlet sft --tuner boft`` takes ``--boft-block-size`` and
 refuses ``--lora-rank`` (:mod:`martlet.compose`); the values are checked here, from flags, YAML
 and the Python API alike. Names follow ms-swift where it has one.
 
 :class:`TunerOptions` still holds every tuner's options in one class, for calling a tuner's
-``prepare`` from Python with one object (as before the split).
+``prepare`` from Python with one object (as before the split), and :class:`TunerChoice` (the
+``tuner`` selector and the model's head) for a command of your own. Every tuner here takes
+:class:`NeftuneOptions`.
 
 No torch or peft import here: the CLI reads these classes to parse and show options.
 """
@@ -47,19 +48,29 @@ class TunerChoice:
         aliases=("train_type", "tuner_type", "peft_type", "tuner_backend_type"),
         names_of="tuners",
     )
-    # the same option as martlet-hf's ModelOptions.task_type: one flag sets both
+    # the same option as the core's ModelOptions.task_type: one flag sets both
     task_type: Literal["causal_lm", "seq_cls", "reward"] = option(
         "causal_lm",
         help="The model's head: causal_lm (a language model) or seq_cls (a scalar or "
         "--num-labels classification head, e.g. a reward model; reward is another name).",
     )
-    neftune_noise_alpha: float | None = option(
-        None,
-        help="NEFTune (any tuner): add uniform noise of this scale to embeddings while training.",
-    )
 
     def __post_init__(self) -> None:
         self.task_type = check_task_type(self.task_type)  # type: ignore[assignment]
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:
+            parent()
+
+
+@dataclass(kw_only=True)
+class NeftuneOptions:
+    """NEFTune: noise on the embeddings while training (every martlet-peft tuner)"""
+
+    neftune_noise_alpha: float | None = option(
+        None, help="NEFTune: add uniform noise of this scale to embeddings while training."
+    )
+
+    def __post_init__(self) -> None:
         noise = self.neftune_noise_alpha
         require(
             noise is None or noise > 0,
@@ -68,13 +79,15 @@ class TunerChoice:
             "more than 0",
             "5 (or leave it out for no noise)",
         )
-        parent = getattr(super(), "__post_init__", None)
-        if parent is not None:
-            parent()
 
 
 @dataclass(kw_only=True)
-class LoraOptions:
+class FullOptions(NeftuneOptions):
+    """Full: every weight trains"""
+
+
+@dataclass(kw_only=True)
+class LoraOptions(NeftuneOptions):
     """LoRA: low-rank adapters (rsLoRA, DoRA, PiSSA/OLoRA initialisation, LoRA+)"""
 
     target_modules: list[str] = _targets()
@@ -118,7 +131,7 @@ class LoraOptions:
 
 
 @dataclass(kw_only=True)
-class AdaLoraOptions:
+class AdaLoraOptions(NeftuneOptions):
     """AdaLoRA: LoRA whose rank budget is re-allocated by importance"""
 
     target_modules: list[str] = _targets()
@@ -143,7 +156,7 @@ class AdaLoraOptions:
 
 
 @dataclass(kw_only=True)
-class IA3Options:
+class IA3Options(NeftuneOptions):
     """IA3: learned rescaling of activations"""
 
     target_modules: list[str] = _targets()
@@ -154,7 +167,7 @@ class IA3Options:
 
 
 @dataclass(kw_only=True)
-class VeraOptions:
+class VeraOptions(NeftuneOptions):
     """VeRA: shared random projections with trained scaling vectors"""
 
     target_modules: list[str] = _targets()
@@ -165,7 +178,7 @@ class VeraOptions:
 
 
 @dataclass(kw_only=True)
-class BoftOptions:
+class BoftOptions(NeftuneOptions):
     """BOFT: butterfly orthogonal fine-tuning"""
 
     target_modules: list[str] = _targets()
@@ -180,7 +193,7 @@ class BoftOptions:
 
 
 @dataclass(kw_only=True)
-class LohaOptions:
+class LohaOptions(NeftuneOptions):
     """LoHa: low-rank Hadamard-product adapters"""
 
     target_modules: list[str] = _targets()
@@ -192,7 +205,7 @@ class LohaOptions:
 
 
 @dataclass(kw_only=True)
-class LokrOptions:
+class LokrOptions(NeftuneOptions):
     """LoKr: low-rank Kronecker-product adapters"""
 
     target_modules: list[str] = _targets()
@@ -204,7 +217,7 @@ class LokrOptions:
 
 
 @dataclass(kw_only=True)
-class PrefixTuningOptions:
+class PrefixTuningOptions(NeftuneOptions):
     """Prefix tuning: trained key/value prefixes in every layer"""
 
     num_virtual_tokens: int = option(16, help="Virtual tokens (prefix length).")
@@ -214,7 +227,7 @@ class PrefixTuningOptions:
 
 
 @dataclass(kw_only=True)
-class PromptTuningOptions:
+class PromptTuningOptions(NeftuneOptions):
     """Prompt tuning: trained virtual-token embeddings"""
 
     num_virtual_tokens: int = option(16, help="Virtual tokens prepended to the input.")
@@ -227,7 +240,7 @@ class PromptTuningOptions:
 
 
 @dataclass(kw_only=True)
-class FreezeOptions:
+class FreezeOptions(NeftuneOptions):
     """Freeze: only parameters matching regexes or the last N layers train"""
 
     trainable_parameters: list[str] = option(
@@ -244,7 +257,7 @@ class FreezeOptions:
 
 
 @dataclass(kw_only=True)
-class GaloreOptions:
+class GaloreOptions(NeftuneOptions):
     """GaLore: full training with low-rank projected gradients"""
 
     galore_rank: int = option(128, help="GaLore: rank of the gradient projection.")
@@ -261,7 +274,7 @@ class GaloreOptions:
 
 
 @dataclass(kw_only=True)
-class LisaOptions:
+class LisaOptions(NeftuneOptions):
     """LISA: a few random decoder layers train at a time"""
 
     lisa_activated_layers: int = option(2, help="LISA: decoder layers trained at a time.")
@@ -273,7 +286,7 @@ class LisaOptions:
 
 
 @dataclass(kw_only=True)
-class LlamaProOptions:
+class LlamaProOptions(NeftuneOptions):
     """LLaMA-Pro: block expansion"""
 
     llamapro_num_new_blocks: int = option(
@@ -285,7 +298,7 @@ class LlamaProOptions:
 
 
 @dataclass(kw_only=True)
-class ReftOptions:
+class ReftOptions(NeftuneOptions):
     """ReFT: LoReFT interventions on hidden states"""
 
     reft_layers: list[int] | None = option(
@@ -299,6 +312,7 @@ class ReftOptions:
 
 #: each tuner's own options, in the order of the combined :class:`TunerOptions`
 PER_TUNER = (
+    FullOptions,
     LoraOptions,
     AdaLoraOptions,
     IA3Options,
@@ -319,10 +333,11 @@ PER_TUNER = (
 @dataclass(kw_only=True)
 class TunerOptions(TunerChoice, *PER_TUNER):  # type: ignore[misc]
     """Every tuner's options in one class (for a tuner's ``prepare`` called from Python); a
-    command takes :class:`TunerChoice` and the selected tuner's own class instead."""
+    command takes a ``tuner`` selector and the selected tuner's own class instead."""
 
     def __post_init__(self) -> None:
         TunerChoice.__post_init__(self)
+        NeftuneOptions.__post_init__(self)
         for cls in PER_TUNER:
             check = vars(cls).get("__post_init__")
             if check is not None:

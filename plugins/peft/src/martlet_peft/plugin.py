@@ -7,6 +7,7 @@ MARTLET_API = 1
 
 #: each tuner's options class in martlet_peft.options (``full`` has none of its own)
 _OPTIONS = {
+    "full": "FullOptions",
     "lora": "LoraOptions",
     "adalora": "AdaLoraOptions",
     "ia3": "IA3Options",

@@ -20,7 +20,7 @@ import click
 from martlet.cli import config_command
 from martlet.config import option
 from martlet.errors import ConfigError
-from martlet_hf.options import ModelOptions, TemplateOptions
+from martlet.options import ModelOptions, TemplateOptions
 
 #: device_map values that spread the layers over whatever devices there are
 _SPREAD = ("auto", "balanced", "balanced_low_0", "sequential")

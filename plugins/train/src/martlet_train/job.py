@@ -19,17 +19,24 @@ from typing import Any
 
 from martlet.config import build, option, to_yaml
 from martlet.errors import ConfigError, MartletError
+from martlet.options import ModelOptions, TemplateOptions
 from martlet_data.options import DataOptions
-from martlet_hf.options import ModelOptions, TemplateOptions
-from martlet_peft.options import TunerChoice
 
 from martlet_train.loop import TrainResult
 from martlet_train.options import TrainOptions
 
 
 @dataclass(kw_only=True)
-class TrainJobConfig(ModelOptions, TemplateOptions, DataOptions, TunerChoice, TrainOptions):
+class TrainJobConfig(ModelOptions, TemplateOptions, DataOptions, TrainOptions):
     """What every training command takes (``sft``, ``pt``, ``rlhf``)."""
+
+    tuner: str = option(
+        "lora",
+        help="How the weights are trained (`martlet plugins --kind tuners` describes each; "
+        "`martlet sft --tuner NAME --help` shows its options).",
+        aliases=("train_type", "tuner_type", "peft_type", "tuner_backend_type"),
+        names_of="tuners",
+    )
 
     quantization_bit: int | None = option(
         None,
