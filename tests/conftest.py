@@ -103,3 +103,18 @@ def martlet():
 def fake_site_factory():
     """The :class:`FakeSite` class, for module-scoped sites."""
     return FakeSite
+
+
+@pytest.fixture(scope="session")
+def acme_parts(tmp_path_factory) -> FakeSite:
+    """A fake site with the third-party ``acme-parts`` plugin (``tests/third_party_parts.py``):
+    a model loader, a template, a dataset source and a callback, each with its own option."""
+    import importlib.util
+
+    path = Path(__file__).with_name("third_party_parts.py")
+    spec = importlib.util.spec_from_file_location("third_party_parts", path)
+    parts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(parts)
+    site = FakeSite(tmp_path_factory.mktemp("acme-parts"))
+    parts.install(site)
+    return site

@@ -1,7 +1,5 @@
 """Plugins meet only through the core: no plugin imports another plugin's modules and the core
-imports no plugin (checked from the source, `martlet_sdk.boundaries`). The imports issue 15
-has not removed yet are listed here exactly: a new one fails, and so does one that is gone
-and still listed."""
+imports no plugin (checked from the source, `martlet_sdk.boundaries`)."""
 
 from __future__ import annotations
 
@@ -10,13 +8,6 @@ from pathlib import Path
 from martlet_sdk.boundaries import import_violations, packages_under
 
 REPO = Path(__file__).resolve().parents[1]
-
-#: (importer, imported, file): what is left to move behind the core's interfaces
-NOT_YET = {
-    ("martlet_train", "martlet_data", "plugins/train/src/martlet_train/job.py"),
-    ("martlet_train", "martlet_data", "plugins/train/src/martlet_train/rlhf.py"),
-    ("martlet_train", "martlet_peft", "plugins/train/src/martlet_train/linear_ce.py"),
-}
 
 
 def _found() -> set[tuple[str, str, str]]:
@@ -27,14 +18,11 @@ def _found() -> set[tuple[str, str, str]]:
 
 
 def test_no_plugin_imports_another_and_the_core_imports_none():
-    found = _found()
-    new = sorted(found - NOT_YET)
-    assert not new, (
+    found = sorted(_found())
+    assert not found, (
         "imports across plugins (ask the registry, or the core, instead):\n"
-        + "\n".join(map(str, new))
+        + "\n".join(map(str, found))
     )
-    gone = sorted(NOT_YET - found)
-    assert not gone, f"no longer imported: remove from NOT_YET: {gone}"
 
 
 def _tree(root: Path, files: dict[str, str]) -> None:

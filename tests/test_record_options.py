@@ -150,7 +150,7 @@ def test_the_plugins_options_appear_in_help_under_its_name(acme, martlet):
     assert "--acme-scale FLOAT" in group[1] and "--acme-tag TEXT" in group[1]
     assert "--lora-rank" not in chosen.out  # lora's options are not this tuner's
     # the groups are titled by the plugins that declare them
-    for title in ("(martlet-train):", "(martlet-core):", "(martlet-data):"):
+    for title in ("(martlet-train):", "(martlet-core):"):
         assert title in chosen.out, title
     assert "(martlet-peft):" not in chosen.out  # not even NEFTune: acme-norm does not read it
 
@@ -238,174 +238,9 @@ def test_an_option_of_a_disabled_or_missing_distribution_names_it(martlet):
 
 # ---------------------------------------------------- model loaders, templates, sources, callbacks
 
-PARTS_PLUGIN = """
-    from martlet import hookimpl
-    from martlet.records import (
-        CallbackRecord, DatasetSourceRecord, ModelLoaderRecord, TemplateRecord,
-    )
-
-    MARTLET_API = 1
-
-    @hookimpl
-    def martlet_model_loaders():
-        yield ModelLoaderRecord(
-            name="acme-loader", impl="acme_parts_impl:Loader", sources=("hf-dir",),
-            summary="Hugging Face folders, saying so.", options="acme_parts_options:LoaderOptions",
-        )
-
-    @hookimpl
-    def martlet_templates():
-        yield TemplateRecord(
-            name="acme-chat", impl="acme_parts_impl:Chat",
-            summary="role: text lines after a prefix.", options="acme_parts_options:ChatOptions",
-        )
-
-    @hookimpl
-    def martlet_dataset_sources():
-        yield DatasetSourceRecord(
-            name="acme-rows", impl="acme_parts_impl:Rows", schemes=("acme-rows",),
-            summary="N made-up chats.", options="acme_parts_options:RowsOptions",
-        )
-
-    @hookimpl
-    def martlet_callbacks():
-        yield CallbackRecord(
-            name="acme-log", impl="acme_parts_impl:Log",
-            summary="Metrics to a file.", options="acme_parts_options:LogOptions",
-        )
-"""
-
-PARTS_OPTIONS = """
-    from dataclasses import dataclass
-
-    from martlet.config import option
-
-
-    @dataclass(kw_only=True)
-    class LoaderOptions:
-        \"\"\"Acme's loader\"\"\"
-
-        acme_note: str = option("none", help="A note the loader prints.")
-
-
-    @dataclass(kw_only=True)
-    class ChatOptions:
-        \"\"\"Acme's chat lines\"\"\"
-
-        acme_prefix: str = option(">", help="What starts each line.")
-
-
-    @dataclass(kw_only=True)
-    class RowsOptions:
-        \"\"\"Acme's made-up chats\"\"\"
-
-        acme_answer: str = option("yes", help="What the assistant answers.")
-
-
-    @dataclass(kw_only=True)
-    class LogOptions:
-        \"\"\"Acme's metrics file\"\"\"
-
-        acme_log_name: str = option("acme-log.jsonl", help="The file, in the output directory.")
-"""
-
-PARTS_IMPL = """
-    import json
-    from pathlib import Path
-
-    from martlet.errors import ConfigError
-
-
-    class Loader:
-        def can_load(self, source):
-            return False  # only when named
-
-        def load(self, source, *, acme_note="none", torch_dtype="float32", **options):
-            import torch
-            from transformers import AutoModelForCausalLM
-
-            print(f"acme-loader: note={acme_note}", flush=True)
-            dtype = getattr(torch, torch_dtype) if torch_dtype != "auto" else torch.float32
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-            return model, self.load_tokenizer(source)
-
-        def load_tokenizer(self, source, **options):
-            from transformers import AutoTokenizer
-
-            return AutoTokenizer.from_pretrained(source)
-
-
-    class Chat:
-        def __init__(self, tokenizer, *, acme_prefix=">", system=None, max_length=None,
-                     truncation="delete", loss_scope="all", **unknown):
-            if unknown:
-                raise ConfigError(f"acme-chat takes no option {sorted(unknown)[0]!r}")
-            print(f"acme-chat: prefix={acme_prefix}", flush=True)
-            self.tokenizer, self.prefix, self.max_length = tokenizer, acme_prefix, max_length
-
-        def render(self, messages, *, add_generation_prompt=False, **_):
-            text = "".join(f"{self.prefix}{m['role']}: {m['content']}\\n" for m in messages)
-            return text + (f"{self.prefix}assistant: " if add_generation_prompt else "")
-
-        def encode(self, messages, **_):
-            ids, labels = [], []
-            for m in messages:
-                tokens = self.tokenizer.encode
-                head = tokens(f"{self.prefix}{m['role']}: ", add_special_tokens=False)
-                body = tokens(f"{m['content']}\\n", add_special_tokens=False)
-                ids += head + body
-                said = m["role"] == "assistant"
-                labels += [-100] * len(head) + (body if said else [-100] * len(body))
-            if self.max_length and len(ids) > self.max_length:
-                return None
-            return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
-
-
-    class Rows:
-        def can_read(self, spec, *, hub=None):
-            return spec.startswith("acme-rows:")
-
-        def read(self, spec, *, streaming=False, acme_answer="yes", **options):
-            print(f"acme-rows: answer={acme_answer}", flush=True)
-            n = int(spec.split(":", 1)[1])
-            return [
-                {"messages": [{"role": "user", "content": f"question {i}"},
-                              {"role": "assistant", "content": acme_answer}]}
-                for i in range(n)
-            ]
-
-
-    class Log:
-        def __init__(self, output_dir=".", acme_log_name="acme-log.jsonl", **_):
-            self.path = Path(output_dir) / acme_log_name
-
-        def on_log(self, step, metrics):
-            with self.path.open("a") as f:
-                f.write(json.dumps({"step": step, **metrics}) + "\\n")
-
-        def on_end(self):
-            pass
-"""
-
-
-@pytest.fixture(scope="module")
-def parts(tmp_path_factory, fake_site_factory):
-    site = fake_site_factory(tmp_path_factory.mktemp("acme-parts"))
-    site.dist(
-        "acme-parts",
-        "0.3",
-        entry_points={"acme-parts": "acme_parts"},
-        modules={
-            "acme_parts": PARTS_PLUGIN,
-            "acme_parts_options": PARTS_OPTIONS,
-            "acme_parts_impl": PARTS_IMPL,
-        },
-    )
-    return site
-
 
 def test_a_plugins_loader_template_source_and_callback_take_their_options(
-    parts, martlet, tiny_model_dir, tmp_path
+    acme_parts, martlet, tiny_model_dir, tmp_path
 ):
     """Each selected record gets its own options in a real run, they are written under it in
     config.yaml, and `infer --adapters` loads the run again with the same loader and template."""
@@ -419,7 +254,7 @@ def test_a_plugins_loader_template_source_and_callback_take_their_options(
         "--report-to", "acme-log", "--acme-log-name", "mine.jsonl",
         "--max-steps", "2", "--logging-steps", "1", "--max-length", "64",
         "--output-dir", str(out), "--disable-progress-bar",
-        site=parts,
+        site=acme_parts,
     )  # fmt: skip
     assert result.rc == 0, result
     for said in ("acme-loader: note=from-the-cli", "acme-chat: prefix=##", "acme-rows: answer=Zed"):
@@ -432,14 +267,21 @@ def test_a_plugins_loader_template_source_and_callback_take_their_options(
     assert config["dataset_source"] == {"name": "acme-rows", "acme_answer": "Zed"}
     assert config["acme_log_name"] == "mine.jsonl"  # a list selector's options stay flat
     again = martlet(
-        "infer", "--adapters", str(out), "--query", "hello", "--max-new-tokens", "2", site=parts
+        "infer",
+        "--adapters",
+        str(out),
+        "--query",
+        "hello",
+        "--max-new-tokens",
+        "2",
+        site=acme_parts,
     )
     assert again.rc == 0, again
     assert "acme-loader: note=from-the-cli" in again.out
     assert "acme-chat: prefix=##" in again.out
 
 
-def test_their_options_need_their_selection_and_show_in_help(parts, martlet, tmp_path):
+def test_their_options_need_their_selection_and_show_in_help(acme_parts, martlet, tmp_path):
     common = ("sft", "--model", str(tmp_path / "none"), "--dataset", "x", "--print-config")
     for flag, value, selector in (
         ("--acme-note", "n", "--model-loader acme-loader"),
@@ -447,16 +289,16 @@ def test_their_options_need_their_selection_and_show_in_help(parts, martlet, tmp
         ("--acme-answer", "a", "--dataset-source acme-rows"),
         ("--acme-log-name", "f", "--report-to acme-log"),
     ):
-        refused = martlet(*common, flag, value, site=parts)
+        refused = martlet(*common, flag, value, site=acme_parts)
         assert refused.rc != 0 and "Traceback" not in refused.err, refused
         assert f"{flag} is an option of" in refused.err and "(acme-parts)" in refused.err
         assert f"pass {selector}" in refused.err, refused.err
     shown = martlet(
-        "sft", "--model-loader", "acme-loader", "--template", "acme-chat", "--help", site=parts
+        "sft", "--model-loader", "acme-loader", "--template", "acme-chat", "--help", site=acme_parts
     )
     assert "Acme's loader (acme-parts):" in shown.out and "--acme-note TEXT" in shown.out
     assert "Acme's chat lines (acme-parts):" in shown.out and "--acme-prefix TEXT" in shown.out
-    plain = martlet("sft", "--help", site=parts)
+    plain = martlet("sft", "--help", site=acme_parts)
     assert "--acme-note" not in plain.out
     said = " ".join(plain.out.split())
     assert "Each model loader has its own options: `martlet sft --model-loader NAME --help`" in said

@@ -146,3 +146,15 @@ def _slowdown(device: str, dtype: str, size: int = 192) -> float | None:
         return seconds(getattr(torch, dtype)) / max(seconds(torch.float32), 1e-9)
     except Exception:  # noqa: BLE001 - a hint, never a failure
         return None
+
+
+def compute_dtype(x: Any) -> Any:
+    """The dtype a matrix product of tensor ``x`` runs in: autocast's when it is on for ``x``'s
+    device, else ``x``'s own. What a hand-written autograd function (a fused kernel) casts to,
+    so it computes as the module it replaces would under the run's mixed precision."""
+    import torch
+
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return x.dtype

@@ -1,6 +1,7 @@
 """A dataset that gives no rows is an error naming it and saying why: empty files of every
 type, every row skipped as bad, a selection that keeps nothing, a folder with nothing in it —
-read as a list, as a stream, by `martlet dataset prepare|info` and by `load_train_val`."""
+read as a list, as a stream and by `martlet dataset prepare|info` (martlet-train tests its
+`load_train_val`)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ from pathlib import Path
 import martlet
 import pytest
 from martlet_data.errors import BadRowError, DataError, EmptyDatasetError
-from martlet_data.loading import load_datasets, load_train_val
-from martlet_data.options import DataOptions
+from martlet_data.loading import load_datasets
 
 
 def _empty_parquet(path: Path) -> None:
@@ -206,25 +206,6 @@ def test_several_datasets_name_the_empty_one(tmp_path, write_jsonl):
         for row in stream:
             seen.append(row)
     assert seen == [{"text": "a"}]  # the stream was read up to the empty one
-
-
-# ------------------------------------------------------------------------ training rows
-
-
-def test_load_train_val_raises_for_an_empty_dataset(tmp_path, write_jsonl):
-    empty = tmp_path / "empty.jsonl"
-    empty.write_bytes(b"")
-    with pytest.raises(EmptyDatasetError, match=f"dataset {str(empty)!r} has no rows"):
-        load_train_val(DataOptions(dataset=[str(empty)]))
-    good = write_jsonl([{"text": "a"}], "good.jsonl")
-    with pytest.raises(EmptyDatasetError, match=f"dataset {str(empty)!r} has no rows"):
-        load_train_val(DataOptions(dataset=[str(good)], val_dataset=[str(empty)]))
-    bad = write_jsonl(ALL_BAD, "bad.jsonl")
-    with pytest.raises(EmptyDatasetError, match="5 rows, all skipped"):
-        load_train_val(DataOptions(dataset=[str(bad)], on_bad_rows="skip"))
-    train, _ = load_train_val(DataOptions(dataset=[str(empty)], streaming=True))
-    with pytest.raises(EmptyDatasetError, match=f"dataset {str(empty)!r} has no rows"):
-        list(train)  # where training reads the stream
 
 
 # ------------------------------------------------------------------------ the CLI

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from martlet_data.packing import PackedCollator, pack_rows
 from martlet_sdk.tiny import tiny_model
 from martlet_train import packed_attention
+from martlet_train.batching import PackedCollator, pack_rows
 from martlet_train.packed_attention import (
     NAME,
     restore_attention,
@@ -247,7 +247,7 @@ def test_packed_lora_training_switches_and_saves_a_plain_config(tmp_path):
 def test_a_padding_free_batch_gives_the_padded_batch_loss_and_gradients():
     """--padding-free: a micro-batch's rows as one row, attended segment by segment, train on
     exactly what the padded batch trains on."""
-    from martlet_data.packing import PaddingCollator, PaddingFreeCollator
+    from martlet_train.batching import PaddingCollator, PaddingFreeCollator
     from martlet_train.losses import causal_lm_loss
 
     generator = torch.Generator().manual_seed(0)

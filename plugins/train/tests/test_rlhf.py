@@ -60,7 +60,7 @@ def pairs(n: int = 8, seed: int = 0) -> list[dict]:
 
 
 def collator():
-    from martlet_data.packing import PaddingCollator
+    from martlet_train.batching import PaddingCollator
 
     return RlhfCollator(PaddingCollator(0))
 

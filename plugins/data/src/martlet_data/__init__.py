@@ -1,8 +1,11 @@
-"""martlet-data: dataset sources, formats, the dataset registry, embedded datasets, packing.
+"""martlet-data: dataset sources, formats, the dataset registry, embedded datasets.
 
 The names below are imported on first use, so ``import martlet_data`` stays light::
 
-    from martlet_data import load_datasets, DataOptions, encode_rows, pack_rows
+    from martlet_data import load_datasets, to_canonical, Rows
+
+Encoding rows (``encode_rows``) is the core's (:mod:`martlet.examples`, re-exported here);
+packing and collating them is martlet-train's.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "DataOptions": "martlet_data.options",
     "ReadOptions": "martlet_data.options",
     "Rows": "martlet_data.rows",
     "RowStream": "martlet_data.rows",
@@ -24,12 +26,8 @@ _LAZY = {
     "detect_format": "martlet_data.formats",
     "parse_spec": "martlet_data.spec",
     "load_datasets": "martlet_data.loading",
-    "load_train_val": "martlet_data.loading",
     "encode_rows": "martlet_data.encode",
     "EncodedRows": "martlet_data.encode",
-    "pack_rows": "martlet_data.packing",
-    "PackedCollator": "martlet_data.packing",
-    "PaddingCollator": "martlet_data.packing",
 }
 
 

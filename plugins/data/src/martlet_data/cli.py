@@ -159,7 +159,7 @@ def _need_specs(config: Any) -> list[str]:
 
 def describe(rows: Any, specs: list[str], model: str | None = None) -> dict[str, Any]:
     """The ``info`` report of rows already read (a list or a stream)."""
-    from martlet_data.formats import row_kind
+    from martlet.examples import row_kind
 
     kinds: Counter = Counter()
     kept = []
@@ -178,8 +178,7 @@ def describe(rows: Any, specs: list[str], model: str | None = None) -> dict[str,
     }
     if model:
         import martlet
-
-        from martlet_data.encode import encode_rows
+        from martlet.examples import encode_rows
 
         tokenizer = martlet.load_tokenizer(model)
         template = martlet.load_template(tokenizer)

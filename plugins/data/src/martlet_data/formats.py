@@ -22,6 +22,8 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
+from martlet.examples import rejected_conversation, row_kind  # noqa: F401 - moved to the core
+
 from martlet_data.errors import RowProblem
 
 # ------------------------------------------------------------------------- names
@@ -755,24 +757,3 @@ _CONSUMED: dict[str, tuple[str, ...]] = {
     "kto": ("messages", "conversations", "label", "system", "history", *QUERY_KEYS, *RESPONSE_KEYS),
     "text": TEXT_KEYS,
 }
-
-
-def row_kind(row: Mapping[str, Any]) -> str:
-    """The kind of a canonical row: ``preference``, ``kto``, ``text`` or ``messages``."""
-    if "rejected_response" in row or "rejected_messages" in row:
-        return "preference"
-    if "label" in row and "messages" in row:
-        return "kto"
-    if "text" in row and "messages" not in row:
-        return "text"
-    return "messages"
-
-
-def rejected_conversation(row: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The rejected side of a canonical preference row as a full conversation."""
-    if "rejected_messages" in row:
-        return list(row["rejected_messages"])
-    if "rejected_response" not in row:
-        raise KeyError("not a preference row: no rejected_response or rejected_messages")
-    messages = list(row["messages"])
-    return [*messages[:-1], {"role": "assistant", "content": row["rejected_response"]}]

@@ -1,8 +1,7 @@
-"""Several datasets at once, and the train/validation rows of a command's :class:`DataOptions`."""
+"""Several datasets at once, with their bad-row reports and formats merged (``martlet dataset``)."""
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -10,7 +9,6 @@ from typing import Any
 from martlet.errors import ConfigError
 
 from martlet_data.errors import BadRowReport
-from martlet_data.options import DataOptions
 from martlet_data.rows import Rows, RowStream
 
 
@@ -69,51 +67,3 @@ def _rows(read: Any, spec: str, streaming: bool) -> Rows | RowStream:
         yield from read
 
     return RowStream(make, spec, specs=(spec,))
-
-
-def load_train_val(options: DataOptions) -> tuple[Rows | RowStream, Rows | RowStream | None]:
-    """The training rows and the validation rows (or None) of ``options``.
-
-    * ``--val-dataset`` given: those rows validate.
-    * else ``--split-dataset-ratio R`` > 0: ``R`` of the training rows (at least one) are held
-      out, chosen with ``--data-seed``.
-    * ``--dataset-shuffle`` (default on): the training rows are shuffled with ``--data-seed``
-      (not when streaming: a stream is read in order).
-
-    Raises:
-        ConfigError: no ``--dataset``; a ratio with ``--streaming`` (a stream cannot be split
-            without reading it whole: give ``--val-dataset``); a ratio that leaves no
-            training row.
-    """
-    if not options.dataset:
-        raise ConfigError("no --dataset given", fix="pass --dataset NAME_OR_PATH (several allowed)")
-    read = options.read_options()
-    train = load_datasets(options.dataset, **read)
-    val = load_datasets(options.val_dataset, **read) if options.val_dataset else None
-    if options.streaming:
-        if val is None and options.split_dataset_ratio > 0:
-            raise ConfigError(
-                "--split-dataset-ratio cannot split a streamed dataset",
-                why="holding out a fraction needs the whole dataset in memory",
-                fix="give --val-dataset instead, or drop --streaming",
-            )
-        return train, val
-    assert isinstance(train, Rows)
-    rng = random.Random(options.data_seed)
-    order = list(range(len(train)))
-    if options.dataset_shuffle:
-        rng.shuffle(order)
-    if val is None and options.split_dataset_ratio > 0:
-        n_val = max(1, round(len(train) * options.split_dataset_ratio))
-        if n_val >= len(train):
-            raise ConfigError(
-                f"--split-dataset-ratio {options.split_dataset_ratio} leaves no training rows "
-                f"out of {len(train)}",
-                fix="lower the ratio or add rows",
-            )
-        held = order[:n_val] if options.dataset_shuffle else rng.sample(order, n_val)
-        held_set = set(held)
-        val = Rows([train[i] for i in sorted(held_set)], specs=train.specs)
-        order = [i for i in order if i not in held_set]
-    train = Rows([train[i] for i in order], train.report, train.formats, train.specs)
-    return train, val

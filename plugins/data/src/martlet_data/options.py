@@ -1,8 +1,9 @@
-"""Options: :class:`DataOptions`, the option group commands compose into their configs, and
-:class:`ReadOptions`, what one dataset source's ``read`` accepts.
+"""Options: :class:`DatasetReadOptions`, the core's read options with this plugin's formats
+checked (``martlet dataset info|prepare``), and :class:`ReadOptions`, what one of this plugin's
+dataset sources' ``read`` accepts.
 
-Field names are unique across Martlet's option groups so a command can compose several
-(``class SftConfig(ModelOptions, DataOptions, ...)``); aliases are ms-swift's spellings.
+A training command's data options are martlet-train's ``TrainDataOptions``, built on the core's
+:class:`martlet.options.DatasetReadOptions`; aliases are ms-swift's spellings.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from martlet.config import option
 from martlet.errors import ConfigError
 from martlet.options import DEFAULT_SEED, check_columns, check_names
 from martlet.options import DatasetReadOptions as CoreReadOptions
@@ -105,46 +105,11 @@ class DatasetReadOptions(CoreReadOptions):
 
     The core's read options (:class:`martlet.options.DatasetReadOptions`) with
     ``--dataset-format`` checked against this plugin's formats: the options of ``martlet
-    dataset info|prepare``, and the base of :class:`DataOptions`."""
+    dataset info|prepare``."""
 
     def __post_init__(self) -> None:
         try:
             normalize_format(self.dataset_format)
         except ValueError as exc:
             raise ConfigError(f"--dataset-format: {exc}") from None
-        super().__post_init__()
-
-
-@dataclass(kw_only=True)
-class DataOptions(DatasetReadOptions):
-    """Validation data, shuffling, lengths and packing.
-
-    The data options of a training command (``martlet sft``, ``pt``, ``rlhf``):
-    :class:`DatasetReadOptions` plus these."""
-
-    val_dataset: list[str] = option(
-        default_factory=list,
-        help="Validation datasets, in the same syntax; none: split them off --dataset "
-        "with --split-dataset-ratio.",
-        metavar="SPEC",
-    )
-    split_dataset_ratio: float = option(
-        0.0,
-        help="Fraction of --dataset rows held out for validation when --val-dataset is empty.",
-    )
-    dataset_shuffle: bool = option(True, help="Shuffle the training rows (seeded by --data-seed).")
-    packing: bool = option(False, help="Bin-pack encoded rows up to --max-length for training.")
-    padding_free: bool = option(
-        True,
-        help="Batch the rows of a micro-batch as one row, each attending only to itself: no "
-        "compute or memory spent on padding, the same rows and targets as padded batches "
-        "(where the model's attention allows it; padded batches otherwise).",
-    )
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.split_dataset_ratio < 1.0:
-            raise ConfigError(
-                f"--split-dataset-ratio must be in [0, 1), got {self.split_dataset_ratio}",
-                fix="e.g. --split-dataset-ratio 0.01 holds out 1% for validation",
-            )
         super().__post_init__()

@@ -21,10 +21,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from martlet.errors import ConfigError, MartletError
+from martlet.examples import IGNORE_INDEX
 
 from martlet_hf import chat_templates as jinja
 
-IGNORE_INDEX = -100
 TRUNCATIONS = ("delete", "left", "right")
 LOSS_SCOPES = ("all", "last")
 #: end-of-turn tokens of common chat formats, looked for when a template names none

@@ -28,16 +28,9 @@ import types
 from typing import Any
 
 import torch
+from martlet.precision import compute_dtype  # noqa: F401 - also read from here
 
 from martlet_peft.dropout import DropMask, drop_probability
-
-
-def compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """The dtype the base layer's product runs in: autocast's when it is on, else ``x``'s."""
-    device = x.device.type
-    if torch.is_autocast_enabled(device):
-        return torch.get_autocast_dtype(device)
-    return x.dtype
 
 
 class LoraLinearFunction(torch.autograd.Function):

@@ -20,14 +20,14 @@ from typing import Any
 from martlet.config import build, option, to_yaml
 from martlet.errors import ConfigError, MartletError
 from martlet.options import ModelOptions, TemplateOptions
-from martlet_data.options import DataOptions
 
+from martlet_train.datasets import TrainDataOptions
 from martlet_train.loop import TrainResult
 from martlet_train.options import TrainOptions
 
 
 @dataclass(kw_only=True)
-class TrainJobConfig(ModelOptions, TemplateOptions, DataOptions, TrainOptions):
+class TrainJobConfig(ModelOptions, TemplateOptions, TrainDataOptions, TrainOptions):
     """What every training command takes (``sft``, ``pt``, ``rlhf``)."""
 
     tuner: str = option(
@@ -340,7 +340,7 @@ def fit(
 
 def run(config: SftConfig | Mapping[str, Any], objective: str = "sft") -> TrainResult:
     """Train; the Python form of ``martlet sft`` (``objective="pt"`` for ``martlet pt``)."""
-    from martlet_data.loading import load_train_val
+    from martlet_train.datasets import load_train_val
 
     if not isinstance(config, SftConfig):
         config = build(SftConfig, values=dict(config))
@@ -361,7 +361,7 @@ def run(config: SftConfig | Mapping[str, Any], objective: str = "sft") -> TrainR
     from martlet_train.packed_attention import switched
 
     if config.packing:
-        from martlet_data.packing import pack_rows
+        from martlet_train.batching import pack_rows
 
         train = pack_rows(train, config.max_length)
         val = pack_rows(val, config.max_length) if val else val
@@ -440,7 +440,7 @@ def _load_options(config: SftConfig) -> dict[str, Any]:
 def _encode(
     rows: Any, template: Any, tokenizer: Any, config: SftConfig, objective: str
 ) -> list[dict[str, Any]]:
-    from martlet_data.encode import encode_rows
+    from martlet.examples import encode_rows
 
     result = encode_rows(
         rows,
@@ -474,7 +474,7 @@ def _collator(config: SftConfig, tokenizer: Any, model: Any, *, by_segment: bool
     """The batch collator: padded rows; a micro-batch's rows as one row (``--padding-free``,
     where the model attends segment by segment, :mod:`martlet_train.packed_attention`); or
     packed rows with ``position_ids`` only (the same) or with a block-diagonal 4D mask."""
-    from martlet_data.packing import PackedCollator, PaddingCollator, PaddingFreeCollator
+    from martlet_train.batching import PackedCollator, PaddingCollator, PaddingFreeCollator
 
     pad = tokenizer.pad_token_id
     if pad is None:

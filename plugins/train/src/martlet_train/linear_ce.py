@@ -14,7 +14,7 @@ of Liger Kernel's fused linear cross-entropy, in PyTorch operations).
 from __future__ import annotations
 
 import torch
-from martlet_peft.fused import compute_dtype
+from martlet.precision import compute_dtype
 
 # rows per chunk: about 4 MiB of fp32 logits (32 rows of a 49k vocabulary), enough rows for
 # efficient products; 128-row chunks' logits and probabilities (2 x 25 MB) raised the peak of

@@ -11,7 +11,9 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-IGNORE = -100
+from martlet.examples import IGNORE_INDEX
+
+IGNORE = IGNORE_INDEX  # the core's (martlet.examples)
 
 
 def target_logits(

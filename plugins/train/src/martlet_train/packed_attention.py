@@ -1,6 +1,6 @@
 """Attention inside packed rows, computed segment by segment.
 
-A packed row (``martlet_data.packing``) holds several encoded rows one after another; each may
+A packed row (``martlet_train.batching``) holds several encoded rows one after another; each may
 attend only to itself. A 4D block-diagonal mask gets that right with any attention kernel, but
 the kernel still computes every query against every key of the whole packed row and throws most
 of it away: for four 512-token rows of ~60-token segments that was 29% of a training step on a

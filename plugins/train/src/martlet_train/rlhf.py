@@ -134,9 +134,8 @@ def try_options(record: Any, loss: Any, config: RlhfConfig) -> None:
 def rlhf(config: RlhfConfig | Mapping[str, Any]) -> TrainResult:
     """Train with a preference, reward or distillation objective; the Python form of
     ``martlet rlhf``."""
-    from martlet_data.loading import load_train_val
-
     from martlet_train import job as jobs
+    from martlet_train.datasets import load_train_val
 
     if not isinstance(config, RlhfConfig):
         config = build(RlhfConfig, values=dict(config))
@@ -175,7 +174,7 @@ def _lm_load_options(config: RlhfConfig) -> dict[str, Any]:
     return options
 
 
-#: row kind (martlet-data's ``row_kind``) -> (what it is, an embedded dataset of that kind);
+#: row kind (:func:`martlet.examples.row_kind`) -> (what it is, an embedded dataset of that kind);
 #: a conversation objective also takes the chosen conversation of a preference or KTO row
 ROW_SHAPES = {
     "preference": ("preference pairs (chosen and rejected responses)", "sample-dpo"),
@@ -189,8 +188,7 @@ def encode(
 ) -> list[dict[str, Any]]:
     """Encode ``rows`` for ``record``: its data shape is checked row by row, and the labels
     keep only the final response."""
-    from martlet_data.encode import encode_rows
-    from martlet_data.formats import row_kind
+    from martlet.examples import encode_rows, row_kind
 
     from martlet_train.objectives import add_kl_rows, last_response_only
 

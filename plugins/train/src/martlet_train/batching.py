@@ -1,4 +1,4 @@
-"""Packing and batching encoded rows for training.
+"""Packing and batching encoded examples (:mod:`martlet.examples`) for training.
 
 * :func:`pack_rows` bin-packs encoded rows (best-fit decreasing) into packed rows of at most
   ``max_length`` tokens. A packed row holds ``input_ids``, ``labels`` and ``position_ids`` that
@@ -25,9 +25,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from martlet.errors import ConfigError
+from martlet.examples import IGNORE_INDEX
 
-log = logging.getLogger("martlet.data")
-IGNORE_INDEX = -100
+log = logging.getLogger("martlet.train")
 
 
 def plan_bins(lengths: Sequence[int], max_length: int) -> list[list[int]]:
@@ -71,7 +71,7 @@ def pack_rows(rows: Sequence[Mapping[str, Any]], max_length: int) -> list[dict[s
 
     Args:
         rows: dicts with ``input_ids`` and ``labels`` (lists of ints), e.g. from
-            :func:`martlet_data.encode.encode_rows`.
+            :func:`martlet.examples.encode_rows`.
         max_length: the most tokens in a packed row.
 
     Returns:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import martlet
 import pytest
 from martlet.errors import ConfigError, MartletError
-from martlet_data.encode import encode_rows
-from martlet_data.packing import (
+from martlet.examples import encode_rows
+from martlet_train.batching import (
     PackedCollator,
     PaddingCollator,
     block_diagonal_mask,
@@ -347,7 +347,7 @@ def test_pack_rows_refuses_labels_of_another_length():
 
 
 def test_padding_free_batches_are_one_row_with_no_padding():
-    from martlet_data.packing import PaddingFreeCollator
+    from martlet_train.batching import PaddingFreeCollator
 
     rows = [
         {"input_ids": [5, 6, 7], "labels": [-100, 6, 7]},
@@ -361,3 +361,24 @@ def test_padding_free_batches_are_one_row_with_no_padding():
     assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1]]
     assert "attention_mask" not in batch
     assert int(batch["num_tokens"]) == 5 and collate.padding_fraction == 0.0
+
+
+def test_margins_reach_the_batch(martlet_manager, tmp_path, tiny_tokenizer):
+    import json
+
+    rows = [
+        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+         "rejected_response": "b", "margin": m}
+        for m in (2.0, 0.5, None)
+    ]  # fmt: skip
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(
+        "".join(json.dumps({k: v for k, v in r.items() if v is not None}) + "\n" for r in rows)
+    )
+    martlet_manager("data", "hf")
+    encoded = encode_rows(
+        list(martlet.load_dataset(str(path))), martlet.load_template(tiny_tokenizer)
+    )
+    batch = PaddingCollator(0)(list(encoded))
+    assert batch["margin"].tolist() == [2.0, 0.5, 0.0]  # no margin: none required
+    assert "margin" not in PaddingCollator(0)([encoded[2]])
