@@ -62,10 +62,11 @@ inference_backends
     applied, for ``--adapters``) and a :class:`Template` bound to its tokenizer that does not
     truncate.
 accelerators
-    a class; ``cls()`` is an :class:`Accelerator`. :mod:`martlet.precision` uses the record
-    named by the ``--device`` type, else the first non-CPU one that ``is_available()``, else
-    ``cpu``, and reads its ``preferred_dtype()`` to resolve ``auto`` precision; ``martlet
-    doctor`` reports every one's devices, dtypes and memory.
+    a class; ``cls()`` is an :class:`Accelerator`. :func:`martlet.devices.place` uses the
+    record named by ``--device`` (``NAME[:INDEX]``), else the first non-CPU one that
+    ``is_available()``, else ``cpu``: training, ``infer`` and ``export`` run on it and
+    :mod:`martlet.precision` reads its ``preferred_dtype()`` to resolve ``auto`` precision;
+    ``martlet doctor`` reports every one's devices, dtypes and memory.
 eval_tasks
     a class; ``cls()`` is an :class:`EvalTask`. No command calls one yet.
 callbacks
@@ -98,9 +99,17 @@ Message = Mapping[str, Any]
 class Accelerator(Protocol):
     """A device kind (cpu, cuda, mps, xpu, npu, ...).
 
-    ``device_type`` is the ``torch.device`` type, as in the record. Methods other than
-    ``is_available``, ``preferred_dtype``, ``supported_dtypes``, ``device_count`` and
-    ``memory_stats`` are used by the contract tests only, so far.
+    ``device_type`` is the ``torch.device`` type the device computes as. ``martlet sft``,
+    ``pt``, ``rlhf``, ``infer`` and ``export`` choose their device through these records
+    (:func:`martlet.devices.place`: ``--device NAME[:INDEX]``, else the first available one
+    other than the CPU, else the CPU): they ask ``is_available`` and ``device_count``, put the
+    model on ``device_type`` (index ``INDEX``), resolve ``auto`` precision from
+    ``preferred_dtype`` and seed with ``manual_seed``; ``martlet doctor`` reports
+    ``supported_dtypes`` and ``memory_stats``. ``distributed_backend`` and ``synchronize`` are
+    for the parallel strategies.
+
+    Optional: ``prepare()``, called once when the device is chosen, before anything runs on it:
+    an import that must happen first (``import torch_npu``) or a runtime to start.
     """
 
     device_type: str

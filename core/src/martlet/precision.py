@@ -49,22 +49,14 @@ class Precision:
 
 def accelerator(device: str | None = None) -> Any:
     """The accelerator implementation for ``device`` (``cuda:1`` -> ``cuda``), or the first
-    available non-CPU device kind when ``device`` is None, else the CPU's."""
+    available non-CPU device kind when ``device`` is None, else the CPU's
+    (:func:`martlet.devices.best`)."""
+    from martlet.devices import best
     from martlet.manager import get_manager
 
-    registry = get_manager().registry
-    if device:
-        return registry.get("accelerators", device.split(":")[0]).load()()
-    for record in registry.records("accelerators"):
-        if record.name == "cpu" or record.missing_requirements():
-            continue
-        try:
-            impl = record.load()()
-            if impl.is_available():
-                return impl
-        except Exception:  # noqa: BLE001 - a broken vendor plugin must not stop a CPU run
-            continue
-    return registry.get("accelerators", "cpu").load()()
+    if device and device != "auto":
+        return get_manager().registry.get("accelerators", device.split(":")[0]).load()()
+    return best()[1]
 
 
 def resolve(

@@ -42,6 +42,11 @@ class ExportConfig:
         "auto", help="Dtype to load and save in."
     )
     overwrite: bool = option(False, help="Replace a non-empty --output-dir.")
+    device: str | None = option(
+        None,
+        help="The accelerator to load and merge on: NAME[:INDEX] (cpu, cuda:1, a plugin's "
+        "device; default: the CPU).",
+    )
 
 
 @config_command(ExportConfig, name="export")
@@ -77,6 +82,10 @@ def run_export(config: ExportConfig) -> Path:
             )
         quantizer = record.load()()
     load_options: dict[str, Any] = {"torch_dtype": config.torch_dtype}
+    if config.device:  # chosen through the accelerator records (the CPU by default)
+        from martlet.devices import place
+
+        load_options["device_map"] = place(config.device).torch_device
     info: dict[str, Any] = {}
     if config.adapters:
         model, tokenizer, run = load_run(config.adapters, **load_options)

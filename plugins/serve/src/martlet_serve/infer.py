@@ -40,6 +40,11 @@ class InferConfig(ModelOptions, TemplateOptions):
         "and system prompt come from its config.yaml.",
         aliases=("ckpt_dir", "adapter"),
     )
+    device: str | None = option(
+        None,
+        help="The accelerator to run on: NAME[:INDEX] (cpu, cuda:1, a plugin's device; "
+        "default: the CPU, or where --device-map puts the layers).",
+    )
     infer_backend: str = option("pt", help="The inference engine.", aliases=("backend",))
     task: Literal["generate", "reward", "seq_cls"] = option(
         "generate",
@@ -88,6 +93,20 @@ class InferConfig(ModelOptions, TemplateOptions):
         """The model's loader options, ``--torch-dtype auto`` resolved for inference on the
         device the weights go to: its native half dtype where it has one, else float32."""
         options = super().loader_options()
+        if self.device:
+            from martlet.devices import place
+            from martlet.precision import resolve
+
+            if self.device_map is not None:
+                raise ConfigError(
+                    "--device and --device-map both say where the model goes",
+                    fix="pass one of them: --device for one device, --device-map to spread it",
+                )
+            placement = place(self.device)
+            options["device_map"] = placement.torch_device
+            if options.get("torch_dtype") in ("auto", None):
+                options["torch_dtype"] = resolve(device=placement.spec, inference=True).torch_dtype
+            return options
         if options.get("torch_dtype") in ("auto", None):
             from martlet.precision import resolve
 

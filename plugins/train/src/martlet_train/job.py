@@ -215,7 +215,7 @@ def start(config: Any, label: str) -> Job:
     device and the precision, load the model, tokenizer and template."""
     import martlet
 
-    _seed(config.seed)
+    _seed(config)
     out = prepare_output_dir(config)
     precision = resolve_precision(config)
     accelerator = _accelerator(config)
@@ -384,43 +384,25 @@ def pt(config: SftConfig | Mapping[str, Any]) -> TrainResult:
 # ------------------------------------------------------------------------- pieces
 
 
-def _seed(seed: int) -> None:
+def _seed(config: Any) -> None:
+    """Seed Python, NumPy and torch, and the run's device kind through its accelerator."""
+    from martlet.devices import place
     from transformers import set_seed
 
-    set_seed(seed)
+    set_seed(config.seed)
+    place(config.device).seed(config.seed)
 
 
 def choose_device(config: Any) -> None:
-    """Check ``--device`` before anything loads: an unknown or missing device is an error, or,
-    with ``--fallback-on-cpu``, a warning naming the device used (the CPU, then recorded in
-    ``config.yaml``)."""
-    requested = (config.device or "").strip()
-    if requested in ("", "cpu", "auto"):
-        config.device = requested if requested != "auto" else None
-        return
-    import torch
+    """Resolve ``--device`` through the accelerator records before anything loads
+    (:func:`martlet.devices.place`): an unknown or missing device is an error or, with
+    ``--fallback-on-cpu``, a warning and the CPU. ``config.device`` becomes the choice
+    (recorded in ``config.yaml``), or stays empty for the best available."""
+    from martlet.devices import place
 
-    try:
-        device = torch.device(requested)
-    except (RuntimeError, ValueError):
-        why = f"{requested!r} is not a device type PyTorch knows"
-    else:
-        module = getattr(torch, device.type, None)
-        count = getattr(module, "device_count", lambda: 0)
-        available = bool(getattr(module, "is_available", lambda: False)())
-        if available and (device.index is None or device.index < count()):
-            return
-        why = f"no {requested} device is available on this machine"
-    if config.fallback_on_cpu:
-        print(f"warning: {why}: training on the CPU (--fallback-on-cpu)", flush=True)
-        config.device = "cpu"
-        return
-    raise ConfigError(
-        f"--device {requested} cannot be used",
-        why=why,
-        fix="pass --device cpu (or leave --device out to use the best available), or "
-        "--fallback-on-cpu true to train on the CPU when the device is missing",
-    )
+    requested = (config.device or "").strip()
+    placement = place(requested, fallback_on_cpu=config.fallback_on_cpu)
+    config.device = placement.spec if requested.lower() not in ("", "auto") else None
 
 
 def _accelerator(config: SftConfig) -> Any:

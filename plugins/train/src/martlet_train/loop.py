@@ -602,22 +602,24 @@ def make_accelerator(options: Any) -> Any:
     """An ``accelerate.Accelerator`` for ``--device`` and ``--mixed-precision``."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
+    from martlet.devices import place
 
     device = getattr(options, "device", None)
+    cpu = place(device).device_type == "cpu"  # the accelerator record's device kind
     precision = getattr(options, "mixed_precision", "no")
     if precision in ("auto", None):  # a Trainer built without a job: the device decides
         from martlet.precision import resolve
 
         precision = resolve(device=device, mixed_precision="auto").mixed_precision
     try:
-        return Accelerator(mixed_precision=precision, cpu=(device == "cpu"))
+        return Accelerator(mixed_precision=precision, cpu=cpu)
     except ValueError as exc:
         # accelerate keeps one process-wide state; a second run in the same (single) process
         # with another precision or device would be refused (the Python API, notebooks)
         if "already been initialized" not in str(exc) or PartialState().num_processes > 1:
             raise
         AcceleratorState._reset_state()
-        return Accelerator(mixed_precision=precision, cpu=(device == "cpu"))
+        return Accelerator(mixed_precision=precision, cpu=cpu)
 
 
 def plot_losses(history: list[dict[str, Any]], path: Path) -> Path | None:

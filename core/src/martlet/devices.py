@@ -1,0 +1,135 @@
+"""Which device a command runs on, chosen through the accelerator records (``--device``).
+
+``--device NAME[:INDEX]`` names an accelerator record (``cpu``, ``cuda:1``, a vendor's
+``npu``); without it the first installed accelerator other than the CPU that says it is
+available is used, else the CPU. The chosen implementation is asked everything device-specific
+afterwards: availability and count, the ``torch.device``, the preferred dtype (what ``auto``
+precision becomes, :mod:`martlet.precision`), seeding, and its optional ``prepare()`` — an import
+that must happen first (``torch_npu``) — is called once here. So a vendor's package with one
+accelerator record makes every command run on its device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from martlet.errors import ConfigError, MartletError, UnknownNameError
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The accelerator a command runs on: its record's ``name``, its implementation and the
+    device ``index`` (None: the default one)."""
+
+    name: str
+    accelerator: Any
+    index: int | None = None
+
+    @property
+    def device_type(self) -> str:
+        """The ``torch.device`` type (``cpu``, ``cuda``, ...)."""
+        return str(self.accelerator.device_type)
+
+    @property
+    def torch_device(self) -> str:
+        """What torch and ``device_map`` take: ``cpu``, ``cuda``, ``cuda:1``."""
+        if self.index is None or self.device_type == "cpu":
+            return self.device_type
+        return f"{self.device_type}:{self.index}"
+
+    @property
+    def spec(self) -> str:
+        """The ``--device`` value that chooses this again: ``cuda:1``, ``acme-npu``."""
+        return self.name if self.index is None else f"{self.name}:{self.index}"
+
+    def seed(self, seed: int) -> None:
+        """Seed this device kind's generators (the accelerator's ``manual_seed``)."""
+        self.accelerator.manual_seed(seed)
+
+
+def best() -> tuple[str, Any]:
+    """The first installed accelerator (by name) other than the CPU that is available, else the
+    CPU's: ``(record name, implementation)``. A broken vendor plugin is passed over."""
+    from martlet.manager import get_manager
+
+    registry = get_manager().registry
+    for record in registry.records("accelerators"):
+        if record.name == "cpu" or record.missing_requirements():
+            continue
+        try:
+            impl = record.load()()
+            if impl.is_available():
+                return record.name, impl
+        except Exception:  # noqa: BLE001 - a broken vendor plugin must not stop a CPU run
+            continue
+    return "cpu", registry.get("accelerators", "cpu").load()()
+
+
+def place(device: str | None = None, *, fallback_on_cpu: bool = False) -> Placement:
+    """The :class:`Placement` for ``--device`` (None or ``auto``: :func:`best`).
+
+    Raises:
+        UnknownNameError: no installed accelerator has that name (with the installed ones).
+        ConfigError: a malformed index, or a device that is not available here (unless
+            ``fallback_on_cpu``: then a warning and the CPU).
+    """
+    from martlet.manager import get_manager
+
+    text = (device or "").strip()
+    if text.lower() in ("", "auto"):
+        name, impl = best()
+        return _prepared(Placement(name, impl))
+    name, _, index_text = text.partition(":")
+    registry = get_manager().registry
+    if index_text and not index_text.isdigit():
+        raise ConfigError(
+            f"--device {text}: {index_text!r} is not a device index",
+            fix=f"e.g. --device {name}:0",
+        )
+    index = int(index_text) if index_text else None
+    try:
+        record = registry.get("accelerators", name)
+    except UnknownNameError:
+        if not fallback_on_cpu:
+            raise
+        installed = ", ".join(registry.names("accelerators"))
+        why = f"no accelerator named {name!r} is installed (installed: {installed})"
+        record = impl = None
+    else:
+        impl = record.load()()
+        why = None
+        if not impl.is_available():
+            why = f"no {record.name} device is available on this machine"
+        elif index is not None and index >= impl.device_count():
+            count = impl.device_count()
+            why = f"there are {count} {record.name} devices (0-based), not {index + 1}"
+    if why is None:
+        return _prepared(Placement(record.name, impl, index))
+    if fallback_on_cpu:
+        print(f"warning: {why}: running on the CPU (--fallback-on-cpu)", flush=True)
+        cpu = get_manager().registry.get("accelerators", "cpu").load()()
+        return _prepared(Placement("cpu", cpu))
+    raise ConfigError(
+        f"--device {text} cannot be used",
+        why=why,
+        fix="pass --device cpu (or leave --device out to use the best available)"
+        + (", or --fallback-on-cpu true to run on the CPU when the device is missing"),
+    )
+
+
+def _prepared(placement: Placement) -> Placement:
+    prepare = getattr(placement.accelerator, "prepare", None)
+    if prepare is not None:
+        try:
+            prepare()
+        except MartletError:
+            raise
+        except Exception as exc:
+            raise MartletError(
+                f"accelerator {placement.name!r} failed to prepare its device",
+                why=f"{type(exc).__name__}: {exc}",
+                fix="check the device's own libraries (its plugin's README)",
+                cause=exc,
+            ) from exc
+    return placement
