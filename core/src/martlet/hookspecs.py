@@ -355,6 +355,32 @@ def martlet_callbacks() -> Iterable[r.CallbackRecord]:
 
 
 @hookspec
+def martlet_kernels() -> Iterable[r.KernelRecord]:
+    """Register kernels: layers a training run switches into the model (``--kernels``).
+
+    Arguments: none.
+
+    Called: once per process, the first time the registry is used (listing, ``--help``,
+    resolving a name).
+
+    Returns: an iterable (a list, or a generator) of :class:`~martlet.records.KernelRecord`.
+
+    Example::
+
+        @hookimpl
+        def martlet_kernels():
+            yield KernelRecord(
+                name="fast-norm",
+                impl="my_plugin.norm:FastNorm",
+                devices=("cpu",),
+                dtypes=("bfloat16",),
+                replaces="Llama-style RMSNorm",
+                summary="RMSNorm in one compiled pass",
+            )
+    """
+
+
+@hookspec
 def martlet_commands() -> Iterable[r.CommandRecord]:
     """Register CLI subcommands.
 

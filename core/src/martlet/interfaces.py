@@ -74,6 +74,11 @@ callbacks
     the values of the record's own options (its ``options`` dataclass, set by the user with
     ``--report-to NAME``). ``martlet sft``, ``pt`` and ``rlhf`` build one per ``--report-to
     NAME`` on every process; accept and ignore other keywords, as the built-in callbacks do.
+kernels
+    a class; ``cls()`` is a :class:`Kernel`. ``martlet sft``, ``pt`` and ``rlhf`` enter
+    ``applied(model, device=..., dtype=...)`` of each kernel ``--kernels`` chooses
+    (:func:`martlet.kernels.chosen`: ``auto``, every installed kernel whose record fits the run's
+    device and compute dtype; ``none``; or names) around the training loop.
 commands
     a ``click.Command`` (or group), not a class: ``martlet NAME ARGS`` (or an alias) runs it;
     :func:`martlet.cli.config_command` makes one from a config dataclass. A
@@ -89,6 +94,7 @@ in step).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager as ContextManager
 from typing import Any, Protocol, runtime_checkable
 
 Message = Mapping[str, Any]
@@ -432,6 +438,23 @@ class EvalTask(Protocol):
 
     def score(self, predictions: Sequence[str], examples: Sequence[dict]) -> dict[str, float]:
         """Metric name -> value, for ``predictions`` of ``examples`` in the same order."""
+
+
+@runtime_checkable
+class Kernel(Protocol):
+    """Switches some of a model's layers to a faster or leaner implementation for a run.
+
+    The switched layers must compute what the model's own do (the same loss and gradients,
+    within rounding: the contract and ``--kernels none`` tests compare them). A kernel that
+    keeps less for the backward pass may declare a tensor it can recompute with
+    :func:`martlet.memory.derived`.
+    """
+
+    def applied(self, model: Any, *, device: str, dtype: str) -> ContextManager[int]:
+        """A context manager: while active, the layers of ``model`` this kernel supports run
+        through it; it yields how many layers it switched (0: none here) and gives them their
+        own implementation back on exit. ``device`` is the device type the run computes on
+        (``cpu``, ``cuda``), ``dtype`` its compute dtype (``bfloat16``, ``float32``, ...)."""
 
 
 @runtime_checkable

@@ -463,6 +463,34 @@ class CallbackRecord(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class KernelRecord(Record):
+    """Faster (or leaner) layers switched into a model for a run: a compiled RMSNorm, a fused
+    MLP, Liger's GPU kernels (``--kernels auto|none|NAME,...``).
+
+    ``devices`` (``("cpu",)``, ``("cuda",)``; empty: any) and ``dtypes`` (the compute dtypes,
+    ``("bfloat16",)``; empty: any) say where it applies; ``replaces`` says what, in words
+    (``"Llama-style RMSNorm"``), for ``martlet plugins``.
+    """
+
+    kind: ClassVar[str] = "kernels"
+    label: ClassVar[str] = "kernel"
+    devices: tuple[str, ...] = ()
+    dtypes: tuple[str, ...] = ()
+    replaces: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for attr in ("devices", "dtypes"):
+            object.__setattr__(self, attr, _as_tuple(getattr(self, attr), attr, self.name))
+
+    def fits(self, device: str, dtype: str) -> bool:
+        """Whether it applies to a run on ``device`` (a device type) computing in ``dtype``."""
+        return (not self.devices or device in self.devices) and (
+            not self.dtypes or dtype in self.dtypes
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class CommandRecord(Record):
     """A CLI subcommand; ``impl`` names a ``click.Command`` (or group).
 
@@ -492,6 +520,7 @@ RECORD_TYPES: tuple[type[Record], ...] = (
     AcceleratorRecord,
     EvalTaskRecord,
     CallbackRecord,
+    KernelRecord,
     CommandRecord,
 )
 

@@ -264,6 +264,33 @@ class $cls:
 ''',
         ("torch",),
     ),
+    "kernels": (
+        '        name="$record_name",\n'
+        '        impl="$module.impl:$cls",\n'
+        '        devices=("cpu",),  # where it applies (empty: anywhere)\n'
+        "        dtypes=(),  # the compute dtypes it applies to (empty: any)\n"
+        '        replaces="nothing yet",\n'
+        '        summary="A kernel from $dist.",\n',
+        '''\
+"""The $record_name kernel: switch the layers it supports for the length of a run."""
+
+import contextlib
+
+
+class $cls:
+    @contextlib.contextmanager
+    def applied(self, model, *, device, dtype):
+        # find the modules you replace, give each a new forward (module.forward = ...), and
+        # yield how many; give them their own forward back afterwards, even on an error
+        switched = []
+        try:
+            yield len(switched)
+        finally:
+            for module in switched:
+                vars(module).pop("forward", None)
+''',
+        (),
+    ),
     "callbacks": (
         '        name="$record_name",\n'
         '        impl="$module.impl:$cls",\n'

@@ -3,14 +3,15 @@
 Every contract runs the registration checks of :class:`RecordContract`; the kinds whose
 interfaces are settled add behavioural checks (:class:`AcceleratorContract`,
 :class:`CommandContract`, :class:`TunerContract`, :class:`LossContract`,
-:class:`DatasetContract`). The others check the implementation's shape against
-:mod:`martlet.interfaces` and gain behavioural checks as their capabilities land.
+:class:`DatasetContract`, :class:`KernelContract`). The others check the implementation's
+shape against :mod:`martlet.interfaces` and gain behavioural checks as their capabilities land.
 """
 
 from martlet_sdk.contracts.accelerator import AcceleratorContract
 from martlet_sdk.contracts.base import RecordContract, contract_for, requires_capability
 from martlet_sdk.contracts.command import CommandContract
 from martlet_sdk.contracts.dataset import DatasetContract
+from martlet_sdk.contracts.kernel import KernelContract
 from martlet_sdk.contracts.loss import LossContract
 from martlet_sdk.contracts.tuner import TunerContract, train_steps
 
@@ -91,6 +92,7 @@ __all__ = [
     "DatasetSourceContract",
     "EvalTaskContract",
     "InferenceBackendContract",
+    "KernelContract",
     "LossContract",
     "ModelContract",
     "ModelLoaderContract",

@@ -104,11 +104,15 @@ class SavedTensorArena:
 
     @contextlib.contextmanager
     def active(self) -> Iterator[SavedTensorArena]:
-        """While active, :func:`derived` declarations are this arena's (the forward pass)."""
+        """While active, :func:`derived` declarations are this arena's (the forward pass),
+        those of other plugins' kernels included (:func:`martlet.memory.derived`)."""
+        from martlet.memory import deriving
+
         global _ACTIVE
         previous, _ACTIVE = _ACTIVE, self
         try:
-            yield self
+            with deriving(derived):
+                yield self
         finally:
             _ACTIVE = previous
 

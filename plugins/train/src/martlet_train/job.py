@@ -168,6 +168,9 @@ def check(config: SftConfig) -> None:
 
         resolve_resume(config.resume_from_checkpoint, config.output_dir)  # a checkpoint?
     choose_device(config)
+    from martlet.kernels import chosen
+
+    chosen(config.kernels, **dict(zip(("device", "dtype"), kernel_target(config), strict=True)))
 
 
 def prepare_output_dir(config: SftConfig) -> Path:
@@ -250,6 +253,22 @@ def resolve_precision(config: Any) -> Any:
     return precision
 
 
+def kernel_target(config: Any) -> tuple[str, str]:
+    """The device type and compute dtype a run's kernels are chosen for
+    (:func:`martlet.kernels.chosen`), from the accelerator record as :func:`resolve_precision`
+    decides them (without changing ``config``)."""
+    from martlet.precision import MIXED, resolve
+
+    tuner = _require("tuners", config.tuner)
+    precision = resolve(
+        device=config.device,
+        mixed_precision=config.mixed_precision,
+        torch_dtype=config.torch_dtype,
+        trains_weights="adapter" not in tuner.capabilities,
+    )
+    return precision.device, MIXED.get(precision.mixed_precision) or precision.torch_dtype
+
+
 def prepare_model(job: Job) -> Any:
     """Activation checkpointing or the activation budget, and the tuner: ``job.model`` becomes
     the model to train; returns the tuner."""
@@ -321,14 +340,15 @@ def fit(
         activation_budget=job.budget,
         **extra,
     )
-    from martlet_train.cpu_kernels import kernels
-    from martlet_train.lean_mlp import lean_mlps
-    from martlet_train.lean_norm import lean_norms
+    from martlet.kernels import applied
 
+    device, dtype = kernel_target(job.config)
     try:
-        with kernels(job.model, enabled=getattr(job.config, "cpu_kernels", True)):
-            with lean_mlps(job.model), lean_norms(job.model):
-                result = trainer.train()
+        with applied(job.model, job.config.kernels, device=device, dtype=dtype) as used:
+            if job.accelerator.is_main_process and any(used.values()):
+                named = ", ".join(f"{name} ({n} layers)" for name, n in used.items() if n)
+                print(f"kernels: {named}", flush=True)
+            result = trainer.train()
     finally:
         if job.budget is not None:
             job.budget.release()

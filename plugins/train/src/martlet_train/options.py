@@ -68,10 +68,13 @@ class TrainOptions:
         "--selective-checkpointing replace it.",
         aliases=("activation_memory",),
     )
-    cpu_kernels: bool = option(
-        True,
-        help="On the CPU, run Llama-style RMSNorm layers of a bfloat16 model through compiled "
-        "(numba) kernels: the same values in less time; off runs the model's own layers.",
+    kernels: list[str] = option(
+        default_factory=lambda: ["auto"],
+        help="Kernels switched into the model for the run (the same values in less time or "
+        "memory): auto (every installed kernel that fits the device and precision), none (the "
+        "model's own layers) or names, comma-separated; `martlet plugins --kind kernels` "
+        "lists them.",
+        metavar="NAME",
     )
     seed: int = option(42, help="Random seed for initialisation, data order and dropout.")
     logging_steps: int = option(5, help="Log metrics every N optimizer steps.")

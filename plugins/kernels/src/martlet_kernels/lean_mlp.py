@@ -6,7 +6,7 @@ tensors per token and layer, the largest share of a decoder layer's activations.
 :class:`SwiGLUFunction` keeps ``gate(x)`` and ``up(x)`` only and recomputes the SiLU in the
 backward pass (one element-wise pass): a sixth less activation memory per layer for the same
 values. Within an activation budget its output — the down projection's input, which that layer
-keeps for its adapter's gradient — is declared derived (:func:`martlet_train.arena.derived`),
+keeps for its adapter's gradient — is declared derived (:func:`martlet.memory.derived`),
 so it too is computed again from ``gate`` and ``up`` instead of kept: another sixth.
 :func:`lean_mlps` switches every MLP whose ``forward`` is Llama's, word for word (Llama,
 Mistral, Qwen2/3, SmolLM3, ...; checked against the source, not by name) with a SiLU activation,
@@ -21,9 +21,9 @@ import contextlib
 from typing import Any
 
 import torch
+from martlet.memory import derived
 
-from martlet_train.arena import derived
-from martlet_train.switching import forward_is, switch, switched
+from martlet_kernels.switching import forward_is, switch, switched
 
 
 def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""numba's compiled loops for :mod:`martlet_train.cpu_kernels` (imported only when numba is
+"""numba's compiled loops for :mod:`martlet_kernels.cpu_kernels` (imported only when numba is
 installed; compiled on first use and cached on disk next to this file).
 
 bfloat16 tensors arrive as uint16 arrays: a bfloat16 is the upper half of a float32, so

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from martlet_kernels.lean_mlp import lean_mlps
+from martlet_kernels.lean_norm import RMSNormFunction, lean_norms
 from martlet_sdk.tiny import tiny_model
-from martlet_train.lean_mlp import lean_mlps
-from martlet_train.lean_norm import RMSNormFunction, lean_norms
 from martlet_train.memory import ActivationBudget
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 

@@ -5,7 +5,7 @@ a reciprocal square root, two products and two casts — each a pass over the hi
 with its own autograd node, and its backward pass as a longer chain; on a CPU that is ~10 ms
 per norm and step for four 512-token rows, ~5% of a packed LoRA step (``bench/RESULTS.md``).
 :class:`RMSNormFunction` computes the same forward (the same two bfloat16 roundings) and its
-gradients in one compiled pass each (numba, :mod:`martlet_train._norm_kernel`), row by row in
+gradients in one compiled pass each (numba, :mod:`martlet_kernels._norm_kernel`), row by row in
 float32.
 
 :func:`use_cpu_kernels` switches the RMSNorm modules of a model whose ``forward`` is Llama's
@@ -28,17 +28,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from martlet.memory import derived
 
-from martlet_train.arena import derived
-from martlet_train.lean_norm import llama_norms
-from martlet_train.switching import switch, switched
+from martlet_kernels.lean_norm import llama_norms
+from martlet_kernels.switching import switch, switched
 
 
 @functools.cache
 def _compiled() -> Any:
     """numba's kernels module, or None without numba."""
     try:
-        from martlet_train import _norm_kernel
+        from martlet_kernels import _norm_kernel
     except ImportError:
         return None
     return _norm_kernel

@@ -5,11 +5,11 @@ norm's output for their adapters' gradients, while the norm itself keeps its inp
 of the model's width per token and norm, one of them cheap to compute from the other.
 :class:`RMSNormFunction` computes what transformers' ``LlamaRMSNorm`` computes, operation for
 operation (the same values), keeps its input and the per-row ``rsqrt`` only, and declares its
-output derived (:func:`martlet_train.arena.derived`): within an activation budget the output is
+output derived (:func:`martlet.memory.derived`): within an activation budget the output is
 computed again in the backward pass — one element-wise pass — instead of kept (~13% of a
 Llama layer's saved bytes). :func:`lean_norms` switches every norm whose ``forward`` is
 Llama's, word for word (Llama, Mistral, Qwen2/3, SmolLM3, ...), that the compiled bfloat16
-kernel (:mod:`martlet_train.cpu_kernels`, which declares its output the same way) has not
+kernel (:mod:`martlet_kernels.cpu_kernels`, which declares its output the same way) has not
 taken, for as long as the training run lasts.
 
 This module is imported only by a training run (torch loaded already).
@@ -22,12 +22,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+from martlet.memory import derived
 
-from martlet_train.arena import derived
-from martlet_train.switching import forward_is, switch, switched
+from martlet_kernels.switching import forward_is, switch, switched
 
 #: the layer whose forward :class:`RMSNormFunction` (and the compiled bfloat16 kernel of
-#: :mod:`martlet_train.cpu_kernels`) computes
+#: :mod:`martlet_kernels.cpu_kernels`) computes
 LLAMA_NORM = "transformers.models.llama.modeling_llama:LlamaRMSNorm"
 
 

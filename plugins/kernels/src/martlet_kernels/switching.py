@@ -1,7 +1,7 @@
 """Giving a model's layers another forward for the length of a training run.
 
-The compiled RMSNorm (:mod:`martlet_train.cpu_kernels`) and the lean MLP
-(:mod:`martlet_train.lean_mlp`) replace the ``forward`` of layers whose class computes exactly
+The compiled RMSNorm (:mod:`martlet_kernels.cpu_kernels`) and the lean MLP
+(:mod:`martlet_kernels.lean_mlp`) replace the ``forward`` of layers whose class computes exactly
 what a transformers reference class does — checked by comparing the source of the two
 ``forward`` methods, not by name, so a model family that copied Llama's layer qualifies and one
 that changed it does not. The new forward is an instance attribute, so :func:`restore` gives the

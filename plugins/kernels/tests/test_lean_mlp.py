@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from martlet_kernels.lean_mlp import SwiGLUFunction, lean_mlps
 from martlet_sdk.tiny import tiny_model
-from martlet_train.lean_mlp import SwiGLUFunction, lean_mlps
 from transformers.models.llama.modeling_llama import LlamaMLP
 
 
