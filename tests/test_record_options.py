@@ -302,3 +302,29 @@ def test_their_options_need_their_selection_and_show_in_help(acme_parts, martlet
     assert "--acme-note" not in plain.out
     said = " ".join(plain.out.split())
     assert "Each model loader has its own options: `martlet sft --model-loader NAME --help`" in said
+
+
+def test_an_uninstalled_third_party_option_is_named_from_an_installed_table(
+    martlet, fake_site_factory, tmp_path
+):
+    """An installed distribution (a vendor's catalog) lists the options of plugins it knows in
+    the `martlet.known_options` entry points: with acme-tuners itself not installed, its flag
+    says which package to install; a broken table changes nothing but the message."""
+    site = fake_site_factory(tmp_path / "site")
+    site.dist(
+        "acme-catalog",
+        "1.0",
+        entry_points={},
+        modules={
+            "acme_catalog": 'OPTIONS = {"acme_scale": ("acme-tuners", "tuner acme-norm")}\n',
+            "acme_broken": "raise RuntimeError('no table here')\n",
+        },
+        groups={"martlet.known_options": {"acme": "acme_catalog:OPTIONS", "bad": "acme_broken:X"}},
+    )
+    result = martlet("sft", "--model", "m", "--acme-scale", "2", "--print-config", site=site)
+    assert result.rc != 0 and "Traceback" not in result.err
+    assert "flag --acme-scale is not an option of this command" in result.err, result
+    assert "tuner acme-norm, from acme-tuners, which is not installed" in result.err
+    assert "pip install acme-tuners" in result.err
+    other = martlet("sft", "--model", "m", "--acme-tag", "x", "--print-config", site=site)
+    assert other.rc != 0 and "unknown flag --acme-tag" in other.err

@@ -98,9 +98,34 @@ OPTIONS: dict[str, tuple[str, str]] = {
 }
 
 
+#: the entry-point group through which an installed distribution adds rows to the index of
+#: known options: ``NAME = "module:TABLE"``, ``TABLE`` a mapping like :data:`OPTIONS` (say, a
+#: catalog of a vendor's plugins, or a plugin naming the options of its optional companions)
+KNOWN_OPTIONS_GROUP = "martlet.known_options"
+
+
 def known_option(name: str) -> tuple[str, str] | None:
-    """``(distribution, what takes it)`` for an option of :data:`OPTIONS` (any spelling)."""
-    return OPTIONS.get(name.strip().lstrip("-").lower().replace("-", "_"))
+    """``(distribution, what takes it)`` for an option of :data:`OPTIONS`, or of a table an
+    installed distribution declares in :data:`KNOWN_OPTIONS_GROUP` (any spelling)."""
+    key = name.strip().lstrip("-").lower().replace("-", "_")
+    return OPTIONS.get(key) or _declared_tables().get(key)
+
+
+def _declared_tables() -> dict[str, tuple[str, str]]:
+    """The rows installed distributions add (read when an option is unknown: errors only). A
+    table that fails to load or is malformed is passed over: this only improves a message."""
+    from importlib import metadata
+
+    rows: dict[str, tuple[str, str]] = {}
+    for entry in metadata.entry_points(group=KNOWN_OPTIONS_GROUP):
+        try:
+            table = dict(entry.load())
+        except Exception:  # noqa: BLE001 - a broken table must not hide the real error
+            continue
+        for option, row in table.items():
+            if isinstance(row, (tuple, list)) and len(row) == 2:
+                rows.setdefault(str(option).lower().replace("-", "_"), (str(row[0]), str(row[1])))
+    return rows
 
 
 def installed(distribution: str) -> bool:

@@ -36,14 +36,18 @@ class FakeSite:
         *,
         entry_points: dict[str, str],
         modules: dict[str, str] | None = None,
+        groups: dict[str, dict[str, str]] | None = None,
     ) -> Path:
-        """Install distribution ``name`` with ``[martlet]`` entry points ``{ep_name: module}``."""
+        """Install distribution ``name`` with ``[martlet]`` entry points ``{ep_name: module}``
+        (and those of other ``groups``: ``{group: {ep_name: value}}``)."""
         info = self.root / f"{name.replace('-', '_')}-{version}.dist-info"
         info.mkdir()
         (info / "METADATA").write_text(
             f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", encoding="utf-8"
         )
         lines = ["[martlet]"] + [f"{ep} = {mod}" for ep, mod in entry_points.items()]
+        for group, entries in (groups or {}).items():
+            lines += ["", f"[{group}]"] + [f"{ep} = {value}" for ep, value in entries.items()]
         (info / "entry_points.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
         for mod, source in (modules or {}).items():
             self.module(mod, source)
