@@ -46,8 +46,9 @@ tuners
     ``merge``.
 losses
     the loss callable itself, used as it is (not instantiated): a :class:`Loss`.
-    ``martlet rlhf --method NAME`` loads it; ``martlet sft`` and ``pt`` train with
-    martlet-train's own ``"batch"`` loss.
+    ``martlet rlhf --method NAME`` loads it; ``martlet sft`` and ``pt`` call a ``"batch"``
+    loss named by ``--loss`` (their own ``sft`` or ``pt`` by default). The training loop calls
+    either through an :class:`Objective`.
 parallel_strategies
     a class; ``cls()`` is a :class:`ParallelStrategy`. No command calls one yet: a training
     command refuses ``--parallel`` other than ``single`` after checking the record exists.
@@ -441,6 +442,25 @@ class EvalTask(Protocol):
 
 
 @runtime_checkable
+class Objective(Protocol):
+    """What a training loop calls for a micro-batch's loss: a batch loss record's function
+    bound to its options, or a training command's objective built around a loss record (a
+    preference pair's log-probabilities, a reward model's scores, a teacher's logits).
+
+    Optional methods, used where present:
+
+    - ``count(batch) -> int``: the units the loss is summed over, when they are not the target
+      tokens (preference pairs, KTO rows); the loop divides by the step's total.
+    - ``prepare(model, batch) -> batch``: change a training batch before the step (on-policy
+      generation: the student's own answers).
+    """
+
+    def __call__(self, model: Any, batch: Mapping[str, Any]) -> tuple[Any, Any, Mapping[str, Any]]:
+        """``(loss_sum, count, metrics)``: the loss summed over the batch's units (never a
+        mean), their count, and metrics as ``name -> (sum, n)`` (logged as sum / n)."""
+
+
+@runtime_checkable
 class Kernel(Protocol):
     """Switches some of a model's layers to a faster or leaner implementation for a run.
 
@@ -471,6 +491,9 @@ class Callback(Protocol):
         objective's, such as ``rewards/accuracy``) or the evaluation ones (``eval_loss``,
         ``eval_<metric>``).
         """
+
+    # Optional: ``on_step(step)``, called after every optimizer step (``step`` counts from 1)
+    # on the main process (martlet-train's progress bar is such a callback).
 
     def on_end(self) -> None:
         """Training finished (or stopped); flush and close.

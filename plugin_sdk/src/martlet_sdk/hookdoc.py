@@ -251,6 +251,21 @@ def interface_protocol(entry: str) -> type | None:
     return None
 
 
+def other_protocols() -> list[type]:
+    """The protocols of :mod:`martlet.interfaces` no kind's implementation is (contracts
+    between plugins, such as the training loop's ``Objective``), in the order of the source."""
+    named = {interface_protocol(e) for e in interface_entries().values()}
+    found = [
+        obj
+        for obj in vars(interfaces).values()
+        if isinstance(obj, type)
+        and getattr(obj, "_is_protocol", False)
+        and obj.__module__ == interfaces.__name__
+        and obj not in named
+    ]
+    return sorted(found, key=lambda c: inspect.getsourcelines(c)[1])
+
+
 def render_interfaces() -> str:
     parts = []
     for kind, entry in interface_entries().items():
@@ -259,6 +274,9 @@ def render_interfaces() -> str:
         protocol = interface_protocol(entry)
         if protocol is not None:
             parts.append(_class_reference(protocol, base="Protocol") + "\n")
+    for protocol in other_protocols():
+        parts.append(f"### `{protocol.__name__}` (not a kind)\n")
+        parts.append(_class_reference(protocol, base="Protocol") + "\n")
     return "\n".join(parts)
 
 

@@ -301,3 +301,54 @@ def test_runs_with_different_precisions_in_one_process(tmp_path):
     _, first = run(tmp_path / "a", FullTuner(), max_steps=1, mixed_precision="no")
     _, second = run(tmp_path / "b", FullTuner(), max_steps=1, mixed_precision="bf16")
     assert first.global_step == second.global_step == 1
+
+
+def test_reporting_is_callbacks_the_loop_calls_in_order(tmp_path, capsys):
+    """The built-in reporters (metrics.jsonl, the log lines, loss.png) and a `--report-to`
+    callback see the same lines; the optional `on_step` is called after every step; `on_end`
+    comes after the result is saved."""
+    from martlet_train.loop import Trainer
+
+    seen = []
+
+    class Recorder:
+        def on_log(self, step, metrics):
+            seen.append(("log", step, "loss" in metrics))
+
+        def on_step(self, step):
+            seen.append(("step", step))
+
+        def on_end(self):
+            seen.append(("end", (tmp_path / "adapter_model.safetensors").is_file()))
+
+    class Plain:  # no on_step: passed over
+        def on_log(self, step, metrics):
+            seen.append(("plain", step))
+
+        def on_end(self):
+            pass
+
+    tuner = LoraTuner()
+    options = Options(
+        output_dir=str(tmp_path), seed=0, logging_steps=2, save_steps=1000, max_steps=4,
+        disable_progress_bar=True, device="cpu", lora_dropout=0.0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    prepared = tuner.prepare(tiny_model(seed=0), options)
+    trainer = Trainer(
+        prepared, tuner, options, train_rows=rows(), collate=collate,
+        tokenizer=tiny_tokenizer(), callbacks=[Recorder(), Plain()],
+    )  # fmt: skip
+    trainer.train()
+    assert seen == [
+        ("step", 1),
+        ("log", 2, True), ("plain", 2), ("step", 2),
+        ("step", 3),
+        ("log", 4, True), ("plain", 4), ("step", 4),
+        ("end", True),
+    ]  # fmt: skip
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in logged] == [2, 4]
+    assert (tmp_path / "loss.png").is_file()
+    printed = capsys.readouterr().out
+    assert "step=2" in printed and "step=4" in printed

@@ -2,8 +2,10 @@
 
 One optimizer step = ``gradient_accumulation_steps`` micro-batches. Their loss is the summed
 token loss divided by the number of target tokens in the *whole step* (every micro-batch, every
-rank), so the update does not depend on how the step is split. Logging, evaluation and saving
-happen on the main process; checkpoints go through one :class:`Checkpointer`.
+rank), so the update does not depend on how the step is split. Evaluation and saving happen on
+the main process; checkpoints go through one :class:`Checkpointer`; what is reported (the
+metrics file, the progress bar, the loss plot, ``--report-to``) are callbacks
+(:mod:`martlet_train.reporting`); Ctrl-C and SIGTERM are :mod:`martlet_train.interrupts`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import math
 import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,10 @@ from typing import Any
 from martlet.errors import ConfigError
 
 from martlet_train.checkpoint import Checkpointer, resolve_resume
+from martlet_train.interrupts import Interrupts
 from martlet_train.losses import IGNORE, causal_lm_loss
 from martlet_train.optim import create_optimizer, create_scheduler
+from martlet_train.reporting import reporters
 from martlet_train.rundir import discard_replaced, finished, read_metrics, trim_metrics
 
 Row = dict[str, Any]
@@ -60,13 +64,13 @@ class Trainer:
         collate: turns a list of rows into a batch of tensors.
         eval_rows: rows for the evaluation loss, or None.
         tokenizer: saved with every checkpoint and the result.
-        loss_fn: ``(model, batch) -> (loss_sum, count, metrics)``: the loss summed over the
-            batch's units (target tokens for SFT, pairs for preference objectives), their
-            count, and metrics as ``name -> (sum, n)`` (logged as sum / n). An objective whose
-            unit is not the target token says so with a ``count(batch) -> int`` method; one
-            that changes a training batch before the step (on-policy generation) has
-            ``prepare(model, batch) -> batch``.
-        callbacks: objects with ``on_log(step, metrics)`` and ``on_end()``.
+        loss_fn: a :class:`martlet.interfaces.Objective`: ``(model, batch) -> (loss_sum,
+            count, metrics)``, with the optional ``count(batch)`` and ``prepare(model,
+            batch)``.
+        callbacks: :class:`martlet.interfaces.Callback` objects (``on_log``, ``on_end``,
+            optionally ``on_step``), called after the built-in reporters
+            (:mod:`martlet_train.reporting`: ``metrics.jsonl``, the progress bar and log
+            lines, ``loss.png``).
         accelerator: an ``accelerate.Accelerator`` (default: one for ``options.device``).
         checkpointer: writes/reads checkpoints (default: :class:`Checkpointer`).
         activation_budget: a :class:`~martlet_train.memory.ActivationBudget` that plans which
@@ -121,8 +125,9 @@ class Trainer:
         scheduler = create_scheduler(optimizer, options, self.total_steps)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.scheduler = scheduler
-        self._stop_requested = False
-        self._stop_signal = signal.SIGINT
+        self.interrupts = Interrupts(self._print)
+        self.console: Any = None
+        self.reporters: list[Any] = []
 
     # ----------------------------------------------------------------- data
 
@@ -161,8 +166,6 @@ class Trainer:
             "best_eval_loss": None,
             "evals_without_improvement": 0,
         }
-        if o.eval_on_start and self.eval_rows:
-            self._log({"step": 0, **self.evaluate_metrics()}, None)
         if o.resume_from_checkpoint:
             done = finished(self.output_dir)
             if done is not None and int(done.get("global_step", 0)) >= self.total_steps:
@@ -188,13 +191,15 @@ class Trainer:
                 trim_metrics(self.output_dir, int(state["global_step"]), self._print)
             self._print(f"resumed from {resume} at step {state['global_step']}")
         step, epoch, position = state["global_step"], state["epoch"], state["position"]
+        self.console, self.reporters = reporters(self, step)
+        if o.eval_on_start and self.eval_rows:
+            self._log({"step": 0, **self.evaluate_metrics()})
         eval_every = o.eval_steps or o.save_steps
         window_stats = _Window()
-        progress = self._progress(step)
         last_checkpoint: Path | None = resume
         stopped_early = interrupted = False
         self.model.train()
-        with self._catch_interrupt():
+        with self.interrupts.caught():
             while step < self.total_steps:
                 batches = self._epoch_batches(epoch)
                 while position < len(batches) and step < self.total_steps:
@@ -211,28 +216,28 @@ class Trainer:
                             epoch=round(epoch + position / len(batches), 4),
                             learning_rate=self.scheduler.get_last_lr()[0],
                         )
-                        self._log(metrics, progress)
+                        self._log(metrics)
                     if self.eval_rows and step % eval_every == 0:
-                        stopped_early = self._evaluate(step, state, progress)
-                    progress.update(1)
+                        stopped_early = self._evaluate(step, state)
+                    self._each_callback("on_step", step)
                     if step % o.save_steps == 0 and step < self.total_steps:
                         last_checkpoint = self._save_checkpoint(step, state)
-                    if stopped_early or self._stop_requested:
+                    if stopped_early or self.interrupts.requested:
                         break
-                if stopped_early or self._stop_requested:
+                if stopped_early or self.interrupts.requested:
                     break
                 epoch, position = epoch + 1, 0
                 state.update(epoch=epoch, position=position)
-        progress.close()
-        if self._stop_requested and step < self.total_steps:
+        self.console.close()
+        if self.interrupts.requested and step < self.total_steps:
             interrupted = True
             last_checkpoint = self._save_checkpoint(step, state)
             self._print(
-                f"interrupted ({signal.Signals(self._stop_signal).name}): checkpoint saved at "
+                f"interrupted ({self.interrupts.name}): checkpoint saved at "
                 f"{last_checkpoint}; continue with:\n  {resume_command()}"
             )
         elif self.eval_rows and step % eval_every != 0:
-            self._evaluate(step, state, None)
+            self._evaluate(step, state)
         final = self._finish(state)
         return TrainResult(
             self.output_dir,
@@ -241,7 +246,7 @@ class Trainer:
             stopped_early,
             interrupted,
             last_checkpoint,
-            self._stop_signal if interrupted else None,
+            self.interrupts.signal if interrupted else None,
         )
 
     def _optimizer_step(self, micro_batches: list[dict[str, Any]], stats: _Window) -> None:
@@ -355,10 +360,10 @@ class Trainer:
             out[f"eval_{name}"] = total / max(n, 1e-12)
         return out
 
-    def _evaluate(self, step: int, state: dict[str, Any], progress: Any) -> bool:
+    def _evaluate(self, step: int, state: dict[str, Any]) -> bool:
         metrics = self.evaluate_metrics()
         eval_loss = metrics["eval_loss"]
-        self._log({"step": step, **metrics}, progress)
+        self._log({"step": step, **metrics})
         best = state["best_eval_loss"]
         if best is None or eval_loss < best:
             state.update(best_eval_loss=eval_loss, evals_without_improvement=0)
@@ -416,12 +421,7 @@ class Trainer:
                 json.dumps({**state, "total_steps": self.total_steps, "final": final}, indent=2)
             )
             discard_replaced(self.output_dir)
-            try:
-                plot_losses(history, self.output_dir / "loss.png")
-            except Exception as exc:  # noqa: BLE001 - a plot never costs the run
-                self._print(f"warning: loss.png not drawn: {exc}")
-        for callback in self.callbacks:
-            callback.on_end()
+        self._each_callback("on_end")  # the loss plot among them, drawn after the save
         self.accelerator.wait_for_everyone()
         return final
 
@@ -429,71 +429,26 @@ class Trainer:
         """The metrics logged so far (``metrics.jsonl``; unreadable lines skipped, warned)."""
         return read_metrics(self.output_dir, self._print)
 
-    def _log(self, metrics: dict[str, Any], progress: Any) -> None:
-        if not self.is_main:
-            return
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.output_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(metrics) + "\n")
-        for callback in self.callbacks:
-            callback.on_log(int(metrics["step"]), metrics)
-        if progress is not None and "loss" in metrics:
-            progress.set_postfix(
-                loss=f"{metrics['loss']:.4f}",
-                lr=f"{metrics['learning_rate']:.2e}",
-                tok_s=f"{metrics.get('tokens_per_second', 0):.0f}",
-            )
-        line = " ".join(f"{k}={_fmt(v)}" for k, v in metrics.items())
-        (progress.write if progress is not None else self._print)(line)
+    def _log(self, metrics: dict[str, Any]) -> None:
+        """A log line to every reporter and callback (main process)."""
+        if self.is_main:
+            self._each_callback("on_log", int(metrics["step"]), metrics)
 
-    def _progress(self, start: int) -> Any:
-        from tqdm.auto import tqdm
-
-        return tqdm(
-            total=self.total_steps,
-            initial=start,
-            desc="train",
-            unit="step",
-            disable=not self.is_main or self.options.disable_progress_bar,
-            dynamic_ncols=True,
-        )
+    def _each_callback(self, hook: str, *args: Any) -> None:
+        """``hook`` of the built-in reporters, then of the ``--report-to`` callbacks (those
+        without an optional hook, ``on_step``, are passed over)."""
+        for callback in [*self.reporters, *self.callbacks]:
+            method = getattr(callback, hook, None)
+            if method is not None:
+                method(*args)
 
     def _print(self, text: str) -> None:
         if self.is_main:
             print(text, flush=True)
 
-    @contextlib.contextmanager
-    def _catch_interrupt(self) -> Iterator[None]:
-        """Ctrl-C finishes the current step, saves a checkpoint and stops; a second one stops
-        at once."""
-        import threading
-
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum: int, frame: Any) -> None:
-            if self._stop_requested:
-                raise KeyboardInterrupt
-            self._stop_requested = True
-            self._stop_signal = signum
-            name = signal.Signals(signum).name
-            self._print(
-                f"\n{name}: stopping after this step to save a checkpoint ({name} again to "
-                "quit at once)"
-            )
-
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for number, old in previous.items():
-                signal.signal(number, old)
-
     def request_stop(self) -> None:
         """Stop after the current step and save a checkpoint (what Ctrl-C does)."""
-        self._stop_requested = True
-        self._stop_signal = signal.SIGINT
+        self.interrupts.request()
 
 
 class _Window:
@@ -573,12 +528,6 @@ def _real_tokens(batch: dict[str, Any]) -> Any:
     return batch["input_ids"].numel()
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
 def resume_command() -> str:
     """The command that continues this run: the one that started it, resuming (and without
     ``--overwrite-output-dir``), when it was the ``martlet`` CLI."""
@@ -620,29 +569,3 @@ def make_accelerator(options: Any) -> Any:
             raise
         AcceleratorState._reset_state()
         return Accelerator(mixed_precision=precision, cpu=cpu)
-
-
-def plot_losses(history: list[dict[str, Any]], path: Path) -> Path | None:
-    """Write the loss curve (train, and eval where logged) as a PNG."""
-    train = [(m["step"], m["loss"]) for m in history if "loss" in m]
-    evals = [(m["step"], m["eval_loss"]) for m in history if "eval_loss" in m]
-    if not train and not evals:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    if train:
-        ax.plot(*zip(*train, strict=True), label="train loss")
-    if evals:
-        ax.plot(*zip(*evals, strict=True), marker="o", label="eval loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
