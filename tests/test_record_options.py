@@ -24,6 +24,7 @@ PLUGIN = """
             summary="Trains the final norm only.",
             capabilities={"train", "cpu"},
             options="acme_tuners_options:NormOptions",
+            saves=("norm.safetensors", "acme.json"),
         )
 
     @hookimpl
@@ -173,6 +174,11 @@ def test_its_option_values_reach_the_record_in_a_run(acme, martlet, tiny_model_d
     again = martlet("sft", "--config", str(out / "config.yaml"), "--print-config", site=acme)
     assert again.rc == 0, again
     assert yaml.safe_load(again.out)["tuner"] == config["tuner"]
+    # the files its record says save() writes are checked before the run loads
+    (out / "norm.safetensors").unlink()
+    damaged = martlet("infer", "--adapters", str(out), "--query", "hi", site=acme)
+    assert damaged.rc != 0 and "Traceback" not in damaged.err
+    assert f"{out / 'norm.safetensors'} is missing" in damaged.err, damaged
 
 
 def test_options_of_another_tuner_and_bad_values_are_refused(acme, martlet, tmp_path):

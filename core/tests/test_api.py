@@ -213,3 +213,16 @@ def test_api_names_are_lazy_attributes():
     assert out.stdout.strip() == "martlet.api"
     with pytest.raises(AttributeError):
         martlet.no_such_function  # noqa: B018
+
+
+def test_a_run_whose_config_names_no_tuner_says_so(tmp_path):
+    """The core does not guess a tuner (it used to fall back to lora): a run directory's
+    config.yaml that names none is an error saying what to add."""
+    from martlet.errors import MartletError
+    from martlet.runs import read_run
+
+    (tmp_path / "config.yaml").write_text("model: some/model\n")
+    run = read_run(tmp_path)
+    with pytest.raises(MartletError, match="names no tuner") as info:
+        _ = run.tuner
+    assert "add `tuner: NAME`" in str(info.value)

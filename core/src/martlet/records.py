@@ -352,10 +352,20 @@ class TunerRecord(Record):
     and ``"adapter"`` when the base model's weights stay frozen (only added parameters train):
     ``--torch-dtype auto`` then loads the base in the device's native half dtype, where
     otherwise weights that train stay float32.
+
+    ``saves`` names the files ``save`` writes into a run directory (``"adapter_config.json"``,
+    ``"model.safetensors"``, ...): before a run or checkpoint is loaded each must be there and
+    whole (:func:`martlet.rundirs.check_folder`; ``model.safetensors`` is also satisfied by
+    sharded weights, an adapter's weights by either of PEFT's file names).
     """
 
     kind: ClassVar[str] = "tuners"
     label: ClassVar[str] = "tuner"
+    saves: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "saves", _as_tuple(self.saves, "saves", self.name))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -34,13 +34,6 @@ GGUF_RECORD = "martlet-source.json"
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 MAX_HEADER = 100_000_000  # the largest header the safetensors library reads
 
-#: what each built-in tuner saves: a PEFT adapter, whole weights, or ReFT interventions
-ADAPTER_TUNERS = frozenset(
-    {"lora", "adalora", "ia3", "vera", "boft", "loha", "lokr", "prompt-tuning", "prefix-tuning"}
-)
-WHOLE_TUNERS = frozenset({"full", "freeze", "galore", "lisa", "llamapro"})
-REFT_TUNERS = frozenset({"reft"})
-
 
 class DamagedFilesError(MartletError):
     """A file a run, checkpoint or model folder needs is missing or damaged."""
@@ -61,11 +54,19 @@ def check_folder(folder: str | Path, tuner: str | None = None, *, as_model: bool
         DamagedFilesError: a missing or damaged file, named, with what to do.
     """
     folder = Path(folder)
-    kind = (tuner or "").strip().lower()
     has = {name for name in _names(folder)}
     adapter_files = [n for n in ADAPTER_WEIGHTS if n in has]
+    for name in _saves(tuner):  # what the run's tuner record says its save writes
+        if name in ADAPTER_WEIGHTS:
+            if not adapter_files:
+                raise _missing(folder, name)
+        elif name == WEIGHTS:
+            if not has & {WEIGHTS, WEIGHTS_INDEX, "pytorch_model.bin"}:
+                raise _missing(folder, WEIGHTS, "the trained weights")
+        elif name not in has:
+            raise _missing(folder, name)
 
-    if ADAPTER_CONFIG in has or adapter_files or kind in ADAPTER_TUNERS:
+    if ADAPTER_CONFIG in has or adapter_files:
         if ADAPTER_CONFIG not in has:
             raise _missing(folder, ADAPTER_CONFIG)
         _check_json(folder / ADAPTER_CONFIG, folder)
@@ -76,7 +77,7 @@ def check_folder(folder: str | Path, tuner: str | None = None, *, as_model: bool
         if as_model and (folder / "config.json").is_file():
             _refuse_adapter_on_merged(folder)
 
-    if REFT_CONFIG in has or REFT_WEIGHTS in has or kind in REFT_TUNERS:
+    if REFT_CONFIG in has or REFT_WEIGHTS in has:
         for name in (REFT_CONFIG, REFT_WEIGHTS):
             if name not in has:
                 raise _missing(folder, name)
@@ -95,8 +96,17 @@ def check_folder(folder: str | Path, tuner: str | None = None, *, as_model: bool
                 check_safetensors(folder / name, folder)
     elif WEIGHTS in has:
         check_safetensors(folder / WEIGHTS, folder)
-    elif kind in WHOLE_TUNERS and "pytorch_model.bin" not in has:
-        raise _missing(folder, WEIGHTS, "the trained weights")
+
+
+def _saves(tuner: str | None) -> tuple[str, ...]:
+    """The files tuner record ``tuner`` says its ``save`` writes (none for a tuner not
+    installed, or no tuner: then only the files present are checked)."""
+    if not tuner:
+        return ()
+    from martlet.manager import get_manager
+
+    record = get_manager().registry.find("tuners", tuner)
+    return tuple(getattr(record, "saves", ())) if record is not None else ()
 
 
 def check_safetensors(file: Path, folder: Path | None = None) -> None:
@@ -165,12 +175,12 @@ def run_folder(folder: Path) -> Path | None:
 
 
 def run_tuner(run: Path) -> str | None:
-    """The tuner named in the run's config.yaml (``lora`` when it names none), or None when
-    ``run`` is not a readable run directory."""
+    """The tuner named in the run's config.yaml, or None when ``run`` is not a readable run
+    directory or names none."""
     config = _run_config(run)
     from martlet.config import selection
 
-    return None if config is None else selection(config, "tuner", "lora")
+    return None if config is None else selection(config, "tuner")
 
 
 def _run_config(folder: Path) -> dict[str, Any] | None:

@@ -32,9 +32,21 @@ class Run:
 
     @property
     def tuner(self) -> str:
+        """The tuner the run trained with (``tuner:`` in its config.yaml).
+
+        Raises:
+            MartletError: the config names none.
+        """
         from martlet.config import selection
 
-        return selection(self.config, "tuner", "lora") or "lora"
+        name = selection(self.config, "tuner")
+        if not name:
+            raise MartletError(
+                f"{self.path / CONFIG} names no tuner",
+                why="a run directory says how it was trained: martlet sft writes `tuner:`",
+                fix="add `tuner: NAME` (the --tuner of that run, e.g. lora) to it",
+            )
+        return name
 
     @property
     def template(self) -> str | None:

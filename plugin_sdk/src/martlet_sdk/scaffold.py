@@ -395,6 +395,7 @@ def $func(model, batch, *, label_smoothing=0.0):
         '        requires=("torch", "safetensors"),\n'
         '        capabilities={"train", "merge"},\n'
         '        options="$module.impl:Options",  # its flags: --trainable-pattern\n'
+        '        saves=("norm_weights.safetensors",),  # checked before a run loads\n'
         '        summary="Train only the normalisation weights (a tuner from $dist).",\n',
         '''\
 """The $record_name tuner: only the weights of normalisation layers train.

@@ -15,6 +15,13 @@ from martlet.errors import MartletError
 from martlet.rundirs import DamagedFilesError, check_folder, check_safetensors
 
 
+@pytest.fixture(autouse=True)
+def _tuners(martlet_manager):
+    """The tuner records say which files a run must hold (`TunerRecord.saves`)."""
+    pytest.importorskip("martlet_peft", reason="martlet-peft's tuner records")
+    martlet_manager("hf", "peft")
+
+
 @pytest.fixture
 def full_run(tiny_model_dir, tmp_path):
     """A run directory of a whole-model tuner (`--tuner full`): the trained model as a Hugging

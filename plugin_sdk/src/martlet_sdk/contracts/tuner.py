@@ -164,7 +164,7 @@ class TunerContract(RecordContract):
         assert not stray, f"parameters the tuner does not train changed: {stray[:5]}"
 
     def test_save_then_load_reproduces_the_outputs(
-        self, trained, tuner, tiny_tokenizer, batch, tmp_path: Path
+        self, trained, tuner, record, tiny_tokenizer, batch, tmp_path: Path
     ) -> None:
         import torch
 
@@ -177,6 +177,14 @@ class TunerContract(RecordContract):
         assert files, "save() wrote nothing"
         pickles = [p.name for p in files if p.suffix in {".bin", ".pt", ".pth", ".pkl"}]
         assert not pickles, f"weights must be safetensors, found {pickles}"
+        from martlet.rundirs import check_folder
+
+        written = {p.name for p in files}
+        for name in record.saves:  # what the record says save() writes: checked before loads
+            assert name in written or (
+                name == "model.safetensors" and "model.safetensors.index.json" in written
+            ), f"the record's saves names {name!r}, which save() did not write"
+        check_folder(tmp_path / "out", record.name)
         fresh = tiny_model(seed=0, tokenizer=tiny_tokenizer)
         reloaded = tuner.load(fresh, str(tmp_path / "out"))
         torch.testing.assert_close(_logits(reloaded, batch), expected, atol=1e-6, rtol=1e-5)

@@ -142,4 +142,15 @@ def martlet_tuners():
             | ({"merge"} if merge else set())
             | (set() if name in _TRAINS_BASE else {"adapter"}),
             options=f"martlet_peft.options:{_OPTIONS[name]}" if name in _OPTIONS else "",
+            saves=_saves(name),
         )
+
+
+def _saves(name: str) -> tuple[str, ...]:
+    """What the tuner's ``save`` writes: whole weights, ReFT's interventions, or a PEFT
+    adapter."""
+    if name in _TRAINS_BASE:
+        return ("model.safetensors",)
+    if name == "reft":
+        return ("reft_config.json", "reft_interventions.safetensors")
+    return ("adapter_config.json", "adapter_model.safetensors")
