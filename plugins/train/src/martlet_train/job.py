@@ -170,7 +170,8 @@ def check(config: SftConfig) -> None:
     choose_device(config)
     from martlet.kernels import chosen
 
-    chosen(config.kernels, **dict(zip(("device", "dtype"), kernel_target(config), strict=True)))
+    device, dtype = kernel_target(config)
+    chosen(config.kernels, device=device, dtype=dtype)  # a misspelt or misplaced kernel fails now
 
 
 def prepare_output_dir(config: SftConfig) -> Path:
@@ -235,19 +236,25 @@ def start(config: Any, label: str) -> Job:
     return Job(config, out, accelerator, model, tokenizer, template)
 
 
-def resolve_precision(config: Any) -> Any:
-    """Replace ``auto`` in ``--mixed-precision`` and ``--torch-dtype`` by what the device's
-    accelerator record chooses (:mod:`martlet.precision`), so ``config.yaml`` records the
-    resolved values; returns the :class:`~martlet.precision.Precision`."""
+def precision_of(config: Any) -> Any:
+    """What ``auto`` in ``--mixed-precision`` and ``--torch-dtype`` means for this run, from
+    the device's accelerator record (:mod:`martlet.precision`); ``config`` is not changed."""
     from martlet.precision import resolve
 
     tuner = _require("tuners", config.tuner)
-    precision = resolve(
+    return resolve(
         device=config.device,
         mixed_precision=config.mixed_precision,
         torch_dtype=config.torch_dtype,
         trains_weights="adapter" not in tuner.capabilities,
     )
+
+
+def resolve_precision(config: Any) -> Any:
+    """Replace ``auto`` in ``--mixed-precision`` and ``--torch-dtype`` by
+    :func:`precision_of`'s choice, so ``config.yaml`` records the resolved values; returns the
+    :class:`~martlet.precision.Precision`."""
+    precision = precision_of(config)
     config.mixed_precision = precision.mixed_precision
     config.torch_dtype = precision.torch_dtype
     return precision
@@ -255,17 +262,10 @@ def resolve_precision(config: Any) -> Any:
 
 def kernel_target(config: Any) -> tuple[str, str]:
     """The device type and compute dtype a run's kernels are chosen for
-    (:func:`martlet.kernels.chosen`), from the accelerator record as :func:`resolve_precision`
-    decides them (without changing ``config``)."""
-    from martlet.precision import MIXED, resolve
+    (:func:`martlet.kernels.chosen`)."""
+    from martlet.precision import MIXED
 
-    tuner = _require("tuners", config.tuner)
-    precision = resolve(
-        device=config.device,
-        mixed_precision=config.mixed_precision,
-        torch_dtype=config.torch_dtype,
-        trains_weights="adapter" not in tuner.capabilities,
-    )
+    precision = precision_of(config)
     return precision.device, MIXED.get(precision.mixed_precision) or precision.torch_dtype
 
 
