@@ -110,6 +110,7 @@ def test_sft_infer_and_export_run_through_the_vendor_accelerator(
     asked = _asked(log)
     for question in ("prepare", "is_available", "preferred_dtype", "manual_seed"):
         assert question in asked, (question, asked)
+    assert asked.count("prepare") == 1  # once per process, as the interface says
     assert ["manual_seed", 7] in [json.loads(line) for line in log.read_text().splitlines()]
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["device"] == "acme-cpu" and config["mixed_precision"] == "no"  # its float32

@@ -188,6 +188,13 @@ def load_engine(
     registry = _manager().registry
     if backend:
         record = registry.get("inference_backends", backend)
+        missing = set(needs) - set(record.capabilities)
+        if missing:
+            raise MartletError(
+                f"inference backend {record.name!r} cannot do what is asked",
+                why=f"it does not claim {', '.join(sorted(missing))}",
+                fix="choose another backend, or leave the choice to Martlet",
+            )
     else:
         fit = [
             r
@@ -204,13 +211,6 @@ def load_engine(
                 "engine)",
             )
         record = fit[0]
-    missing = set(needs) - set(record.capabilities)
-    if missing:
-        raise MartletError(
-            f"inference backend {record.name!r} cannot do what is asked",
-            why=f"it does not claim {', '.join(sorted(missing))}",
-            fix="choose another backend, or leave the choice to Martlet",
-        )
     return record.load()(model, tokenizer, template=template, **options)
 
 

@@ -63,7 +63,11 @@ def best() -> tuple[str, Any]:
                 return record.name, impl
         except Exception:  # noqa: BLE001 - a broken vendor plugin must not stop a CPU run
             continue
-    return "cpu", registry.get("accelerators", "cpu").load()()
+    return "cpu", _cpu(registry)
+
+
+def _cpu(registry: Any) -> Any:
+    return registry.get("accelerators", "cpu").load()()
 
 
 def place(device: str | None = None, *, fallback_on_cpu: bool = False) -> Placement:
@@ -108,19 +112,23 @@ def place(device: str | None = None, *, fallback_on_cpu: bool = False) -> Placem
         return _prepared(Placement(record.name, impl, index))
     if fallback_on_cpu:
         print(f"warning: {why}: running on the CPU (--fallback-on-cpu)", flush=True)
-        cpu = get_manager().registry.get("accelerators", "cpu").load()()
-        return _prepared(Placement("cpu", cpu))
+        return _prepared(Placement("cpu", _cpu(registry)))
     raise ConfigError(
         f"--device {text} cannot be used",
         why=why,
-        fix="pass --device cpu (or leave --device out to use the best available)"
-        + (", or --fallback-on-cpu true to run on the CPU when the device is missing"),
+        fix="pass --device cpu (or leave --device out to use the best available), or "
+        "--fallback-on-cpu true to run on the CPU when the device is missing",
     )
+
+
+#: the accelerators whose ``prepare()`` has run in this process (it runs once, however often a
+#: command asks where it runs)
+_PREPARED: set[str] = set()
 
 
 def _prepared(placement: Placement) -> Placement:
     prepare = getattr(placement.accelerator, "prepare", None)
-    if prepare is not None:
+    if prepare is not None and placement.name not in _PREPARED:
         try:
             prepare()
         except MartletError:
@@ -132,4 +140,5 @@ def _prepared(placement: Placement) -> Placement:
                 fix="check the device's own libraries (its plugin's README)",
                 cause=exc,
             ) from exc
+        _PREPARED.add(placement.name)
     return placement

@@ -158,6 +158,11 @@ def test_the_terminal_chat_streams_and_keeps_history(tiny_model_dir):
         (["--model", "x", "--infer-backend", "vllm", "--query", "q"], "martlet-vllm"),
         (["--adapters", "/no/such/dir", "--query", "q"], "not found"),
         (["--model", "x", "--query", "q", "--temperature", "-1"], "--temperature"),
+        (
+            ["--model", "x", "--query", "q", "--device", "cpu", "--device-map", "cpu"],
+            "--device and --device-map both say where the model goes",
+        ),
+        (["--model", "x", "--query", "q", "--device", "tpu9"], "unknown accelerator 'tpu9'"),
     ],
 )
 def test_bad_requests_are_clear_errors(cli, tiny_model_dir, args, message):

@@ -12,8 +12,8 @@ float32.
 (Llama, Mistral, Mixtral, Qwen2/3 and their MoE variants, Phi-3, SmolLM3, Granite, GLM,
 DeepSeek-V3, ... — checked against the source of ``LlamaRMSNorm.forward``, not by name) to it;
 each call still takes the module's own forward unless its input and weight are bfloat16 on
-the CPU. :func:`kernels` is the context manager the training job uses. Without numba nothing
-is switched.
+the CPU. :func:`kernels` is the context manager the ``rms-norm`` kernel enters. Without numba
+nothing is switched.
 
 This module is imported only by a training run (torch loaded already); numba when a kernel
 is first needed.

@@ -43,37 +43,15 @@ BLOCK_BYTES = 32 << 20
 ALIGN = 64
 
 
-#: the arena of the forward pass running now (see :func:`derived`)
-_ACTIVE: SavedTensorArena | None = None
-
-
 def derived(out: Any, compute: Callable[..., Any], *inputs: Any) -> Any:
     """Declare that ``out`` is ``compute(*inputs)``, recomputable in the backward pass from
-    ``inputs`` (tensors autograd saves anyway); returns ``out``.
+    ``inputs`` (tensors autograd saves anyway); returns ``out``. The core's
+    :func:`martlet.memory.derived`, which kernels of other plugins call: while an arena is
+    :meth:`~SavedTensorArena.active`, the declarations go to its :meth:`~SavedTensorArena.derive`.
+    """
+    from martlet.memory import derived as declare
 
-    Outside an active arena (a training forward pass within an activation budget), or for a
-    tensor the arena could not rebuild exactly (not a contiguous CPU tensor filling its whole
-    storage) it does nothing. ``compute``
-    must give the same values from the same inputs (run again under ``torch.no_grad()``).
-    The inputs are saved into the arena at once (the producer saves them anyway: kept once),
-    so the recipe never holds on to a tensor the forward pass would have freed."""
-    import torch
-
-    arena = _ACTIVE
-    if (
-        arena is None
-        or type(out) is not torch.Tensor
-        or out.device.type != "cpu"
-        or out.layout != torch.strided
-        or not out.is_contiguous()
-        or out.storage_offset() != 0
-        or out.untyped_storage().nbytes() != out.numel() * out.element_size()
-        or not all(type(t) in (torch.Tensor, torch.nn.Parameter) for t in inputs)
-    ):
-        return out
-    if arena.deriving:
-        arena._declare(out, compute, inputs)
-    return out
+    return declare(out, compute, *inputs)
 
 
 class ReusedActivationError(MartletError):
@@ -108,13 +86,33 @@ class SavedTensorArena:
         those of other plugins' kernels included (:func:`martlet.memory.derived`)."""
         from martlet.memory import deriving
 
-        global _ACTIVE
-        previous, _ACTIVE = _ACTIVE, self
-        try:
-            with deriving(derived):
-                yield self
-        finally:
-            _ACTIVE = previous
+        with deriving(self.derive):
+            yield self
+
+    def derive(self, out: Any, compute: Callable[..., Any], *inputs: Any) -> Any:
+        """Take a :func:`derived` declaration; returns ``out``.
+
+        For a tensor the arena could not rebuild exactly (not a contiguous CPU tensor filling
+        its whole storage), or inside a checkpointed layer (:attr:`deriving` off), it does
+        nothing. ``compute`` must give the same values from the same inputs (run again under
+        ``torch.no_grad()``). The inputs are saved into the arena at once (the producer saves
+        them anyway: kept once), so the recipe never holds on to a tensor the forward pass
+        would have freed."""
+        import torch
+
+        if (
+            type(out) is not torch.Tensor
+            or out.device.type != "cpu"
+            or out.layout != torch.strided
+            or not out.is_contiguous()
+            or out.storage_offset() != 0
+            or out.untyped_storage().nbytes() != out.numel() * out.element_size()
+            or not all(type(t) in (torch.Tensor, torch.nn.Parameter) for t in inputs)
+        ):
+            return out
+        if self.deriving:
+            self._declare(out, compute, inputs)
+        return out
 
     @property
     def reserved(self) -> int:
