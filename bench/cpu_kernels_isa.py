@@ -4,7 +4,7 @@ Times, forward + backward on a bfloat16 input of shape (2048, 576) (SmolLM2-135M
 
 - RMSNorm: transformers' ``LlamaRMSNorm`` (torch's operators and autograd) against
   ``martlet_kernels.cpu_kernels.rms_norm`` (numba, ``_norm_kernel``);
-- dropout (p = 0.05): ``torch.nn.Dropout`` against ``martlet_peft.dropout.FastDropout`` (its
+- dropout (p = 0.05): ``torch.nn.Dropout`` against ``martlet_kernels.dropout.FastDropout`` (its
   mask from numba's ``fill_mask_words``) and against the fused LoRA layers' seed-only
   ``DropMask`` (``dropped`` forward, ``zero_dropped_`` backward: ``and_mask_words``).
 
@@ -86,10 +86,9 @@ def measure(reps: int, warmup: int, threads: int | None) -> dict:
 
     if threads:
         torch.set_num_threads(threads)
-    from martlet_kernels import _norm_kernel
+    from martlet_kernels import _mask_kernel, _norm_kernel, dropout
     from martlet_kernels.cpu_kernels import rms_norm
-    from martlet_peft import _mask_kernel, dropout
-    from martlet_peft.dropout import DropMask, FastDropout
+    from martlet_kernels.dropout import DropMask, FastDropout
     from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
     assert dropout._kernel() is not None and dropout._and_kernel() is not None, "numba"

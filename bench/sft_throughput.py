@@ -73,7 +73,7 @@ VARIANTS = {
     "bf16-fast-checkpointing": {**FAST, "gradient_checkpointing": True},
     "bf16-fast-selective": {**FAST, "selective_checkpointing": True},
     # the same with PEFT's own LoRA modules instead of Martlet's fused LoRA function
-    "bf16-fast-unfused": {**FAST, "fused_lora": False},
+    "bf16-fast-unfused": {**FAST, "kernels": ["auto", "-fused-lora"]},
     # rows packed into four 512-token rows per step (attention segment by segment); runs as
     # many rows as the unpacked variants (--steps 64: one epoch, 8 packed steps)
     # (each step logged: the median is over 7 steps)

@@ -79,7 +79,8 @@ kernels
     a class; ``cls()`` is a :class:`Kernel`. ``martlet sft``, ``pt`` and ``rlhf`` enter
     ``applied(model, device=..., dtype=...)`` of each kernel ``--kernels`` chooses
     (:func:`martlet.kernels.chosen`: ``auto``, every installed kernel whose record fits the run's
-    device and compute dtype; ``none``; or names) around the training loop.
+    device and compute dtype; ``auto,-NAME``; ``none``; or names) on the prepared model (the
+    tuner's adapters in place) for the whole run.
 commands
     a ``click.Command`` (or group), not a class: ``martlet NAME ARGS`` (or an alias) runs it;
     :func:`martlet.cli.config_command` makes one from a config dataclass. A
@@ -467,7 +468,11 @@ class Kernel(Protocol):
     The switched layers must compute what the model's own do (the same loss and gradients,
     within rounding: the contract and ``--kernels none`` tests compare them). A kernel that
     keeps less for the backward pass may declare a tensor it can recompute with
-    :func:`martlet.memory.derived`.
+    :func:`martlet.memory.derived`. A computation that is not a layer — the output layer fused
+    with the loss, attention segment by segment in packed rows — is offered by name while the
+    kernel is applied (:func:`martlet.kernels.provide`, the names and contracts in
+    :data:`martlet.kernels.OPS`, declared in the record's ``provides``); the plugin doing that
+    computation asks for it (:func:`martlet.kernels.provided`) and uses its own code without it.
     """
 
     def applied(self, model: Any, *, device: str, dtype: str) -> ContextManager[int]:

@@ -33,6 +33,13 @@ PROVIDERS: dict[str, dict[str, str]] = {
         ).split()
     },
     "callbacks": {"tensorboard": "martlet-train", "wandb": "martlet-wandb"},
+    "kernels": {
+        name: "martlet-kernels"
+        for name in (
+            "rms-norm swiglu-mlp fused-lora lora-dropout linear-cross-entropy packed-attention "
+            "liger"
+        ).split()
+    },
     "accelerators": {
         "cpu": "martlet-accel",
         "cuda": "martlet-accel",

@@ -479,7 +479,10 @@ class KernelRecord(Record):
 
     ``devices`` (``("cpu",)``, ``("cuda",)``; empty: any) and ``dtypes`` (the compute dtypes,
     ``("bfloat16",)``; empty: any) say where it applies; ``replaces`` says what, in words
-    (``"Llama-style RMSNorm"``), for ``martlet plugins``.
+    (``"Llama-style RMSNorm"``), for ``martlet plugins``; ``provides`` names the operations
+    of :data:`martlet.kernels.OPS` it may offer (:func:`martlet.kernels.provide`); ``uses``
+    says what it is for: ``train`` (a training run switches it in) and/or ``infer`` (an
+    inference engine does, for the model it serves; no gradients).
     """
 
     kind: ClassVar[str] = "kernels"
@@ -487,16 +490,27 @@ class KernelRecord(Record):
     devices: tuple[str, ...] = ()
     dtypes: tuple[str, ...] = ()
     replaces: str = ""
+    provides: tuple[str, ...] = ()
+    uses: tuple[str, ...] = ("train",)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for attr in ("devices", "dtypes"):
+        for attr in ("devices", "dtypes", "provides", "uses"):
             object.__setattr__(self, attr, _as_tuple(getattr(self, attr), attr, self.name))
+        unknown = set(self.uses) - {"train", "infer"}
+        if unknown or not self.uses:
+            raise RecordError(
+                f"kernel record {self.name!r}: uses must name train and/or infer, "
+                f"not {sorted(unknown) or 'nothing'}"
+            )
 
-    def fits(self, device: str, dtype: str) -> bool:
-        """Whether it applies to a run on ``device`` (a device type) computing in ``dtype``."""
-        return (not self.devices or device in self.devices) and (
-            not self.dtypes or dtype in self.dtypes
+    def fits(self, device: str, dtype: str, use: str = "train") -> bool:
+        """Whether it applies to a run on ``device`` (a device type) computing in ``dtype``,
+        for ``use`` (``train`` or ``infer``)."""
+        return (
+            use in self.uses
+            and (not self.devices or device in self.devices)
+            and (not self.dtypes or dtype in self.dtypes)
         )
 
 

@@ -281,7 +281,10 @@ class $cls:
     @contextlib.contextmanager
     def applied(self, model, *, device, dtype):
         # find the modules you replace, give each a new forward (module.forward = ...), and
-        # yield how many; give them their own forward back afterwards, even on an error
+        # yield how many; give them their own forward back afterwards, even on an error.
+        # A computation that is not a layer (martlet.kernels.OPS) is offered with
+        # `with martlet.kernels.provide(model, NAME, fn):` around the yield, and NAME listed
+        # in the record's provides=(...)
         switched = []
         try:
             yield len(switched)

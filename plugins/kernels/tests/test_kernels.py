@@ -27,6 +27,36 @@ class TestSwigluMlp(TestRmsNorm):
         return "swiglu-mlp"
 
 
+class TestLinearCrossEntropy(TestRmsNorm):
+    @pytest.fixture
+    def record_name(self):
+        return "linear-cross-entropy"
+
+
+class TestPackedAttention(TestRmsNorm):
+    @pytest.fixture
+    def record_name(self):
+        return "packed-attention"
+
+
+class TestLoraDropout(TestRmsNorm):
+    @pytest.fixture
+    def record_name(self):
+        return "lora-dropout"
+
+
+class TestFusedLora(TestRmsNorm):
+    @pytest.fixture
+    def record_name(self):
+        return "fused-lora"
+
+
+class TestPackedLinear(TestRmsNorm):
+    @pytest.fixture
+    def record_name(self):
+        return "packed-linear"
+
+
 class TestLiger(TestRmsNorm):
     @pytest.fixture
     def record_name(self):
@@ -38,12 +68,35 @@ def test_auto_none_and_names_choose_by_device_and_dtype(martlet_manager):
 
     martlet_manager("kernels")
     names = [r.name for r in chosen("auto", device="cpu", dtype="float32")]
-    assert names == ["rms-norm", "swiglu-mlp"]  # not liger: CUDA only
+    every = [
+        "fused-lora",
+        "linear-cross-entropy",
+        "lora-dropout",
+        "packed-attention",
+        "rms-norm",
+        "swiglu-mlp",
+    ]
+    assert names == every  # not liger: CUDA only; not packed-linear: for inference
+    serving = [r.name for r in chosen("auto", device="cpu", dtype="bfloat16", use="infer")]
+    assert serving == ["packed-linear"]
+    on_cuda = [r.name for r in chosen("auto", device="cuda", dtype="bfloat16")]
+    assert "lora-dropout" not in on_cuda  # the CPU's masks (liger: not installed here)
+    left_out = chosen("auto,-fused-lora, -linear-ce", device="cpu", dtype="float32")
+    assert [r.name for r in left_out] == [
+        "lora-dropout",
+        "packed-attention",
+        "rms-norm",
+        "swiglu-mlp",
+    ]  # an alias (linear-ce) leaves its kernel out too
+    with pytest.raises(ConfigError, match="leaves kernels out of something other than auto"):
+        chosen("rms-norm,-fused-lora", device="cpu", dtype="float32")
+    with pytest.raises(UnknownNameError, match="fused-lroa"):
+        chosen("auto,-fused-lroa", device="cpu", dtype="float32")
     assert chosen(["none"], device="cpu", dtype="bfloat16") == []
     assert [r.name for r in chosen("swiglu-mlp", device="cpu", dtype="bfloat16")] == ["swiglu-mlp"]
     with pytest.raises(ConfigError, match="kernel 'liger' does not apply to this run") as off:
         chosen("liger", device="cpu", dtype="bfloat16")
-    assert "it runs on cuda" in str(off.value) and "bfloat16 on cpu" in str(off.value)
+    assert "it is for training on cuda" in str(off.value) and "bfloat16 on cpu" in str(off.value)
     with pytest.raises(UnknownNameError, match="rms-nrom"):
         chosen("rms-nrom", device="cpu", dtype="float32")
     with pytest.raises(ConfigError, match="mixes auto or none with names"):
@@ -73,16 +126,20 @@ def _losses(out):
 
 def test_kernels_none_trains_as_the_models_own_layers(martlet_manager, martlet_cli, tmp_path):
     """The same run with `--kernels auto` (the default) and `--kernels none`: the same losses
-    step by step (float32: the kernels compute the same operations)."""
+    step by step (float32: the kernels compute the same operations; no LoRA dropout, whose
+    masks lora-dropout draws from another generator than torch's)."""
     pytest.importorskip("martlet_train", reason="martlet-train runs the training")
     from martlet_sdk.tiny import tiny_model_dir
 
     martlet_manager("train", "hf", "data", "peft", "accel", "kernels")
     model = tiny_model_dir(tmp_path / "model")
-    auto = _sft(martlet_cli, model, tmp_path / "auto")
+    auto = _sft(martlet_cli, model, tmp_path / "auto", "--lora-dropout", "0")
     assert auto.exit_code == 0, auto.stderr
-    assert "kernels: rms-norm (5 layers), swiglu-mlp (2 layers)" in auto.stdout
-    none = _sft(martlet_cli, model, tmp_path / "none", "--kernels", "none")
+    assert (
+        "kernels: fused-lora (14 layers), linear-cross-entropy (1 layer), rms-norm (5 layers), "
+        "swiglu-mlp (2 layers)" in auto.stdout
+    )
+    none = _sft(martlet_cli, model, tmp_path / "none", "--kernels", "none", "--lora-dropout", "0")
     assert none.exit_code == 0, none.stderr
     assert "kernels:" not in none.stdout
     assert _losses(tmp_path / "auto") == pytest.approx(_losses(tmp_path / "none"), rel=1e-5)

@@ -105,3 +105,14 @@ def test_the_combined_class_still_takes_every_tuners_options_for_python_callers(
         assert {f.name for f in dataclasses.fields(cls)} <= fields
     with pytest.raises(ConfigError, match="--boft-block-size must be at least 1"):
         TunerOptions(boft_block_size=0)
+
+
+def test_the_moved_fused_lora_option_says_where_it_went(peft):
+    """--fused-lora false ran PEFT's own modules; the fused layers are a kernel now, and the
+    old flag says how to leave that kernel out instead of being ignored."""
+    from martlet_peft.peft_methods import LoraTuner
+
+    LoraTuner().check(build_from_flags("--fused-lora", "true"))  # the old default: accepted
+    with pytest.raises(ConfigError, match="no longer an option of the lora tuner") as moved:
+        LoraTuner().check(build_from_flags("--fused-lora", "false"))
+    assert "--kernels auto,-fused-lora" in str(moved.value)

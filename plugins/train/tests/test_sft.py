@@ -154,13 +154,26 @@ def test_packing_cuts_padding(cli, tiny_model_dir, tmp_path):
     assert fractions["true"] < fractions["false"]
 
 
-def test_padding_free_batches_by_default_train_on_no_padding(cli, tiny_model_dir, tmp_path):
-    out = tmp_path / "run"
+def test_padding_free_batches_by_default_train_on_no_padding(
+    martlet_manager, martlet_cli, tiny_model_dir, tmp_path
+):
+    """With martlet-kernels installed (a default install) the model attends segment by segment
+    (its packed-attention kernel) and batches carry no padding; with --kernels none nothing
+    offers that, and the same run trains on padded batches."""
+    martlet_manager(*PLUGINS, "kernels")
     args = ("--dataset", "sample-sft#16", "--max-steps", "2", "--per-device-train-batch-size", "4")
-    result = cli("sft", *base_args(tiny_model_dir, out, *args))
-    assert result.exit_code == 0, result.stderr
-    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    assert all(m["padding_fraction"] == 0 for m in metrics if "padding_fraction" in m)
+
+    def padding(out, *extra):
+        result = martlet_cli("sft", *base_args(tiny_model_dir, out, *args, *extra))
+        assert result.exit_code == 0, result.stderr
+        metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        return [m["padding_fraction"] for m in metrics if "padding_fraction" in m], result.stdout
+
+    free, stdout = padding(tmp_path / "run")
+    assert free and all(f == 0 for f in free)
+    assert "attention: segment by segment" in stdout
+    padded, stdout = padding(tmp_path / "plain", "--kernels", "none")
+    assert any(f > 0 for f in padded) and "attention: segment by segment" not in stdout
 
 
 def test_a_yaml_config_with_sections_and_ms_swift_names(cli, tiny_model_dir, tmp_path):

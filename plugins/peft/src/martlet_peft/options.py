@@ -97,10 +97,10 @@ class LoraOptions(NeftuneOptions):
     lora_rank: int = option(8, help="LoRA rank r.", aliases=("lora_r",))
     lora_alpha: int = option(32, help="LoRA alpha (scale = alpha / r, or / sqrt(r) with rsLoRA).")
     lora_dropout: float = option(0.05, help="Dropout on the LoRA input.")
-    fused_lora: bool = option(
-        True,
-        help="Compute plain LoRA layers with one fused function (the same values with less "
-        "time and memory); off runs PEFT's own modules.",
+    fused_lora: bool | None = option(
+        None,
+        help="Deprecated: the fused LoRA layers are the fused-lora kernel of martlet-kernels "
+        "now, on by default; --kernels auto,-fused-lora runs PEFT's own modules.",
     )
     use_rslora: bool = option(False, help="Rank-stabilised LoRA: scale by alpha / sqrt(r).")
     use_dora: bool = option(False, help="DoRA: weight-decomposed LoRA.")

@@ -13,8 +13,6 @@ from typing import Any
 from martlet.errors import ConfigError, MartletError
 
 from martlet_peft.base import Tuner, is_seq_cls, linear_module_names
-from martlet_peft.dropout import use_fast_dropout
-from martlet_peft.fused import fuse_lora
 
 
 class PeftTuner(Tuner):
@@ -39,9 +37,6 @@ class PeftTuner(Tuner):
                 fix=f"check the options of --tuner {getattr(config, 'tuner', self.label)} and "
                 "--target-modules (the model's module names)",
             ) from exc
-        use_fast_dropout(model)
-        if getattr(config, "fused_lora", True):
-            fuse_lora(model)
         return model
 
     def save(self, model: Any, output_dir: str) -> None:
@@ -87,6 +82,16 @@ def _task(config: Any) -> Any:
 
 class LoraTuner(PeftTuner):
     """LoRA; rsLoRA, DoRA, PiSSA/OLoRA initialisation and LoRA+ through options."""
+
+    def check(self, config: Any) -> None:
+        if getattr(config, "fused_lora", None) is False:
+            raise ConfigError(
+                "--no-fused-lora is no longer an option of the lora tuner",
+                why="the fused LoRA layers are the fused-lora kernel of martlet-kernels now, "
+                "switched on with the other kernels by --kernels",
+                fix="pass --kernels auto,-fused-lora (in a config file: kernels: "
+                "[auto, -fused-lora]) and drop fused_lora",
+            )
 
     def peft_config(self, model: Any, config: Any) -> Any:
         from peft import LoraConfig

@@ -11,9 +11,10 @@ The run directory is self-describing: ``config.yaml`` (the resolved options), ``
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +213,8 @@ class Job:
     tokenizer: Any
     template: Any
     budget: Any = None  #: the activation budget, once the model is prepared
+    #: the kernels switched into the prepared model (``--kernels``), until it closes
+    kernels: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
 
 def start(config: Any, label: str) -> Job:
@@ -284,7 +287,24 @@ def prepare_model(job: Job) -> Any:
     tuner = _require("tuners", config.tuner).load()()
     job.model = tuner.prepare(job.model, config)
     _report_trainable(job.model, job.accelerator)
+    _apply_kernels(job)
     return tuner
+
+
+def _apply_kernels(job: Job) -> None:
+    """Switch the kernels of ``--kernels`` into the prepared model (and let them offer their
+    operations, :mod:`martlet.kernels`) until ``job.kernels`` closes."""
+    from martlet.kernels import applied
+
+    device, dtype = kernel_target(job.config)
+    used = job.kernels.enter_context(
+        applied(job.model, job.config.kernels, device=device, dtype=dtype)
+    )
+    if job.accelerator.is_main_process and any(used.values()):
+        named = ", ".join(
+            f"{name} ({n} layer{'s' if n != 1 else ''})" for name, n in used.items() if n
+        )
+        print(f"kernels: {named}", flush=True)
 
 
 def _activation_setting(config: Any) -> int | str | None:
@@ -340,14 +360,8 @@ def fit(
         activation_budget=job.budget,
         **extra,
     )
-    from martlet.kernels import applied
-
-    device, dtype = kernel_target(job.config)
     try:
-        with applied(job.model, job.config.kernels, device=device, dtype=dtype) as used:
-            if job.accelerator.is_main_process and any(used.values()):
-                named = ", ".join(f"{name} ({n} layers)" for name, n in used.items() if n)
-                print(f"kernels: {named}", flush=True)
+        with job.kernels:  # the model gets its own layers back after the run
             result = trainer.train()
     finally:
         if job.budget is not None:
@@ -375,20 +389,34 @@ def run(config: SftConfig | Mapping[str, Any], objective: str = "sft") -> TrainR
     train = _encode(train_rows, job.template, job.tokenizer, config, objective)
     val = _encode(val_rows, job.template, job.tokenizer, config, objective) if val_rows else []
     loss_fn = loss_function(config, objective)
-    if not config.packing and not config.padding_free:
-        collate = _collator(config, job.tokenizer, job.model)
-        return fit(job, prepare_model(job), train=train, val=val, collate=collate, loss_fn=loss_fn)
-    from martlet_train.packed_attention import switched
-
     if config.packing:
         from martlet_train.batching import pack_rows
 
         train = pack_rows(train, config.max_length)
         val = pack_rows(val, config.max_length) if val else val
-    # attention segment by segment inside packed rows for the run, where the model allows it
-    with switched(job.model) as by_segment:
+    tuner = prepare_model(job)
+    with job.kernels:  # fit closes it; this, should anything fail before
+        by_segment = job.kernels.enter_context(_by_segment(job))
         collate = _collator(config, job.tokenizer, job.model, by_segment=by_segment)
-        return fit(job, prepare_model(job), train=train, val=val, collate=collate, loss_fn=loss_fn)
+        return fit(job, tuner, train=train, val=val, collate=collate, loss_fn=loss_fn)
+
+
+@contextlib.contextmanager
+def _by_segment(job: Job) -> Iterator[bool]:
+    """For packed or padding-free batches, the model attends segment by segment inside each
+    row while active, where a kernel offers it (the ``segment_attention`` operation of
+    :data:`martlet.kernels.OPS`); yields whether it does (else the collator builds a
+    block-diagonal mask)."""
+    from martlet.kernels import provided
+
+    segment = provided(job.model, "segment_attention")
+    if not (job.config.packing or job.config.padding_free) or segment is None:
+        yield False
+        return
+    with segment(job.model) as switched:
+        if switched and job.accelerator.is_main_process:
+            print("attention: segment by segment inside packed rows (--kernels)", flush=True)
+        yield bool(switched)
 
 
 def sft(config: SftConfig | Mapping[str, Any]) -> TrainResult:
@@ -474,7 +502,7 @@ def _encode(
 
 def _collator(config: SftConfig, tokenizer: Any, model: Any, *, by_segment: bool = False) -> Any:
     """The batch collator: padded rows; a micro-batch's rows as one row (``--padding-free``,
-    where the model attends segment by segment, :mod:`martlet_train.packed_attention`); or
+    where the model attends segment by segment: ``by_segment``, :func:`_by_segment`); or
     packed rows with ``position_ids`` only (the same) or with a block-diagonal 4D mask."""
     from martlet_train.batching import PackedCollator, PaddingCollator, PaddingFreeCollator
 

@@ -66,36 +66,15 @@ def causal_lm_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, Any, dict[st
     Returns ``(loss_sum, target_count, metrics)``.
     """
     import torch.nn.functional as F
+    from martlet.kernels import provided
 
-    head = fusable_head(model)
-    if head is not None:
-        from martlet_train.linear_ce import linear_cross_entropy
-
+    fused = provided(model, "output_cross_entropy")  # a kernel's (--kernels)
+    if fused is not None:
         hidden, targets, predicts = target_logits(model, batch, head_input=True)
-        loss = linear_cross_entropy(hidden, head.weight, head.bias, targets)
-        return loss, predicts.sum(), {}
+        return fused(hidden, targets), predicts.sum(), {}
     logits, targets, predicts = target_logits(model, batch)
     loss = F.cross_entropy(logits.float(), targets, reduction="sum")
     return loss, predicts.sum(), {}
-
-
-# model types whose causal-LM forward returns the output layer's result unchanged (no logit
-# soft-capping or scaling after it), so the loss may take the layer's input instead
-PLAIN_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3"})
-
-
-def fusable_head(model: Any) -> Any:
-    """The output layer of ``model`` when the loss can fuse it with the cross-entropy
-    (:mod:`martlet_train.linear_ce`): a plain ``nn.Linear`` of a model type in
-    :data:`PLAIN_HEAD_TYPES`; else None."""
-    import torch
-
-    config = getattr(model, "config", None)
-    get_head = getattr(model, "get_output_embeddings", None)
-    if getattr(config, "model_type", None) not in PLAIN_HEAD_TYPES or not callable(get_head):
-        return None
-    head = get_head()
-    return head if type(head) is torch.nn.Linear else None
 
 
 def _last_columns(logits: Any, labels: Any) -> Any:

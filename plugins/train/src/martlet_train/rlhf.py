@@ -147,17 +147,17 @@ def rlhf(config: RlhfConfig | Mapping[str, Any]) -> TrainResult:
     train = encode(train_rows, job.template, job.tokenizer, config, record)
     val = encode(val_rows, job.template, job.tokenizer, config, record) if val_rows else []
     tuner = jobs.prepare_model(job)
-
-    base_collate = jobs._collator(config, job.tokenizer, job.model)
-    objective = make_objective(config, record, loss, job.model, job.tokenizer, base_collate)
-    collate = RlhfCollator(base_collate)
-    reference = getattr(objective, "reference", None)
-    if config.precompute_ref_logps and reference is not None:
-        for rows in (train, val):
-            precompute_reference(objective, job.model, rows, collate, config, job.accelerator)
-        if reference.model is not None:
-            reference.model = None  # freed: every batch carries its reference log-probs
-    return jobs.fit(job, tuner, train=train, val=val, collate=collate, loss_fn=objective)
+    with job.kernels:  # fit closes it; this, should anything fail before
+        base_collate = jobs._collator(config, job.tokenizer, job.model)
+        objective = make_objective(config, record, loss, job.model, job.tokenizer, base_collate)
+        collate = RlhfCollator(base_collate)
+        reference = getattr(objective, "reference", None)
+        if config.precompute_ref_logps and reference is not None:
+            for rows in (train, val):
+                precompute_reference(objective, job.model, rows, collate, config, job.accelerator)
+            if reference.model is not None:
+                reference.model = None  # freed: every batch carries its reference log-probs
+        return jobs.fit(job, tuner, train=train, val=val, collate=collate, loss_fn=objective)
 
 
 # ------------------------------------------------------------------------- pieces

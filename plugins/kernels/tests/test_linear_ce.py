@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from martlet.kernels import applied, provided
+from martlet_kernels import linear_ce
+from martlet_kernels.linear_ce import fusable_head, linear_cross_entropy
 from martlet_sdk.tiny import tiny_model
-from martlet_train import linear_ce
-from martlet_train.linear_ce import linear_cross_entropy
-from martlet_train.losses import causal_lm_loss, fusable_head
 
 
 def plain(hidden, weight, bias, targets):
@@ -76,21 +76,46 @@ def test_no_gradient_mode_gives_the_loss_only():
     torch.testing.assert_close(out, plain(hidden, weight, None, targets).detach())
 
 
-def test_the_sft_loss_fuses_only_a_plain_output_layer():
+def test_the_kernel_offers_the_loss_only_for_a_plain_output_layer():
     model = tiny_model()
     assert fusable_head(model) is model.lm_head
+    with applied(model, "linear-cross-entropy", device="cpu", dtype="float32") as used:
+        assert used == {"linear-cross-entropy": 1}
+        assert provided(model, "output_cross_entropy") is not None
+    assert provided(model, "output_cross_entropy") is None  # only while applied
     model.config.model_type = "gemma2"  # soft-caps its logits after the output layer
     assert fusable_head(model) is None
-    model.config.model_type = "llama"
+    with applied(model, "linear-cross-entropy", device="cpu", dtype="float32") as used:
+        assert used == {"linear-cross-entropy": 0}
+        assert provided(model, "output_cross_entropy") is None
+
+
+def test_the_sft_loss_takes_the_offered_operation_with_the_same_value():
+    train = pytest.importorskip("martlet_train.losses", reason="martlet-train has the sft loss")
+    model = tiny_model()
     ids = torch.randint(3, 200, (2, 9), generator=torch.Generator().manual_seed(2))
     labels = ids.clone()
     labels[:, :4] = -100
     batch = {"input_ids": ids, "labels": labels}
-    fused, count, _ = causal_lm_loss(model, batch)
-    model.config.model_type = "gemma2"
-    unfused, count2, _ = causal_lm_loss(model, batch)
+    calls = []
+    with applied(model, "linear-cross-entropy", device="cpu", dtype="float32"):
+        offered = provided(model, "output_cross_entropy")
+        with pytest.MonkeyPatch.context() as patch:
+            function = linear_ce.LinearCrossEntropy
+            patch.setattr(function, "apply", _counting(calls, function.apply))
+            fused, count, _ = train.causal_lm_loss(model, batch)
+        assert offered is not None and calls
+    unfused, count2, _ = train.causal_lm_loss(model, batch)
     assert int(count) == int(count2) == 10
     torch.testing.assert_close(fused, unfused, rtol=1e-5, atol=1e-5)
     # the output layer is whole again after the fused pass
     assert "forward" not in vars(model.lm_head)
     assert model(input_ids=ids).logits.shape == (2, 9, model.config.vocab_size)
+
+
+def _counting(calls, fn):
+    def counted(*args):
+        calls.append(1)
+        return fn(*args)
+
+    return counted

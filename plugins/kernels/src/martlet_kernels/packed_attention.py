@@ -1,11 +1,11 @@
 """Attention inside packed rows, computed segment by segment.
 
-A packed row (``martlet_train.batching``) holds several encoded rows one after another; each may
-attend only to itself. A 4D block-diagonal mask gets that right with any attention kernel, but
-the kernel still computes every query against every key of the whole packed row and throws most
-of it away: for four 512-token rows of ~60-token segments that was 29% of a training step on a
-CPU (``bench/RESULTS.md``), for attention work that, done segment by segment, is about a
-tenth of it.
+A packed row (``--packing``, ``--padding-free``) holds several encoded rows one after another;
+each may attend only to itself. A 4D block-diagonal mask gets that right with any attention
+kernel, but the kernel still computes every query against every key of the whole packed row and
+throws most of it away: for four 512-token rows of ~60-token segments that was 29% of a
+training step on a CPU (``bench/RESULTS.md``), for attention work that, done segment by
+segment, is about a tenth of it.
 
 :func:`packed_attention` is registered with transformers' ``AttentionInterface`` as
 ``"martlet_packed"``. It finds the segments from ``position_ids`` (each restarts at 0), sorts
@@ -25,8 +25,10 @@ quadratic); other dtypes use the explicit products (``baddbmm`` with a causal bi
 interface (``eager`` or ``sdpa``) to it; models with ``flash_attention_2`` (which reads packed
 ``position_ids`` itself) or their own attention keep the 4D mask. Without ``position_ids`` it
 computes ordinary causal attention over each whole row, and a query shorter than its keys
-(decoding with a cache) goes to transformers' sdpa; the training job switches the model only
-for the run (:func:`switched`), since padded batches need their mask.
+(decoding with a cache) goes to transformers' sdpa. The ``packed-attention`` kernel offers
+:func:`switched` as the ``segment_attention`` operation (:data:`martlet.kernels.OPS`): the
+training job switches the model only while its batches are packed, since padded batches need
+their mask.
 
 transformers is imported when a function is called (this module is imported only by a
 training run, which has torch loaded already).
@@ -76,17 +78,23 @@ def _base(model: Any) -> Any:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def use_packed_attention(model: Any) -> bool:
-    """Switch ``model`` (a transformers model, or a wrapper with ``get_base_model``) to
-    segment-by-segment attention for packed rows; returns whether it was switched."""
+def switchable(model: Any) -> bool:
+    """Whether :func:`use_packed_attention` can switch ``model``: its attention goes through
+    transformers' interface (``eager`` or ``sdpa``)."""
     base = _base(model)
     config = getattr(base, "config", None)
     if config is None or getattr(config, "_attn_implementation", None) not in SWITCHABLE:
         return False
-    if not getattr(base, "_supports_attention_backend", False):
+    return bool(getattr(base, "_supports_attention_backend", False))
+
+
+def use_packed_attention(model: Any) -> bool:
+    """Switch ``model`` (a transformers model, or a wrapper with ``get_base_model``) to
+    segment-by-segment attention for packed rows; returns whether it was switched."""
+    if not switchable(model):
         return False
     register()
-    base.set_attn_implementation(NAME)
+    _base(model).set_attn_implementation(NAME)
     return True
 
 

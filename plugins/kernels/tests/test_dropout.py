@@ -7,9 +7,7 @@ import platform
 
 import pytest
 import torch
-from martlet_peft.dropout import FastDropout, drop_probability, keep_mask, use_fast_dropout
-from martlet_peft.options import TunerOptions
-from martlet_peft.peft_methods import LoraTuner
+from martlet_kernels.dropout import FastDropout, drop_probability, fast_dropouts, keep_mask
 from martlet_sdk.isa import check_built_for_avx2, run_avx2_child, seed_with_the_native_cache
 from martlet_sdk.tiny import tiny_model
 
@@ -48,13 +46,27 @@ def test_bf16_inputs_keep_their_dtype():
     assert FastDropout(0.1).train()(x).dtype == torch.bfloat16
 
 
-def test_lora_models_use_it():
-    model = LoraTuner().prepare(tiny_model(), TunerOptions(lora_dropout=0.05))
-    kinds = {type(m) for m in model.modules() if "Dropout" in type(m).__name__}
-    assert kinds == {FastDropout}
-    assert use_fast_dropout(model) == 0  # nothing left to replace
-    plain = LoraTuner().prepare(tiny_model(), TunerOptions(lora_dropout=0.0))
-    assert not any(isinstance(m, FastDropout) for m in plain.modules())
+def _lora(dropout: float):
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=4, lora_dropout=dropout, target_modules="all-linear")
+    return get_peft_model(tiny_model(), config)
+
+
+def dropout_kinds(model) -> set[type]:
+    return {type(m) for m in model.modules() if "Dropout" in type(m).__name__}
+
+
+def test_lora_models_use_it_while_the_kernel_is_applied():
+    model = _lora(0.05)
+    with fast_dropouts(model) as replaced:
+        assert replaced == 14 and dropout_kinds(model) == {FastDropout}
+        with fast_dropouts(model) as again:
+            assert again == 0  # nothing left to replace
+    assert dropout_kinds(model) == {torch.nn.Dropout}  # the model's own back
+    plain = _lora(0.0)
+    with fast_dropouts(plain) as replaced:
+        assert replaced == 0 and FastDropout not in dropout_kinds(plain)
 
 
 def test_the_mask_drops_p_rounded_to_a_multiple_of_1_over_65536():
@@ -71,7 +83,7 @@ def test_the_mask_drops_p_rounded_to_a_multiple_of_1_over_65536():
 def test_numba_and_numpy_draw_the_same_bits(monkeypatch):
     import numpy as np
     import pytest
-    from martlet_peft import dropout
+    from martlet_kernels import dropout
 
     pytest.importorskip("numba")
     assert dropout._kernel() is not None  # numba is a dependency: the fast loop is used
@@ -95,8 +107,8 @@ def test_numba_and_numpy_draw_the_same_bits(monkeypatch):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("shape", [(64, 96), (3, 5, 4), (7, 3)])
 def test_a_drop_mask_clears_what_keep_mask_drops_without_storing_a_mask(shape, monkeypatch, dtype):
-    from martlet_peft import dropout
-    from martlet_peft.dropout import DropMask
+    from martlet_kernels import dropout
+    from martlet_kernels.dropout import DropMask
 
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(dtype) + 5
     torch.manual_seed(11)
@@ -117,7 +129,7 @@ def test_a_drop_mask_clears_what_keep_mask_drops_without_storing_a_mask(shape, m
 
 
 def test_the_compiled_pass_is_used_only_on_aligned_bfloat16_and_float32_storage():
-    from martlet_peft.dropout import DropMask
+    from martlet_kernels.dropout import DropMask
 
     pytest.importorskip("numba")
     mask = DropMask((4, 8), 0.5, "cpu", torch.bfloat16)
@@ -135,7 +147,7 @@ def test_the_compiled_pass_is_used_only_on_aligned_bfloat16_and_float32_storage(
 
 
 def mask_kernels():
-    from martlet_peft import _mask_kernel
+    from martlet_kernels import _mask_kernel
 
     return (
         _mask_kernel.fill_mask_words,
@@ -152,7 +164,7 @@ def check_the_avx2_build() -> None:
     and the dropped lanes of bfloat16 words cleared as the mask says, in place and into a
     copy."""
     import numpy as np
-    from martlet_peft import dropout
+    from martlet_kernels import dropout
 
     kernels = mask_kernels()
     fill, clear, clear_inplace, clear32, clear32_inplace = kernels
@@ -202,7 +214,7 @@ def check_the_avx2_build() -> None:
 def test_the_kernels_built_for_an_avx2_cpu_draw_and_clear_the_same_bits(tmp_path):
     pytest.importorskip("numba")
     import llvmlite.binding as llvm
-    from martlet_peft import dropout
+    from martlet_kernels import dropout
 
     features = llvm.get_host_cpu_features()
     if not (features.get("avx2") and features.get("fma")):

@@ -10,32 +10,35 @@ the same value with the layer's large product, the adapter's rank-r product adde
 the backward pass it keeps the input in the compute dtype (one tensor for the layers that read
 the same input: q, k and v; gate and up) and the rank-r activations, instead of a dropped-out
 copy of ``x`` per layer in the adapter's dtype; the dropout mask is never stored on the CPU: a
-:class:`~martlet_peft.dropout.DropMask` is a seed, and the dropped elements are cleared from
+:class:`~martlet_kernels.dropout.DropMask` is a seed, and the dropped elements are cleared from
 the input (forward, and again for the adapter's gradient) and from the adapter's share of the
 input gradient (backward) — one compiled pass each for bfloat16.
 
-:func:`fuse_lora` switches a PEFT model's plain LoRA layers (one active adapter, no DoRA or
+:func:`fused_lora` switches a PEFT model's plain LoRA layers (one active adapter, no DoRA or
 other variant, an ``nn.Linear`` base) to it. Anything else — adapters disabled or merged,
 mixed-adapter batches, several active adapters — still goes through PEFT's own forward, so
 saving, merging and ``disable_adapter()`` behave as before. Dropout masks come from the stream
-of :func:`martlet_peft.dropout.keep_mask`, as :class:`~martlet_peft.dropout.FastDropout` draws
-them, so a fused and an unfused model drop the same elements from the same seed.
+of :func:`martlet_kernels.dropout.keep_mask`, as :class:`~martlet_kernels.dropout.FastDropout` draws
+them, so a fused model and an unfused one with the ``lora-dropout`` kernel drop the same
+elements from the same seed.
 """
 
 from __future__ import annotations
 
-import types
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
-from martlet.precision import compute_dtype  # noqa: F401 - also read from here
+from martlet.precision import compute_dtype
 
-from martlet_peft.dropout import DropMask, drop_probability
+from martlet_kernels.dropout import DropMask, drop_probability
+from martlet_kernels.switching import switch, switched
 
 
 class LoraLinearFunction(torch.autograd.Function):
     """``x @ W.T + bias + scaling * dropout(x) @ A.T @ B.T`` with a frozen ``W``; ``mask`` is
-    the dropout's :class:`~martlet_peft.dropout.DropMask` (elements it drops are 0 in
+    the dropout's :class:`~martlet_kernels.dropout.DropMask` (elements it drops are 0 in
     ``dropout(x)``, the others unscaled) or ``None`` (no dropout)."""
 
     @staticmethod
@@ -143,12 +146,16 @@ def fusable(module: Any) -> bool:
     )
 
 
-def fuse_lora(model: Any) -> int:
+def fuse_lora(model: Any) -> list[Any]:
     """Route the plain LoRA layers of ``model`` through :class:`LoraLinearFunction`; returns
-    how many layers were switched."""
-    count = 0
-    for module in model.modules():
-        if fusable(module):
-            module.forward = types.MethodType(_fused_forward, module)
-            count += 1
-    return count
+    the switched layers (:func:`martlet_kernels.switching.restore` gives them their own
+    forward back)."""
+    return switch([m for m in model.modules() if fusable(m)], _fused_forward)
+
+
+@contextlib.contextmanager
+def fused_lora(model: Any) -> Iterator[int]:
+    """While active, ``model``'s plain LoRA layers are fused (:func:`fuse_lora`); yields how
+    many, and gives them PEFT's forward back on exit."""
+    with switched(fuse_lora(model)) as count:
+        yield count

@@ -13,6 +13,8 @@ of Liger Kernel's fused linear cross-entropy, in PyTorch operations).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from martlet.precision import compute_dtype
 
@@ -101,3 +103,30 @@ def linear_cross_entropy(
         grad and bias is not None and bias.requires_grad,
     )
     return LinearCrossEntropy.apply(hidden, weight, bias, targets, compute_dtype(hidden), need)
+
+
+# model types whose causal-LM forward returns the output layer's result unchanged (no logit
+# soft-capping or scaling after it), so the loss may take the layer's input instead
+PLAIN_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3"})
+
+
+def fusable_head(model: Any) -> Any:
+    """The output layer of ``model`` (a transformers model or a PEFT wrapper of one) when the
+    loss can fuse it with the cross-entropy: a plain ``nn.Linear`` of a model type in
+    :data:`PLAIN_HEAD_TYPES`; else None."""
+    config = getattr(model, "config", None)
+    get_head = getattr(model, "get_output_embeddings", None)
+    if getattr(config, "model_type", None) not in PLAIN_HEAD_TYPES or not callable(get_head):
+        return None
+    head = get_head()
+    return head if type(head) is torch.nn.Linear else None
+
+
+def output_cross_entropy(head: torch.nn.Linear) -> Any:
+    """The ``output_cross_entropy`` operation (:data:`martlet.kernels.OPS`) of ``head``: the
+    summed cross-entropy of ``head(hidden)`` against ``targets``, chunk by chunk."""
+
+    def loss(hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return linear_cross_entropy(hidden, head.weight, head.bias, targets)
+
+    return loss

@@ -4,20 +4,35 @@ reloaded, and they keep less for the backward pass."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
-from martlet_peft.dropout import DropMask
-from martlet_peft.fused import LoraLinearFunction, fuse_lora
-from martlet_peft.options import TunerOptions
-from martlet_peft.peft_methods import LoraTuner
+from martlet.kernels import applied
+from martlet_kernels.dropout import DropMask
+from martlet_kernels.fused_lora import LoraLinearFunction, fused_lora
 from martlet_sdk.tiny import tiny_model
+from peft import LoraConfig, get_peft_model
 
 
 def lora(fused: bool, dropout: float = 0.3, dtype: torch.dtype = torch.float32, **options):
+    """A PEFT LoRA model of the tiny model (every linear layer adapted) with the
+    ``lora-dropout`` kernel, and ``fused-lora`` too where ``fused``, applied for the model's
+    lifetime."""
     model = tiny_model(seed=3).to(dtype)
     torch.manual_seed(0)  # the same adapter initialisation for both
-    options = {"lora_dropout": dropout, **options}
-    model = LoraTuner().prepare(model, TunerOptions(fused_lora=fused, **options))
+    config = LoraConfig(
+        r=8,
+        lora_alpha=32,
+        lora_dropout=dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+        **options,
+    )
+    model = get_peft_model(model, config)
+    kernels = "lora-dropout,fused-lora" if fused else "lora-dropout"
+    model.test_kernels = contextlib.ExitStack()
+    model.test_kernels.enter_context(applied(model, kernels, device="cpu", dtype="float32"))
     noise = torch.Generator().manual_seed(1)
     with torch.no_grad():  # B starts at zero: give every adapter an effect on the output
         for name, p in model.named_parameters():
@@ -41,11 +56,15 @@ def step(model, batch: torch.Tensor, seed: int = 7):
     return loss.detach(), grads, embeds.grad
 
 
-def test_plain_lora_layers_are_fused_and_the_option_turns_it_off():
+def test_plain_lora_layers_are_fused_while_the_kernel_is_applied():
     fused, plain = lora(True), lora(False)
     assert sum("forward" in vars(m) for m in fused.modules()) == 14  # 7 per layer, 2 layers
     assert not any("forward" in vars(m) for m in plain.modules())
-    assert fuse_lora(plain) == 14
+    with fused_lora(plain) as count:
+        assert count == 14
+    assert not any("forward" in vars(m) for m in plain.modules())  # PEFT's forward again
+    fused.test_kernels.close()
+    assert not any("forward" in vars(m) for m in fused.modules())
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.3])

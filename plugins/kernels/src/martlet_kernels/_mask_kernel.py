@@ -1,4 +1,4 @@
-"""numba's compiled loops for :mod:`martlet_peft.dropout` (imported only when numba is
+"""numba's compiled loops for :mod:`martlet_kernels.dropout` (imported only when numba is
 installed; compiled on first use and cached on disk next to this file)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from martlet_peft.dropout import BF16_ONE, GOLDEN, MIX1, MIX2
+from martlet_kernels.dropout import BF16_ONE, GOLDEN, MIX1, MIX2
 
 _u64 = np.uint64
 

@@ -10,14 +10,16 @@ the word's index, compiles with numba into a branch-free loop at ~0.15 ns per el
 numba the same bits come from vectorised NumPy (slower). The seed comes from torch's default
 generator, so ``torch.manual_seed`` still fixes every mask and a resumed run (torch's RNG state
 restored) or a replayed checkpointed forward draws the same masks. :class:`FastDropout` is
-``nn.Dropout`` with that mask (the fused LoRA layers of :mod:`martlet_peft.fused` use it
+``nn.Dropout`` with that mask (the fused LoRA layers of :mod:`martlet_kernels.fused_lora` use it
 directly); off the CPU it is ``nn.Dropout``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -59,8 +61,8 @@ class DropMask:
     (:func:`keep_mask` is this class's :meth:`keep`, so both drop the same elements from the
     same seed): :meth:`dropped` and :meth:`zero_dropped_`
     clear the dropped elements of a bfloat16 or float32 tensor in one compiled pass over its
-    bits (numba's :func:`~martlet_peft._mask_kernel.and_mask_words`, four values per 64-bit
-    word, and :func:`~martlet_peft._mask_kernel.and_mask_words32`, two); other dtypes, or no
+    bits (numba's :func:`~martlet_kernels._mask_kernel.and_mask_words`, four values per 64-bit
+    word, and :func:`~martlet_kernels._mask_kernel.and_mask_words32`, two); other dtypes, or no
     numba, multiply by :meth:`keep`. Elsewhere it holds the mask drawn on the
     device."""
 
@@ -161,9 +163,9 @@ def _numpy_words(out: Any, seed: int, threshold: int) -> None:
 
 @functools.cache
 def _kernel() -> Any:
-    """numba's compiled mask loop (:mod:`martlet_peft._mask_kernel`), or None without numba."""
+    """numba's compiled mask loop (:mod:`martlet_kernels._mask_kernel`), or None without numba."""
     try:
-        from martlet_peft._mask_kernel import fill_mask_words
+        from martlet_kernels._mask_kernel import fill_mask_words
     except ImportError:
         return None
     return fill_mask_words
@@ -172,10 +174,10 @@ def _kernel() -> Any:
 @functools.cache
 def _and_kernel(dtype: Any = torch.bfloat16) -> Any:
     """numba's compiled dropout passes for ``dtype`` (bfloat16: four values per 64-bit word,
-    float32: two), ``(out_of_place, in_place)`` from :mod:`martlet_peft._mask_kernel`, or
+    float32: two), ``(out_of_place, in_place)`` from :mod:`martlet_kernels._mask_kernel`, or
     None without numba."""
     try:
-        from martlet_peft import _mask_kernel as k
+        from martlet_kernels import _mask_kernel as k
     except ImportError:
         return None
     if dtype == torch.float32:
@@ -202,10 +204,12 @@ def warm_up() -> None:
         mask.zero_dropped_(mask.dropped(torch.ones(8, dtype=dtype)))
 
 
-def use_fast_dropout(model: Any) -> int:
-    """Replace the ``nn.Dropout`` modules of PEFT adapters (``lora_dropout``) in ``model`` by
-    :class:`FastDropout`; returns how many were replaced."""
-    replaced = 0
+@contextlib.contextmanager
+def fast_dropouts(model: Any) -> Iterator[int]:
+    """While active, the ``nn.Dropout`` modules of PEFT adapters (``lora_dropout``) in
+    ``model`` are :class:`FastDropout`; yields how many were replaced, and puts the model's own
+    back on exit."""
+    replaced = []
     for module in model.modules():
         slots = getattr(module, "lora_dropout", None)
         if not isinstance(slots, torch.nn.ModuleDict):
@@ -213,7 +217,11 @@ def use_fast_dropout(model: Any) -> int:
         for name, dropout in list(slots.items()):
             if type(dropout) is torch.nn.Dropout and dropout.p > 0:
                 slots[name] = FastDropout(dropout.p)
-                replaced += 1
+                replaced.append((slots, name, dropout))
     if replaced:
         warm_up()
-    return replaced
+    try:
+        yield len(replaced)
+    finally:
+        for slots, name, dropout in replaced:
+            slots[name] = dropout
