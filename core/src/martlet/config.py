@@ -458,11 +458,11 @@ def flatten(cls: type, data: Mapping[str, Any], source: str) -> dict[str, Any]:
             ):
                 # a section named like an option (`model:` holding `model: ...`); a selector's
                 # section (`tuner:`) may name the record with `name:`
+                # (an option of this command even where a plugin's is known by the same name:
+                # `infer_backend:` as `martlet deploy --print-config` writes it)
                 selects = name if all_specs[name].names_of else None
-                name = None
-                if not _elsewhere(cls, str(raw)):
-                    visit(value, here, selects)
-                    continue
+                visit(value, here, selects)
+                continue
             if name is None:
                 if isinstance(value, Mapping) and not _elsewhere(cls, str(raw)):
                     visit(value, here)

@@ -45,6 +45,13 @@ class MartletError(Exception):
         return "\n".join(lines)
 
 
+def brief(exc: BaseException) -> str:
+    """``TypeName: the first line of its message``: the ``why`` of a MartletError that reports
+    another library's failure (the whole text stays in ``cause``, shown by ``--debug``)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
 class ConfigError(MartletError):
     """An option, flag or config file is wrong."""
 

@@ -421,6 +421,58 @@ class InferenceEngine(Protocol):
 
 
 @runtime_checkable
+class ServingEngine(Protocol):
+    """Decodes many requests at once for a server (``martlet deploy``).
+
+    A backend record that claims the ``serve`` capability has, on the class ``load()``
+    returns, a classmethod ``serving(model, *, adapters=None, device=None, torch_dtype="auto",
+    model_loader=None, loader_options=None, max_model_len=None, max_batch_size=None,
+    max_queued_requests=None, **options)`` returning one: ``model`` is a model id or folder
+    (a run's base model), ``adapters`` maps names to adapter folders served beside it,
+    ``options`` the values of the record's own options. Requests arrive from any thread as
+    prompt token ids and :class:`~martlet.generation.SamplingParams`; each is answered through
+    its own :class:`~martlet.generation.Stream` of :class:`~martlet.generation.Step` objects,
+    as the engine decodes it together with the others (continuous batching: a request joins
+    between decoding steps). Text, stop strings and the wire format are the server's.
+    """
+
+    #: the tokenizer prompts are encoded with and answers decoded with
+    tokenizer: Any
+    #: the most tokens a request may hold, prompt and answer together
+    max_model_len: int
+
+    def adapters(self) -> list[str]:
+        """The names of the adapters ``submit(adapter=...)`` accepts."""
+
+    def submit(
+        self,
+        prompt_ids: Sequence[int],
+        params: Any,
+        *,
+        adapter: str | None = None,
+        request_id: str = "",
+    ) -> Any:
+        """Queue a request; returns its :class:`~martlet.generation.Stream` at once.
+
+        ``params`` is a :class:`~martlet.generation.SamplingParams`; ``adapter`` one of
+        :meth:`adapters` (None: the base model). The stream ends with a step whose
+        ``finish_reason`` is ``stop`` (end-of-sequence or a stop token), ``length``
+        (``max_tokens``, or the model's context) or ``abort`` (``Stream.cancel()``, shutdown).
+
+        Raises:
+            QueueFullError: too many requests are waiting (the server answers 429).
+            BadRequestError: bad params, an unknown adapter, or a prompt too long for
+                :attr:`max_model_len`.
+            EngineStoppedError: :meth:`shutdown` was called (the server answers 503).
+        """
+
+    def shutdown(self, drain: bool = True) -> None:
+        """Stop: with ``drain``, finish the requests already accepted first; else abort
+        them. Accept no new request (``submit`` raises
+        :class:`~martlet.generation.EngineStoppedError`)."""
+
+
+@runtime_checkable
 class ParallelStrategy(Protocol):
     """Spreads training over processes and devices. Provisional: no command calls it yet."""
 

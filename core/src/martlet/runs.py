@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from martlet.errors import MartletError
+from martlet.errors import MartletError, brief
 
 CONFIG = "config.yaml"
 
@@ -133,10 +133,9 @@ def load_run(path: str | Path, **load_options: Any) -> tuple[Any, Any, Run]:
     except MartletError:
         raise
     except Exception as exc:  # noqa: BLE001 - a library's failure, reported with its cause
-        text = str(exc).splitlines()[0] if str(exc) else ""
         raise MartletError(
             f"cannot load the trained result in {run.path}",
-            why=f"{type(exc).__name__}: {text}",
+            why=brief(exc),
             fix=fix_for(run.path),
             cause=exc,
         ) from exc

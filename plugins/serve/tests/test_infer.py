@@ -153,7 +153,7 @@ def test_the_terminal_chat_streams_and_keeps_history(tiny_model_dir):
     "args, message",
     [
         (["--query", "hi"], "no model to run"),
-        (["--port", "8080", "--model", "x"], "serving on --port is not available yet"),
+        (["--port", "8080", "--model", "x", "--query", "hi"], "--query does not apply with --port"),
         (["--model", "x", "--output", "o.jsonl"], "--output needs --input"),
         (["--model", "x", "--infer-backend", "vllm", "--query", "q"], "martlet-vllm"),
         (["--adapters", "/no/such/dir", "--query", "q"], "not found"),

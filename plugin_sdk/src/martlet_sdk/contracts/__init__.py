@@ -3,8 +3,9 @@
 Every contract runs the registration checks of :class:`RecordContract`; the kinds whose
 interfaces are settled add behavioural checks (:class:`AcceleratorContract`,
 :class:`CommandContract`, :class:`TunerContract`, :class:`LossContract`,
-:class:`DatasetContract`, :class:`KernelContract`). The others check the implementation's
-shape against :mod:`martlet.interfaces` and gain behavioural checks as their capabilities land.
+:class:`DatasetContract`, :class:`KernelContract`, :class:`ServingContract`). The others check
+the implementation's shape against :mod:`martlet.interfaces` and gain behavioural checks as
+their capabilities land (a serving backend: :class:`ServingContract`).
 """
 
 from martlet_sdk.contracts.accelerator import AcceleratorContract
@@ -70,6 +71,10 @@ class InferenceBackendContract(RecordContract):
     interface = {"generate": None, "stream": None}
 
 
+# (imported after InferenceBackendContract: contract_for("inference_backends") names that one)
+from martlet_sdk.contracts.serving import ServingContract, serving_model_dir  # noqa: E402
+
+
 class EvalTaskContract(RecordContract):
     """An eval task: registration checks and the EvalTask shape."""
 
@@ -99,9 +104,11 @@ __all__ = [
     "ParallelContract",
     "QuantizerContract",
     "RecordContract",
+    "ServingContract",
     "TemplateContract",
     "TunerContract",
     "contract_for",
     "requires_capability",
+    "serving_model_dir",
     "train_steps",
 ]

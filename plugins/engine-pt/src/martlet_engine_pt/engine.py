@@ -54,6 +54,15 @@ class PtEngine:
         template: a chat template (``martlet.load_template``); by default the tokenizer's.
     """
 
+    @classmethod
+    def serving(cls, model: str, **options: Any) -> Any:
+        """The engine ``martlet deploy`` serves with: continuous batching
+        (:class:`martlet_engine_pt.serving.BatchingEngine`, a
+        :class:`martlet.interfaces.ServingEngine`)."""
+        from martlet_engine_pt.serving import BatchingEngine
+
+        return BatchingEngine.serving(model, **options)
+
     def __init__(self, model: Any, tokenizer: Any, template: Any = None, **_: Any) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer

@@ -10,9 +10,11 @@ MARTLET_API = 1
 def martlet_inference_backends():
     yield BackendRecord(
         name="pt",
-        impl="martlet_engine_pt.engine:PtEngine",
+        impl="martlet_engine_pt.engine:PtEngine",  # PtEngine.serving: the BatchingEngine
+        options="martlet_engine_pt.options:PtOptions",
         aliases=("pytorch", "transformers"),
         requires=("torch", "transformers"),
-        capabilities={"batch", "stream", "sampling", "token-ids", "cpu", "cuda", "mps"},
-        summary="transformers generate() with a KV cache; batched, greedy or sampling, streaming.",
+        capabilities={"batch", "stream", "sampling", "token-ids", "serve", "cpu", "cuda", "mps"},
+        summary="transformers with a KV cache: batched, greedy or sampling, streaming; serves "
+        "with continuous batching (martlet_engine_pt.serving).",
     )

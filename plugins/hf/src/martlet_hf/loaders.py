@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from martlet.errors import ConfigError, MartletError
+from martlet.errors import ConfigError, MartletError, brief
 from martlet.paths import cache_dir
 from martlet.rundirs import check_folder, run_folder, run_tuner
 
@@ -407,7 +407,7 @@ def _load_error(what: str, folder: Path, exc: BaseException) -> ModelLoadError:
         fix = "use a smaller --torch-dtype, --device-map auto, or a machine with more memory"
     return ModelLoadError(
         f"cannot load the {what} from {folder}",
-        why=f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}",
+        why=brief(exc),
         fix=fix,
         cause=exc,
     )
@@ -518,7 +518,7 @@ def _dequantize(file: Path, out: Path) -> None:
     except Exception as exc:  # noqa: BLE001 - reported with its cause
         raise ModelLoadError(
             f"transformers cannot load the GGUF file {file}",
-            why=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            why=brief(exc),
             fix="transformers reads GGUF files of common architectures (llama, mistral, qwen2, "
             "...); convert this one to a Hugging Face folder with llama.cpp's tools",
             cause=exc,

@@ -22,12 +22,14 @@ from martlet.config import option
 from martlet.errors import ConfigError
 from martlet.options import ModelOptions, TemplateOptions
 
+from martlet_serve.deploy import ServerOptions
+
 #: device_map values that spread the layers over whatever devices there are
 _SPREAD = ("auto", "balanced", "balanced_low_0", "sequential")
 
 
 @dataclass(kw_only=True)
-class InferConfig(ModelOptions, TemplateOptions):
+class InferConfig(ModelOptions, TemplateOptions, ServerOptions):
     model: str | None = option(
         None,
         help="A model id, folder or .gguf file (not needed with --adapters).",
@@ -45,7 +47,13 @@ class InferConfig(ModelOptions, TemplateOptions):
         help="The accelerator to run on: NAME[:INDEX] (cpu, cuda:1, a plugin's device; "
         "default: the CPU, or where --device-map puts the layers).",
     )
-    infer_backend: str = option("pt", help="The inference engine.", aliases=("backend",))
+    infer_backend: str = option(
+        "pt",
+        help="The inference engine (`martlet infer --infer-backend NAME --help` shows its "
+        "options).",
+        aliases=("backend",),
+        names_of="inference_backends",
+    )
     task: Literal["generate", "reward", "seq_cls"] = option(
         "generate",
         help="What to do: generate answers, or score conversations with a reward model "
@@ -79,7 +87,9 @@ class InferConfig(ModelOptions, TemplateOptions):
     max_batch_size: int = option(8, help="Prompts generated together in batch inference.")
     stream: bool = option(True, help="Stream tokens in the chat as they are generated.")
     port: int | None = option(
-        None, help="Serve an OpenAI-compatible API on this port (with `martlet deploy`)."
+        None,
+        help="Serve an OpenAI-compatible API on this port instead, as `martlet deploy` does "
+        "(0: any free port); the server's options below apply.",
     )
 
     def __post_init__(self) -> None:
@@ -166,17 +176,91 @@ def check_infer(config: InferConfig) -> None:
         get_manager().registry.get("templates", config.template)
     if config.model_loader and config.model_loader != "auto":
         get_manager().registry.get("model_loaders", config.model_loader)
+    _check_port(config)
+
+
+#: infer's own options that only the terminal, --query and --input use
+_LOCAL = ("query", "response", "input", "output", "task", "stream")
+_GENERATION = (
+    "max_new_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "repetition_penalty",
+    "stop",
+    "seed",
+)
+
+
+def _changed(config: Any, names: Iterable[str]) -> list[str]:
+    from martlet.config import specs
+
+    defaults = specs(InferConfig)
+    return [n for n in names if getattr(config, n) != defaults[n].default]
+
+
+def _check_port(config: InferConfig) -> None:
+    """--port serves instead of answering here: infer's own options for answering do not
+    apply to it, nor do the server's options without it."""
+    import dataclasses
+
+    if config.port is None:
+        server = _changed(config, [f.name for f in dataclasses.fields(ServerOptions)])
+        if server:
+            flag = "--" + server[0].replace("_", "-")
+            raise ConfigError(
+                f"{flag} is an option of the server",
+                why="without --port, infer answers here and serves nothing",
+                fix=f"add --port PORT to serve (or use `martlet deploy`), or drop {flag}",
+            )
+        return
+    refused = _changed(config, _LOCAL + _GENERATION)
+    if refused:
+        flag = "--" + refused[0].replace("_", "-")
+        raise ConfigError(
+            f"{flag} does not apply with --port",
+            why="the server answers each request with the sampling settings it carries",
+            fix=f"drop {flag}, or drop --port to answer here",
+        )
+
+
+def serve_here(config: InferConfig) -> None:
+    """``infer --port``: the same server as ``martlet deploy``, on the model or run of
+    ``config`` (``--max-batch-size`` is the engine's batch)."""
+    from martlet_serve.deploy import config_from, serve
+
+    serve(config_from(deploy_values(config)))
+
+
+def deploy_values(config: InferConfig) -> dict[str, Any]:
+    """The ``martlet deploy`` options that serve the model or run of ``config`` as it would
+    answer (``--max-batch-size`` is the engine's batch)."""
+    import dataclasses
+
+    from martlet_serve.deploy import fields_of
+
+    own = {f.name for f in dataclasses.fields(InferConfig)} - {
+        f.name for f in dataclasses.fields(ModelOptions)
+    }
+    own -= {f.name for f in dataclasses.fields(TemplateOptions)}
+    own -= {f.name for f in dataclasses.fields(ServerOptions)}
+    values = {k: v for k, v in fields_of(config).items() if k not in own}
+    values.update(
+        model=config.adapters or config.model,
+        port=config.port,
+        device=config.device,
+        infer_backend=config.infer_backend,
+        max_batch_size=config.max_batch_size,
+    )
+    return values
 
 
 @config_command(InferConfig, name="infer", check=check_infer)
 def infer(config: InferConfig) -> None:
     """Chat with a model (streamed), answer --query, or answer every row of --input."""
     if config.port is not None:
-        raise ConfigError(
-            "serving on --port is not available yet",
-            why="the OpenAI-compatible server arrives with `martlet deploy`",
-            fix="drop --port to chat in the terminal, or use --query / --input",
-        )
+        serve_here(config)
+        return
     if config.output and not config.input:
         raise ConfigError("--output needs --input", fix="pass --input ROWS.jsonl")
     if config.output:
@@ -197,13 +281,18 @@ def infer(config: InferConfig) -> None:
 
         rows = list(martlet.load_dataset(config.input, prompts=True))
     engine = load_engine(config)
-    if config.query is not None:
-        answer = engine.generate([[_user(config.query)]], **config.generation())[0]
-        click.echo(answer.text)
-    elif config.input:
-        batch(engine, config, rows)
-    else:
-        chat(engine, config)
+    try:
+        if config.query is not None:
+            answer = engine.generate([[_user(config.query)]], **config.generation())[0]
+            click.echo(answer.text)
+        elif config.input:
+            batch(engine, config, rows)
+        else:
+            chat(engine, config)
+    finally:
+        close = getattr(engine, "close", None)
+        if close is not None:
+            close()
 
 
 def load_engine(config: InferConfig) -> Any:
@@ -211,10 +300,23 @@ def load_engine(config: InferConfig) -> Any:
 
     The system prompt (``--system``, or the run's) is the template's business."""
     import martlet
+    from martlet.compose import chosen_options
     from martlet.manager import get_manager
     from martlet.runs import load_run
 
     backend = get_manager().registry.get("inference_backends", config.infer_backend)
+    if "batch" not in backend.capabilities:  # a serving engine only (vLLM, SGLang, ...)
+        if "serve" not in backend.capabilities:
+            raise ConfigError(
+                f"--infer-backend {backend.name} can neither generate in-process nor serve",
+                fix="choose another --infer-backend (martlet plugins --kind inference_backends)",
+            )
+        from martlet_serve.api import InferEngine
+        from martlet_serve.served import ServedGenerator
+
+        values = deploy_values(config)
+        values.pop("port", None)
+        return ServedGenerator(InferEngine(**values))
     template_name, options = config.template, config.template_options()
     options["max_length"] = None  # prompts are not truncated for inference
     if config.adapters:
@@ -225,7 +327,9 @@ def load_engine(config: InferConfig) -> Any:
     else:
         raise ConfigError("no model to run", fix="pass --model ID_OR_PATH or --adapters RUN_DIR")
     template = martlet.load_template(tokenizer, template_name, **options)
-    return backend.load()(model, tokenizer, template=template)
+    return backend.load()(
+        model, tokenizer, template=template, **chosen_options(config, "infer_backend")
+    )
 
 
 # ---------------------------------------------------------------------- rewards

@@ -1,0 +1,1 @@
+"""The LMDeploy inference backend."""
