@@ -82,7 +82,7 @@ def test_a_generated_plugin_of_every_kind_installs_lists_and_passes_its_contract
     summary = tests.stdout.strip().splitlines()[-1]
     assert "passed" in summary and "failed" not in summary and "error" not in summary
     # the scaffolds that declare options show them reaching a command that selects the record
-    for name in ("acme-callbacks", "acme-losses", "acme-tuners"):
+    for name in ("acme-callbacks", "acme-losses", "acme-quantizers", "acme-tuners"):
         test = f"test_{module_name(name).removeprefix('martlet_')}.py"
         check = "test_declared_options_reach_a_command_that_selects_the_record"
         assert re.search(rf"^PASSED \S*{test}::\S+::{check}$", tests.stdout, re.M), name

@@ -128,22 +128,83 @@ def model_loader(source: str, record: ModelRecord | None = None, loader: str | N
     return chosen.load()()
 
 
-def load_model(model: str, *, loader: str | None = None, **options: Any) -> tuple[Any, Any]:
+def load_model(
+    model: str,
+    *,
+    loader: str | None = None,
+    quant_method: str | None = None,
+    quant_bits: int | None = None,
+    quant_options: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> tuple[Any, Any]:
     """Load a model and its tokenizer (or processor): ``(model, tokenizer)``.
 
     Args:
         model: a registered model id (``smollm2-135m-instruct``), a local folder or file, or a
             hub id.
         loader: the model loader to use; by default the one that says it can load the source.
+        quant_method, quant_bits, quant_options: quantize the model as it loads with this
+            quantizer record, at this width, with its options (``--quant-method``): its
+            ``quantize_on_load`` gives the loader's ``quantization_config``, and its
+            ``quantize_loaded``, where it has one, quantizes the loaded model. A checkpoint
+            quantized elsewhere goes to the ``prequantized`` quantizer named like its method.
         options: passed to the loader, e.g. ``torch_dtype``, ``device_map``, ``attn_impl``,
             ``max_memory``, ``trust_remote_code``.
 
     Calls the ``martlet_model_loaded`` hook with the model and the options.
     """
+    chosen = None
+    if quant_method:
+        from martlet.quantize import chosen as choose
+
+        chosen = choose(quant_method, quant_bits, stage="load", options=dict(quant_options or {}))
+        config = chosen.quantizer.quantize_on_load(chosen.bits, **chosen.options)
+        if config is not None:
+            options["quantization_config"] = config
     source, record = resolve_model(model)
+    if loader is None and chosen is None:
+        loader = _loader_for_quantized(source)
     loaded, tokenizer = model_loader(source, record, loader).load(source, **options)
+    if chosen is not None:
+        after = getattr(chosen.quantizer, "quantize_loaded", None)
+        if after is not None:
+            loaded = after(loaded, chosen.bits, **chosen.options)
+    else:
+        loaded = _prepare_prequantized(loaded)
     _manager().model_loaded(loaded, options)
     return loaded, tokenizer
+
+
+def _loader_for_quantized(source: str) -> str | None:
+    """The model loader named like the quantization of the folder ``source`` (its
+    ``config.json``'s ``quantization_config.quant_method``), if one is registered: a folder a
+    quantizer plugin wrote in its own layout (hqq, quanto) goes to that plugin's loader, not to
+    a general one that would read it as plain weights."""
+    import json
+    from pathlib import Path
+
+    file = Path(source) / "config.json"
+    if not file.is_file():
+        return None
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    method = (config.get("quantization_config") or {}).get("quant_method")
+    if not isinstance(method, str) or not method:
+        return None
+    found = _manager().registry.find("model_loaders", method.lower())
+    return found.name if found is not None else None
+
+
+def _prepare_prequantized(model: Any) -> Any:
+    from martlet.quantize import prequantized
+
+    record = prequantized(getattr(model, "config", None))
+    if record is None:
+        return model
+    prepare = getattr(record.load()(), "prepare_prequantized", None)
+    return prepare(model) if prepare is not None else model
 
 
 def load_tokenizer(model: str, *, loader: str | None = None, **options: Any) -> Any:

@@ -53,10 +53,14 @@ parallel_strategies
     a class; ``cls()`` is a :class:`ParallelStrategy`. No command calls one yet: a training
     command refuses ``--parallel`` other than ``single`` after checking the record exists.
 quantizers
-    a class; ``cls()`` is a :class:`Quantizer`. ``martlet sft``, ``pt`` and ``rlhf`` call
-    ``quantize_on_load`` for ``--quantization-bit`` (with ``--quant-method-load NAME``,
-    default ``bnb``); ``martlet export --quant-method NAME`` calls ``export``. Each only where
-    the record's ``stages`` holds ``"load"`` or ``"export"``.
+    a class; ``cls()`` is a :class:`Quantizer`. ``--quant-method NAME --quant-bits N`` on
+    ``sft``, ``pt``, ``rlhf``, ``infer`` and ``deploy`` (:func:`martlet.load_model` with
+    ``quant_method=``) calls ``quantize_on_load`` (and ``quantize_loaded`` where it has one);
+    ``martlet export --quant-method NAME`` calls ``export``; a checkpoint quantized elsewhere
+    goes to ``prepare_prequantized``. Each only where the record's ``stages`` holds ``"load"``,
+    ``"export"`` or ``"prequantized"`` (:func:`martlet.quantize.chosen` checks, and the widths
+    and CUDA the record declares, before anything loads). The record's options (``--quant-method
+    NAME --help``) arrive as keyword arguments.
 inference_backends
     a class; ``cls(model, tokenizer, template=template)`` is an :class:`InferenceEngine`.
     ``martlet infer --infer-backend NAME`` builds it for the loaded model (with a run's result
@@ -371,13 +375,21 @@ class Loss(Protocol):
 
 @runtime_checkable
 class Quantizer(Protocol):
-    """Quantizes a model at load time, at export time, or both (the record's ``stages``)."""
+    """Quantizes a model at load time, at export time, or both (the record's ``stages``).
+
+    Two optional methods, called where the class has them: ``quantize_loaded(model, bits,
+    **options) -> model`` after a load-time load (for a library that quantizes a loaded model
+    rather than through ``from_pretrained``), and ``prepare_prequantized(model) -> model`` for a
+    checkpoint another tool quantized (``stages`` holds ``"prequantized"``).
+    """
 
     def quantize_on_load(self, bits: int, **options: Any) -> Any:
-        """The ``quantization_config`` passed to ``from_pretrained``.
+        """The ``quantization_config`` passed to ``from_pretrained``, or None (the model loads
+        unquantized and ``quantize_loaded`` quantizes it).
 
-        Called as ``quantize_on_load(bits)`` with ``--quantization-bit``; the result goes to
-        the model loader as the ``quantization_config`` option.
+        Called as ``quantize_on_load(bits, **options)`` with ``--quant-bits`` (one of the
+        record's ``bits``) and the record's own options; the result goes to the model loader
+        as the ``quantization_config`` option.
         """
 
     def export(
@@ -385,10 +397,14 @@ class Quantizer(Protocol):
     ) -> None:
         """Write a quantized copy of ``model`` to ``output_dir``.
 
-        Called as ``export(model, tokenizer, output_dir, bits)`` with ``--quant-bits``:
-        ``model`` is the ``--model``, or a run's model with its result applied (merged with
-        ``--merge-lora``), loaded in ``--torch-dtype``. Write a folder a model loader can
-        load: weights and tokenizer (``martlet export`` adds ``martlet_export.json``).
+        Called as ``export(model, tokenizer, output_dir, bits, **options)`` with
+        ``--quant-bits`` and the record's own options: ``model`` is the ``--model``, or a run's
+        model with its result applied (merged with ``--merge-lora``), loaded unquantized in
+        ``--torch-dtype``. ``options`` also holds ``calibration``: a callable returning up to
+        ``n`` rows of token ids (``calibration(n) -> list[list[int]]``) from ``--dataset``,
+        encoded with the model's template, for methods that need calibration data. Write what
+        a model loader can load: weights and tokenizer, or one file for a single-file format
+        (``martlet export`` adds ``martlet_export.json``).
         """
 
 

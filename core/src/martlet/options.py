@@ -6,6 +6,9 @@ chats or reads datasets passes to the records doing it, whichever plugins provid
   selector.
 - :class:`TemplateOptions`: a chat template's (:class:`martlet.interfaces.Template`), with the
   ``--template`` selector.
+- :class:`QuantizeOptions`: quantizing the model as it loads (``--quant-method``, a selector of
+  quantizer records, and ``--quant-bits``), for every command that loads a model to train or
+  serve it (:meth:`QuantizeOptions.quant_options`, what :func:`martlet.load_model` takes).
 - :class:`DatasetReadOptions`: a dataset source's (:class:`martlet.interfaces.DatasetSource`
   ``read``), with the ``--dataset-source`` selector.
 
@@ -29,6 +32,9 @@ from typing import Any, Literal
 from martlet.config import option
 from martlet.errors import ConfigError
 from martlet.tasks import check_task_type
+
+#: the quantizer ``--quant-bits`` alone names (bitsandbytes, as in ms-swift and LLaMA-Factory)
+DEFAULT_QUANTIZER = "bnb"
 
 #: the seed of ``#N`` sampling, shuffling and validation splits unless one is given
 DEFAULT_SEED = 42
@@ -183,6 +189,53 @@ class ModelOptions:
         if self.num_labels != 1:
             out["num_labels"] = self.num_labels
         return out
+
+
+@dataclass(kw_only=True)
+class QuantizeOptions:
+    """Quantize the model as it loads (QLoRA when a command trains an adapter on it)."""
+
+    quant_method: str | None = option(
+        None,
+        help="Quantize the model as it loads with this quantizer (bnb, hqq, quanto, eetq, ...: "
+        "`martlet plugins --kind quantizers`), with its own options; with a tuner, QLoRA.",
+        aliases=("quant_method_load",),
+        names_of="quantizers",
+        metavar="NAME",
+    )
+    quant_bits: int | None = option(
+        None,
+        help="Bits per weight for --quant-method (default: the quantizer's only width).",
+        aliases=("quantization_bit",),
+        metavar="N",
+    )
+    quant_report: bool = option(
+        True,
+        help="With --quant-method on a command that writes a folder: measure the held-out "
+        "perplexity next to the unquantized model's and the weights' memory, print them and "
+        "write quantization.json.",
+    )
+
+    def __post_init__(self) -> None:
+        if self.quant_bits is not None and not self.quant_method:
+            self.quant_method = DEFAULT_QUANTIZER  # ms-swift's `--quantization_bit 4` alone
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:
+            parent()
+
+    def quant_options(self) -> dict[str, Any]:
+        """What :func:`martlet.load_model` takes to quantize as it loads: ``quant_method``,
+        ``quant_bits`` and the selected quantizer's own options as ``quant_options`` (empty
+        without ``--quant-method``)."""
+        from martlet.compose import chosen_options
+
+        if not self.quant_method:
+            return {}
+        return {
+            "quant_method": self.quant_method,
+            "quant_bits": self.quant_bits,
+            "quant_options": chosen_options(self, "quant_method"),
+        }
 
 
 @dataclass(kw_only=True)

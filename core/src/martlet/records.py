@@ -410,25 +410,40 @@ class ParallelRecord(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class QuantizerRecord(Record):
-    """A quantization method. ``stages`` holds ``"load"`` and/or ``"export"``."""
+    """A quantization method.
+
+    ``stages`` says when it works: ``"load"`` (a model is quantized as it loads: ``--quant-method``
+    on ``sft``, ``pt``, ``rlhf``, ``infer``, ``deploy``; QLoRA), ``"export"`` (``martlet export
+    --quant-method``, with calibration data where the method needs it) and/or ``"prequantized"``
+    (it loads checkpoints another tool quantized: a checkpoint whose ``quantization_config``
+    names ``quant_method`` equal to the record's name or one of its aliases goes to it).
+    ``bits`` are the widths it supports (empty: any, the record checks); ``needs_cuda`` that it
+    cannot run without a CUDA GPU (refused before anything loads); ``engines`` the serving
+    engines that load what its export writes as it is (``vllm``, ``sglang``, ``lmdeploy``:
+    ``martlet export --output-type NAME`` checks it).
+    """
 
     kind: ClassVar[str] = "quantizers"
     label: ClassVar[str] = "quantizer"
     bits: tuple[int, ...] = ()
     stages: tuple[str, ...] = ("load",)
+    needs_cuda: bool = False
+    engines: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "stages", _as_tuple(self.stages, "stages", self.name))
+        object.__setattr__(self, "engines", _as_tuple(self.engines, "engines", self.name))
         bits = tuple(self.bits) if not isinstance(self.bits, int) else (self.bits,)
         if not all(isinstance(b, int) and b > 0 for b in bits):
             raise RecordError(f"quantizer record {self.name!r}: bits must be positive integers")
         object.__setattr__(self, "bits", bits)
-        bad = set(self.stages) - {"load", "export"}
-        if bad:
+        bad = set(self.stages) - {"load", "export", "prequantized"}
+        if bad or not self.stages:
             raise RecordError(
-                f"quantizer record {self.name!r}: unknown stages {sorted(bad)}",
-                why="a quantizer works at 'load' time, at 'export' time, or both",
+                f"quantizer record {self.name!r}: unknown stages {sorted(bad) or 'none'}",
+                why="a quantizer works at 'load' time, at 'export' time, on 'prequantized' "
+                "checkpoints, or several of these",
             )
 
 

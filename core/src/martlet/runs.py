@@ -72,6 +72,21 @@ class Run:
             return {}
         return {"loader": loader, **selected_options(self.config, "model_loader")}
 
+    def quantization(self) -> dict[str, Any]:
+        """How the run's base model was quantized as it loaded (``--quant-method``, QLoRA):
+        the :func:`martlet.load_model` options that load it the same way again (``{}``: not
+        quantized)."""
+        from martlet.config import selected_options, selection
+
+        method = selection(self.config, "quant_method")
+        if not method:
+            return {}
+        return {
+            "quant_method": method,
+            "quant_bits": self.config.get("quant_bits"),
+            "quant_options": selected_options(self.config, "quant_method"),
+        }
+
 
 def is_run(path: str | Path) -> bool:
     """Whether ``path`` is a run directory or a checkpoint inside one."""
@@ -106,10 +121,15 @@ def read_run(path: str | Path) -> Run:
     return Run(folder, config)
 
 
-def load_run(path: str | Path, **load_options: Any) -> tuple[Any, Any, Run]:
+def load_run(
+    path: str | Path, *, quantized: bool = True, **load_options: Any
+) -> tuple[Any, Any, Run]:
     """Load the run's base model, apply what it trained, and return ``(model, tokenizer, run)``.
 
     ``load_options`` go to :func:`martlet.load_model` (``torch_dtype``, ``device_map``, ...).
+    A run that trained on a quantized base (QLoRA) loads on the same quantized base, unless
+    ``quantized`` is False (``martlet export``: the adapter then applies to the unquantized
+    weights, which it can be merged into) or ``load_options`` name another ``quant_method``.
     A run that trained a scalar head (``task_type: seq_cls``, a reward model) loads as one.
     The run's files are checked first (:func:`martlet.rundirs.check_folder`); a missing or
     damaged one, or any failure applying what the run trained, is a MartletError naming it.
@@ -120,7 +140,10 @@ def load_run(path: str | Path, **load_options: Any) -> tuple[Any, Any, Run]:
 
     run = read_run(path)
     check_folder(run.path, run.tuner)  # a missing or damaged file is named, not a traceback
-    options = {**run.loader_options(), **load_options}
+    options = {**run.loader_options(), **(run.quantization() if quantized else {}), **load_options}
+    if not options.get("quant_method"):
+        for key in ("quant_method", "quant_bits", "quant_options"):
+            options.pop(key, None)
     task_type = run.config.get("task_type")
     if task_type and task_type != "causal_lm":
         options.setdefault("task_type", task_type)

@@ -463,6 +463,67 @@ class $cls:
 ''',
         ("torch", "safetensors"),
     ),
+    "quantizers": (
+        '        name="$record_name",\n'
+        '        impl="$module.impl:$cls",\n'
+        "        bits=(4, 8),  # the widths it supports (others are refused before loading)\n"
+        '        stages=("load",),  # load time: --quant-method $record_name on sft/infer/deploy\n'
+        '        options="$module.impl:Options",  # its flags: --rtn-group-size\n'
+        '        summary="Round-to-nearest weights, simulated (a quantizer from $dist).",\n',
+        '''\
+"""The $record_name quantizer: round-to-nearest, symmetric, per group of input columns.
+
+A teaching example of the interface: the linear layers' weights are rounded to ``bits`` bits
+and kept in their dtype (simulated quantization: the outputs carry the rounding error, the
+memory does not shrink). A real quantizer returns a transformers ``quantization_config`` from
+``quantize_on_load``, or swaps in layers that keep packed weights in ``quantize_loaded``.
+Its options (:class:`Options`) arrive as keyword arguments: ``--rtn-group-size 64``. Keep this
+module importable without torch at module level: the CLI imports ``Options`` from it.
+"""
+
+from dataclasses import dataclass
+
+from martlet.config import option, require
+
+
+@dataclass(kw_only=True)
+class Options:
+    """$record_name: round-to-nearest weights"""
+
+    rtn_group_size: int = option(32, help="Input columns that share one scale.", metavar="N")
+
+    def __post_init__(self):
+        size = self.rtn_group_size
+        require(size > 0, "rtn-group-size", size, "a positive number of columns", "32")
+
+
+class $cls:
+    def quantize_on_load(self, bits, **options):
+        return None  # nothing for from_pretrained: quantize_loaded does the work
+
+    def quantize_loaded(self, model, bits, rtn_group_size=32, **options):
+        import torch
+
+        output = model.get_output_embeddings()
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(module, torch.nn.Linear) and module is not output:
+                    module.weight.copy_(_rounded(module.weight, bits, rtn_group_size))
+        return model
+
+
+def _rounded(weight, bits, group_size):
+    rows, cols = weight.shape
+    if cols % group_size:
+        group_size = cols  # one group per row when the columns do not divide
+    groups = weight.float().reshape(rows, cols // group_size, group_size)
+    top = 2 ** (bits - 1) - 1
+    scale = groups.abs().amax(dim=-1, keepdim=True).clamp(min=1e-8) / top
+    codes = (groups / scale).round().clamp(-top - 1, top)
+    return (codes * scale).reshape(rows, cols).to(weight.dtype)
+''',
+        ("torch",),
+    ),
     "models": (
         '        name="$record_name",\n'
         '        family="smollm2",\n'

@@ -275,7 +275,7 @@ def test_ms_swift_command_line_flags(cli, tiny_model_dir, tmp_path):
         (["--dataset", "no-such-dataset-anywhere.jsonl"], "no-such-dataset-anywhere"),
         (["--lora-rnk", "8"], "did you mean --lora-rank"),
         (["--beta", "0.1"], "martlet rlhf"),
-        (["--quantization_bit", "4"], "martlet-bnb"),
+        (["--quant-method", "aqlm"], "martlet-aqlm"),  # a quantizer not installed here
         # options of plugins not installed here: the package to install (the known-options
         # index of martlet.providers, not a list in martlet-train)
         (["--deepspeed", "zero2"], "pip install martlet-deepspeed"),

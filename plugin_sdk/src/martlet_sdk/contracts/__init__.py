@@ -3,7 +3,8 @@
 Every contract runs the registration checks of :class:`RecordContract`; the kinds whose
 interfaces are settled add behavioural checks (:class:`AcceleratorContract`,
 :class:`CommandContract`, :class:`TunerContract`, :class:`LossContract`,
-:class:`DatasetContract`, :class:`KernelContract`, :class:`ServingContract`). The others check
+:class:`DatasetContract`, :class:`KernelContract`, :class:`ServingContract`,
+:class:`QuantizerContract`). The others check
 the implementation's shape against :mod:`martlet.interfaces` and gain behavioural checks as
 their capabilities land (a serving backend: :class:`ServingContract`).
 """
@@ -14,6 +15,7 @@ from martlet_sdk.contracts.command import CommandContract
 from martlet_sdk.contracts.dataset import DatasetContract
 from martlet_sdk.contracts.kernel import KernelContract
 from martlet_sdk.contracts.loss import LossContract
+from martlet_sdk.contracts.quantizer import QuantizerContract
 from martlet_sdk.contracts.tuner import TunerContract, train_steps
 
 
@@ -49,19 +51,6 @@ class ParallelContract(RecordContract):
 
     kind = "parallel_strategies"
     interface = {"wrap": None, "save_checkpoint": None}
-
-
-class QuantizerContract(RecordContract):
-    """A quantizer: registration checks and the methods of the stages it claims."""
-
-    kind = "quantizers"
-
-    def test_impl_has_the_interface(self, record, impl):  # type: ignore[override]
-        needed = {"load": "quantize_on_load", "export": "export"}
-        for stage in record.stages:
-            assert callable(getattr(impl, needed[stage], None)), (
-                f"{record.impl} claims the {stage!r} stage but lacks {needed[stage]}()"
-            )
 
 
 class InferenceBackendContract(RecordContract):

@@ -14,7 +14,17 @@ def martlet_inference_backends():
         options="martlet_engine_pt.options:PtOptions",
         aliases=("pytorch", "transformers"),
         requires=("torch", "transformers"),
-        capabilities={"batch", "stream", "sampling", "token-ids", "serve", "cpu", "cuda", "mps"},
+        capabilities={
+            "batch",
+            "stream",
+            "sampling",
+            "token-ids",
+            "serve",
+            "quantize",
+            "cpu",
+            "cuda",
+            "mps",
+        },
         summary="transformers with a KV cache: batched, greedy or sampling, streaming; serves "
         "with continuous batching (martlet_engine_pt.serving).",
     )

@@ -33,10 +33,42 @@ class ExportConfig:
     )
     quant_method: str | None = option(
         None,
-        help="Quantize while exporting with this quantizer (gptq, awq, bnb, ...).",
+        help="Quantize while exporting with this quantizer (gptq, awq, hqq, quanto, gguf, ...: "
+        "`martlet plugins --kind quantizers`), with its own options.",
         aliases=("quantization_method",),
+        names_of="quantizers",
+        metavar="NAME",
     )
-    quant_bits: int | None = option(None, help="Bits for --quant-method.", aliases=("bits",))
+    quant_bits: int | None = option(
+        None,
+        help="Bits per weight for --quant-method (default: the quantizer's only width).",
+        aliases=("bits",),
+        metavar="N",
+    )
+    dataset: list[str] = option(
+        default_factory=lambda: ["sample-sft"],
+        help="Calibration data for quantizers that need it (GPTQ, AWQ): Martlet datasets, "
+        "encoded with the model's chat template.",
+        aliases=("calibration_dataset",),
+        metavar="SPEC",
+    )
+    quant_n_samples: int = option(
+        128, help="Calibration rows for --quant-method (at most).", metavar="N"
+    )
+    quant_max_length: int = option(
+        512, help="Tokens per calibration row (longer rows are cut).", metavar="N"
+    )
+    output_type: Literal["hf", "vllm", "sglang", "lmdeploy"] = option(
+        "hf",
+        help="The serving engine the export is for: hf (transformers) or an engine that must "
+        "load it as written (checked against what the quantizer's exports are loaded by).",
+    )
+    quant_report: bool = option(
+        True,
+        help="With --quant-method: load the export back, measure its held-out perplexity "
+        "next to the unquantized model's, memory and size on disk; print them and write "
+        "quantization.json.",
+    )
     output_dir: str = option(help="Where to write the exported model.", aliases=("output",))
     torch_dtype: Literal["auto", "bfloat16", "float16", "float32"] = option(
         "auto", help="Dtype to load and save in."
@@ -73,14 +105,17 @@ def run_export(config: ExportConfig) -> Path:
     if out.exists() and any(out.iterdir()) and not config.overwrite:
         raise ConfigError(f"{out} is not empty", fix="choose another --output-dir or --overwrite")
     quantizer = None
-    if config.quant_method:  # resolve before the (slow) model load, so a typo fails fast
-        record = get_manager().registry.get("quantizers", config.quant_method)
-        if "export" not in record.stages:
-            raise ConfigError(
-                f"quantizer {record.name!r} works at load time only, not for export",
-                fix="pick a quantizer with the export stage: `martlet plugins --kind quantizers`",
-            )
-        quantizer = record.load()()
+    if config.quant_method:  # checked before the (slow) model load, so a mistake fails fast
+        from martlet.compose import chosen_options
+        from martlet.quantize import chosen
+
+        quantizer = chosen(
+            config.quant_method,
+            config.quant_bits,
+            stage="export",
+            options=chosen_options(config, "quant_method"),
+        )
+    _check_output_type(config, quantizer)
     load_options: dict[str, Any] = {"torch_dtype": config.torch_dtype}
     if config.device:  # chosen through the accelerator records (the CPU by default)
         from martlet.devices import place
@@ -88,7 +123,9 @@ def run_export(config: ExportConfig) -> Path:
         load_options["device_map"] = place(config.device).torch_device
     info: dict[str, Any] = {}
     if config.adapters:
-        model, tokenizer, run = load_run(config.adapters, **load_options)
+        # a QLoRA run's adapter goes on the unquantized base: it merges into those weights
+        # (which --quant-method may quantize again), where ms-swift refuses to merge
+        model, tokenizer, run = load_run(config.adapters, quantized=False, **load_options)
         info.update(base_model=run.model, tuner=run.tuner, adapters=str(run.path))
         if config.merge_lora:
             record = get_manager().registry.get("tuners", run.tuner)
@@ -108,13 +145,64 @@ def run_export(config: ExportConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     _remove_stale_adapter(out)
     if quantizer is not None:
-        quantizer.export(model, tokenizer, str(out), config.quant_bits)
-        info.update(quant_method=config.quant_method, quant_bits=config.quant_bits)
+        from martlet.quality import held_out_texts, perplexity, report
+
+        from martlet_export.calibration import calibration_rows
+
+        reference = perplexity(model, tokenizer, held_out_texts()) if config.quant_report else None
+
+        calibration = calibration_rows(
+            config.dataset, tokenizer, max_length=config.quant_max_length
+        )
+        quantizer.quantizer.export(
+            model,
+            tokenizer,
+            str(out),
+            quantizer.bits,
+            calibration=calibration,
+            **quantizer.options,
+        )
+        info.update(quant_method=quantizer.name, quant_bits=quantizer.bits)
+        if config.quant_report:  # the export as a loader reads it back
+            del model
+            written = _written(out)
+            loaded, loaded_tokenizer = martlet.load_model(written, torch_dtype="float32")
+            report(
+                loaded,
+                loaded_tokenizer,
+                method=quantizer.name,
+                bits=quantizer.bits,
+                out_dir=out,
+                reference=reference,
+                written=written,
+            )
     else:
         model.save_pretrained(str(out), safe_serialization=True)
         tokenizer.save_pretrained(str(out))
     (out / "martlet_export.json").write_text(json.dumps(info, indent=2))
     return out
+
+
+def _check_output_type(config: ExportConfig, quantizer: Any) -> None:
+    """``--output-type ENGINE``: the export must be what that engine loads."""
+    engine = config.output_type
+    if engine == "hf":
+        return
+    if quantizer is None:  # a merged model in transformers' layout: every engine loads it
+        return
+    if engine not in quantizer.record.engines:
+        loads = ", ".join(quantizer.record.engines) or "none of vllm, sglang, lmdeploy"
+        raise ConfigError(
+            f"{engine} does not load {quantizer.name} exports",
+            why=f"what the {quantizer.name} quantizer writes is loaded by: {loads}",
+            fix=f"export with a method {engine} loads (e.g. gptq or awq), or drop --output-type",
+        )
+
+
+def _written(out: Path) -> str:
+    """What an export wrote, as a loader reads it: the folder, or its one single-file model."""
+    files = [p for p in out.iterdir() if p.suffix == ".gguf"]
+    return str(files[0]) if len(files) == 1 else str(out)
 
 
 #: what a PEFT adapter is saved as; loaders apply an adapter they find next to a model's weights

@@ -132,7 +132,8 @@ def decoder_layers(model: Any) -> Any:
 
 
 def linear_module_names(model: Any, patterns: list[str]) -> list[str]:
-    """Resolve ``target_modules``: ``all-linear`` means every ``nn.Linear`` but the output head
+    """Resolve ``target_modules``: ``all-linear`` means every linear layer (``nn.Linear``, or a
+    quantizer's linear leaf layer) but the output head
     (the LM head, or a sequence classification ``score`` head); other entries are kept.
     Returns module-name suffixes as PEFT expects."""
     import torch
@@ -142,10 +143,24 @@ def linear_module_names(model: Any, patterns: list[str]) -> list[str]:
     heads = [model.get_output_embeddings(), *head_modules(model).values()]
     names = set()
     for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and not any(module is h for h in heads):
+        if _linear(module, torch) and not any(module is h for h in heads):
             names.add(name.rsplit(".", 1)[-1])
     others = [p for p in patterns if p.lower().replace("_", "-") != "all-linear"]
     return sorted(names | set(others))
+
+
+def _linear(module: Any, torch: Any) -> bool:
+    """A linear layer: ``nn.Linear`` (bitsandbytes' and quanto's are subclasses), or a
+    quantizer's own leaf layer with ``in_features`` and ``out_features`` (hqq's
+    ``HQQLinear``), which PEFT adapts too."""
+    if isinstance(module, torch.nn.Linear):
+        return True
+    return (
+        not any(True for _ in module.children())
+        and isinstance(getattr(module, "in_features", None), int)
+        and isinstance(getattr(module, "out_features", None), int)
+        and not isinstance(module, torch.nn.Embedding)
+    )
 
 
 def save_weights(model: Any, output_dir: str, names: list[str] | None = None) -> Path:

@@ -25,7 +25,7 @@ import click
 from martlet.cli import config_command
 from martlet.config import option, require
 from martlet.errors import ConfigError, MartletError
-from martlet.options import ModelOptions, TemplateOptions
+from martlet.options import ModelOptions, QuantizeOptions, TemplateOptions
 
 API_KEY_ENV = "MARTLET_API_KEY"
 JWT_SECRET_ENV = "MARTLET_JWT_SECRET"
@@ -124,7 +124,7 @@ class ServerOptions:
 
 
 @dataclass(kw_only=True)
-class DeployConfig(ModelOptions, TemplateOptions, ServerOptions):
+class DeployConfig(ModelOptions, QuantizeOptions, TemplateOptions, ServerOptions):
     model: str = option(
         help="What to serve: a model id (`martlet model list`), a folder, a .gguf file, or a "
         "training run directory (its base model with what it trained, template and system "
@@ -324,7 +324,7 @@ def plan(config: DeployConfig) -> Plan:
 
     from martlet_serve.service import ServedModel
 
-    options = config.loader_options()
+    options = {**config.loader_options(), **config.quant_options()}
     options.pop("torch_dtype", None)  # passed on by itself
     name = config.served_model_name or config.model
     adapters = parse_adapters(list(config.adapters))
@@ -340,7 +340,8 @@ def plan(config: DeployConfig) -> Plan:
         check_folder(run.path, run.tuner)  # a missing or damaged file is named now
         if _lora_folder(run.path):
             model, adapter = run.model, name
-            options = {**run.loader_options(), **options}
+            # a QLoRA run: its adapter on the base quantized as it trained (unless told)
+            options = {**run.loader_options(), **run.quantization(), **options}
     served = [ServedModel(name, adapter, config.model, template, template_options)]
     for adapter_name, folder in adapters.items():
         own = _run(folder)
@@ -360,6 +361,7 @@ def load_service(config: DeployConfig) -> Any:
 
     what = plan(config)
     backend = get_manager().registry.get("inference_backends", config.infer_backend)
+    _check_quantization(config, backend, what)
     engine = backend.load().serving(
         what.model,
         adapters=what.adapters or None,
@@ -380,6 +382,29 @@ def load_service(config: DeployConfig) -> Any:
         engine.shutdown(drain=False)
         raise
     return service
+
+
+def _check_quantization(config: DeployConfig, backend: Any, what: Plan) -> None:
+    """``--quant-method`` needs a backend that quantizes as it loads (the ``quantize``
+    capability); without one, a QLoRA run's adapter is served on the unquantized base (what
+    it merges into), with a note."""
+    if "quantize" in backend.capabilities or not what.loader_options.get("quant_method"):
+        return
+    if config.quant_method:
+        raise ConfigError(
+            f"the {backend.name} backend does not apply --quant-method",
+            why=f"{backend.name} loads the weights itself; Martlet's quantizers work on the "
+            "models the pt backend loads",
+            fix="drop --quant-method (or serve a checkpoint quantized for that engine), or use "
+            "--infer-backend pt",
+        )
+    for key in ("quant_method", "quant_bits", "quant_options"):
+        what.loader_options.pop(key, None)
+    click.echo(
+        f"martlet: {backend.name} serves the run's adapter on the unquantized base model "
+        "(it does not apply the run's --quant-method)",
+        err=True,
+    )
 
 
 # ---------------------------------------------------------------------- the server

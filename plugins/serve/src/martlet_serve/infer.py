@@ -20,7 +20,7 @@ import click
 from martlet.cli import config_command
 from martlet.config import option
 from martlet.errors import ConfigError
-from martlet.options import ModelOptions, TemplateOptions
+from martlet.options import ModelOptions, QuantizeOptions, TemplateOptions
 
 from martlet_serve.deploy import ServerOptions
 
@@ -29,7 +29,7 @@ _SPREAD = ("auto", "balanced", "balanced_low_0", "sequential")
 
 
 @dataclass(kw_only=True)
-class InferConfig(ModelOptions, TemplateOptions, ServerOptions):
+class InferConfig(ModelOptions, QuantizeOptions, TemplateOptions, ServerOptions):
     model: str | None = option(
         None,
         help="A model id, folder or .gguf file (not needed with --adapters).",
@@ -101,8 +101,9 @@ class InferConfig(ModelOptions, TemplateOptions, ServerOptions):
 
     def loader_options(self) -> dict[str, Any]:
         """The model's loader options, ``--torch-dtype auto`` resolved for inference on the
-        device the weights go to: its native half dtype where it has one, else float32."""
-        options = super().loader_options()
+        device the weights go to: its native half dtype where it has one, else float32;
+        with ``--quant-method``, quantized as it loads."""
+        options = {**super().loader_options(), **self.quant_options()}
         if self.device:
             from martlet.devices import place
             from martlet.precision import resolve
@@ -243,6 +244,7 @@ def deploy_values(config: InferConfig) -> dict[str, Any]:
         f.name for f in dataclasses.fields(ModelOptions)
     }
     own -= {f.name for f in dataclasses.fields(TemplateOptions)}
+    own -= {f.name for f in dataclasses.fields(QuantizeOptions)}
     own -= {f.name for f in dataclasses.fields(ServerOptions)}
     values = {k: v for k, v in fields_of(config).items() if k not in own}
     values.update(

@@ -20,7 +20,7 @@ from typing import Any
 
 from martlet.config import build, option, to_yaml
 from martlet.errors import ConfigError, MartletError
-from martlet.options import ModelOptions, TemplateOptions
+from martlet.options import ModelOptions, QuantizeOptions, TemplateOptions
 
 from martlet_train.datasets import TrainDataOptions
 from martlet_train.loop import TrainResult
@@ -28,7 +28,9 @@ from martlet_train.options import TrainOptions
 
 
 @dataclass(kw_only=True)
-class TrainJobConfig(ModelOptions, TemplateOptions, TrainDataOptions, TrainOptions):
+class TrainJobConfig(
+    ModelOptions, QuantizeOptions, TemplateOptions, TrainDataOptions, TrainOptions
+):
     """What every training command takes (``sft``, ``pt``, ``rlhf``)."""
 
     tuner: str = option(
@@ -39,16 +41,6 @@ class TrainJobConfig(ModelOptions, TemplateOptions, TrainDataOptions, TrainOptio
         names_of="tuners",
     )
 
-    quantization_bit: int | None = option(
-        None,
-        help="Load the base model quantized to this many bits for QLoRA (4 or 8).",
-        aliases=("quant_bits", "load_in_bits"),
-    )
-    quant_method_load: str = option(
-        "bnb",
-        help="The quantizer that loads the model with --quantization-bit.",
-        aliases=("quantization_method",),
-    )
     fallback_on_cpu: bool = option(
         True, help="When the chosen accelerator is missing, train on the CPU instead of failing."
     )
@@ -130,13 +122,10 @@ def check(config: SftConfig) -> None:
     _require("tuners", config.tuner)
     if getattr(config, "loss", ""):
         loss_record(config, "sft")
-    if config.quantization_bit:
-        _require("quantizers", config.quant_method_load)
-    elif config.quant_method_load != "bnb":
-        raise ConfigError(
-            f"--quant-method-load {config.quant_method_load} has nothing to load quantized",
-            fix="add --quantization-bit 4 (or 8), or leave out --quant-method-load",
-        )
+    if config.quant_method:  # installed, loads at this width here: before anything loads
+        from martlet.quantize import chosen
+
+        chosen(config.quant_method, config.quant_bits, stage="load")
     if str(config.half_precision_backend).lower() not in ("auto", "amp", "cpu_amp", "cuda_amp"):
         raise ConfigError(
             f"--half-precision-backend {config.half_precision_backend} is not available",
@@ -235,6 +224,17 @@ def start(config: Any, label: str) -> Job:
         if warning:
             print(warning, flush=True)
     model, tokenizer = martlet.load_model(config.model, **_load_options(config))
+    if config.quant_method and config.quant_report and accelerator.is_main_process:
+        from martlet.quality import reference_of, report
+
+        report(
+            model,
+            tokenizer,
+            method=config.quant_method,
+            bits=config.quant_bits,
+            out_dir=out,
+            reference=reference_of(config.model, **config.loader_options()),
+        )
     template = martlet.load_template(tokenizer, config.template, **config.template_options())
     return Job(config, out, accelerator, model, tokenizer, template)
 
@@ -329,8 +329,10 @@ def activation_limit(config: Any, model: Any) -> int | None:
     """Bytes of ``--max-activation-memory`` (``auto``: a third of the model's weights), or
     None."""
     setting = _activation_setting(config)
-    if setting == "auto":
-        return sum(p.numel() * p.element_size() for p in model.parameters()) // 3
+    if setting == "auto":  # the bytes the weights hold (a quantized model's packed ones)
+        from martlet.quantize import weight_bytes
+
+        return weight_bytes(model) // 3
     return setting
 
 
@@ -460,11 +462,7 @@ def _accelerator(config: SftConfig) -> Any:
 
 
 def _load_options(config: SftConfig) -> dict[str, Any]:
-    options = config.loader_options()
-    if config.quantization_bit:
-        quantizer = _require("quantizers", config.quant_method_load).load()()
-        options["quantization_config"] = quantizer.quantize_on_load(config.quantization_bit)
-    return options
+    return {**config.loader_options(), **config.quant_options()}
 
 
 def _encode(

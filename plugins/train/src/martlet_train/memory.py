@@ -126,7 +126,7 @@ class ActivationBudget:
         if not self.enabled:
             return contextlib.nullcontext()
         if not self._params:  # the trained model's parameters: the tuner has added its own
-            self._params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+            self._params = _storage_keys(model.parameters())
         self.arena.start()
         self._tokens, self.checkpointed = int(tokens), 0
         self._plan(0)
@@ -197,3 +197,19 @@ def parse_size(value: str | int | float) -> int:
             f"cannot read {value!r} as a size",
             fix="e.g. 512MB, 1.5GiB or a number of bytes",
         ) from None
+
+
+def _storage_keys(tensors: Any) -> set[int]:
+    """The storages ``tensors`` hold: a quantized tensor (a subclass keeping inner tensors, as
+    optimum-quanto's do) by its inner tensors'; a tensor without storage is passed over."""
+    keys: set[int] = set()
+    for t in tensors:
+        if getattr(type(t), "__tensor_flatten__", None) is not None:
+            names, _ = t.__tensor_flatten__()
+            keys |= _storage_keys(getattr(t, n) for n in names)
+            continue
+        try:
+            keys.add(t.untyped_storage().data_ptr())
+        except (RuntimeError, NotImplementedError):
+            pass
+    return keys

@@ -1,0 +1,1 @@
+"""Export a Llama-family model to one GGUF file (``martlet export --quant-method gguf``)."""
