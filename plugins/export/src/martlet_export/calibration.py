@@ -10,9 +10,10 @@ from martlet.errors import ConfigError
 
 
 def calibration_rows(
-    specs: Sequence[str], tokenizer: Any, *, max_length: int = 512
+    specs: Sequence[str], tokenizer: Any, *, max_length: int = 512, limit: int | None = None
 ) -> Callable[[int], list[list[int]]]:
-    """``take(n)``: up to ``n`` rows of token ids from the datasets ``specs`` (in order), each
+    """``take(n)``: up to ``n`` rows (and never more than ``limit``, ``--quant-n-samples``) of
+    token ids from the datasets ``specs`` (in order), each
     a chat row encoded with ``tokenizer``'s chat template (a text row: its text), cut to
     ``max_length`` tokens; rows of fewer than two tokens are passed over.
 
@@ -23,6 +24,8 @@ def calibration_rows(
     def take(n: int) -> list[list[int]]:
         import martlet
 
+        if limit is not None:
+            n = min(n, limit)
         template = martlet.load_template(tokenizer, max_length=max_length)
         out: list[list[int]] = []
         for spec in specs:

@@ -152,7 +152,10 @@ def run_export(config: ExportConfig) -> Path:
         reference = perplexity(model, tokenizer, held_out_texts()) if config.quant_report else None
 
         calibration = calibration_rows(
-            config.dataset, tokenizer, max_length=config.quant_max_length
+            config.dataset,
+            tokenizer,
+            max_length=config.quant_max_length,
+            limit=config.quant_n_samples,
         )
         quantizer.quantizer.export(
             model,

@@ -1,0 +1,1 @@
+"""GPTQ for Martlet: calibrated 2/3/4/8-bit export through gptqmodel, and GPTQ checkpoints."""

@@ -1,0 +1,28 @@
+"""Registers the ``gptq`` quantizer (no torch, transformers or gptqmodel import here)."""
+
+from martlet import hookimpl
+from martlet.records import QuantizerRecord
+
+MARTLET_API = 1
+
+
+@hookimpl
+def martlet_quantizers():
+    yield QuantizerRecord(
+        name="gptq",
+        impl="martlet_gptq.quantizer:GptqQuantizer",
+        options="martlet_gptq.options:GptqOptions",
+        bits=(2, 3, 4, 8),
+        # "prequantized": a checkpoint whose config.json says quant_method "gptq" (gptqmodel,
+        # auto-gptq, optimum) loads through transformers with gptqmodel's kernels
+        stages=("export", "prequantized"),
+        # transformers' GPTQ loader imports optimum.gptq and runs gptqmodel's kernels
+        # <7.7: what is tested, and what keeps torch in place when the missing package is
+        # installed as the error says (7.7 needs torch>=2.14.1)
+        requires=("gptqmodel>=7.6,<7.7", "optimum>=1.24"),
+        # the folder is what these engines load as it is (martlet export --output-type)
+        engines=("vllm", "sglang"),
+        capabilities=("cpu", "cuda"),
+        summary="GPTQ 2/3/4/8-bit, calibrated on --dataset, exported through gptqmodel (CPU or "
+        "GPU) for transformers, vLLM and SGLang; GPTQ checkpoints load on the CPU.",
+    )
