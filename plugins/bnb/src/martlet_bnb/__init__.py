@@ -1,0 +1,1 @@
+"""bitsandbytes quantization for Martlet: ``--quant-method bnb --quant-bits 4`` (QLoRA)."""
