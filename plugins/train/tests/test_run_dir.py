@@ -256,7 +256,10 @@ def test_an_output_dir_that_cannot_be_written_fails_before_loading(cli, tmp_path
         (["--max-activation-memory", "-5GB"], "--max-activation-memory must be a positive size"),
         (["--resume-from-checkpoint", "/nonexistent/ckpt"], "is not a Martlet checkpoint"),
         (["--half-precision-backend", "apex"], "--half-precision-backend apex is not available"),
-        (["--quant-method-load", "hqq"], "--quant-method-load hqq has nothing to load quantized"),
+        # ms-swift's --quant-method-load is --quant-method, checked before the model loads (here
+        # the quantizer plugins are not in use: the error says which plugin to enable)
+        (["--quant-method-load", "hqq"], "quantizer 'hqq'"),
+        (["--quantization-bit", "4"], "quantizer 'bnb'"),
         (["--lora-dropout", "2"], "--lora-dropout must be in [0, 1), not 2.0"),
         (
             ["--tuner", "full", "--use-dora", "--lora-rank", "64"],
