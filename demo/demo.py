@@ -74,7 +74,8 @@ def ask(source: list[str]) -> list[str]:
         ["infer", *source, "--input", str(QUESTIONS), "--max-new-tokens", "48"],
         stdout=subprocess.PIPE,
     )
-    return [json.loads(line)["response"] for line in done.stdout.splitlines()]
+    # (blank lines skipped: logbar, which gptqmodel brings, writes a newline to stdout)
+    return [json.loads(line)["response"] for line in done.stdout.splitlines() if line.strip()]
 
 
 def show(title: str, answers: list[str]) -> None:
