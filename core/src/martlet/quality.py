@@ -8,6 +8,7 @@ same for every model, so figures compare across methods and widths (``bench/quan
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable
@@ -25,11 +26,17 @@ FILE = "quantization.json"
 
 
 def held_out_texts(rows: int = ROWS) -> list[str]:
-    """The held-out texts (the last ``rows`` of :data:`HELD_OUT`)."""
+    """The held-out texts (the last ``rows`` of :data:`HELD_OUT`), read once per process (a
+    report measures the reference and the quantized model on them)."""
+    return list(_held_out(rows))
+
+
+@functools.cache
+def _held_out(rows: int) -> tuple[str, ...]:
     import martlet
 
     texts = [r.get("text") or "" for r in martlet.load_dataset(HELD_OUT)]
-    return [t for t in texts if t.strip()][-rows:]
+    return tuple([t for t in texts if t.strip()][-rows:])
 
 
 def perplexity(model: Any, tokenizer: Any, texts: list[str], max_tokens: int = MAX_TOKENS) -> float:
