@@ -74,8 +74,10 @@ def ask(source: list[str]) -> list[str]:
         ["infer", *source, "--input", str(QUESTIONS), "--max-new-tokens", "48"],
         stdout=subprocess.PIPE,
     )
-    # (blank lines skipped: logbar, which gptqmodel brings, writes a newline to stdout)
-    return [json.loads(line)["response"] for line in done.stdout.splitlines() if line.strip()]
+    # (only the JSON lines: gptqmodel, which PEFT imports wherever it is installed, logs its
+    # banner to stdout)
+    rows = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    return [json.loads(line)["response"] for line in rows]
 
 
 def show(title: str, answers: list[str]) -> None:

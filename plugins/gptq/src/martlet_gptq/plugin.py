@@ -1,29 +1,9 @@
 """Registers the ``gptq`` quantizer (no torch, transformers or gptqmodel import here)."""
 
-import logging
-import os
-
 from martlet import hookimpl
 from martlet.records import QuantizerRecord
 
 MARTLET_API = 1
-
-
-def _quiet_gptqmodel() -> None:
-    """PEFT imports gptqmodel wherever it is installed (to recognise its layers when it applies
-    LoRA), and gptqmodel logs a banner to stdout as it is imported: in every command, where it
-    corrupted `martlet infer --output -`. Its logger (logbar, light) keeps errors only (its
-    warnings go to stdout too), unless MARTLET_DEBUG is set."""
-    if os.environ.get("MARTLET_DEBUG"):
-        return
-    try:
-        from logbar import LogBar
-    except ImportError:
-        return
-    LogBar.shared().setLevel(logging.ERROR)
-
-
-_quiet_gptqmodel()
 
 
 @hookimpl
