@@ -114,6 +114,16 @@ def test_load_model_picks_the_one_loader_that_claims_the_source(api_plugin, tmp_
     assert martlet.load_tokenizer(str(path)) == ["hello", "world"]
 
 
+def test_loader_auto_is_the_default_choice_not_a_loader_name(api_plugin, tmp_path):
+    """``--model-loader auto`` (the option's default) reaches backends as the string "auto";
+    found broken: the vllm backend asked the registry for a loader named 'auto' (CI failed with
+    "unknown model loader 'auto'" whenever the embedded model was not yet dequantized)."""
+    path = tmp_path / "model.txt"
+    path.write_text("hello world")
+    assert martlet.load_model(str(path), loader="auto")[0] == "hello world"
+    assert martlet.api.model_loader(str(path), None, "auto").load(str(path))[0] == "hello world"
+
+
 def test_no_loader_for_a_source_is_a_clear_error(api_plugin):
     with pytest.raises(UnknownNameError, match="no model loader can read 'weights.bin'") as err:
         martlet.load_model("weights.bin")

@@ -118,7 +118,10 @@ def resolve_model(model: str) -> tuple[str, ModelRecord | None]:
 
 def model_loader(source: str, record: ModelRecord | None = None, loader: str | None = None):
     """The model loader (an instance) for ``source``: the one named, the record's, or the one
-    loader that says it can load the source."""
+    loader that says it can load the source (``loader`` None, empty or ``auto``: the
+    ``--model-loader`` default)."""
+    if loader == "auto":
+        loader = None
     name = loader or (record.loader if record is not None else "")
     chosen = (
         _manager().registry.get("model_loaders", name)
