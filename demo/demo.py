@@ -74,10 +74,7 @@ def ask(source: list[str]) -> list[str]:
         ["infer", *source, "--input", str(QUESTIONS), "--max-new-tokens", "48"],
         stdout=subprocess.PIPE,
     )
-    # (only the JSON lines: gptqmodel, which PEFT imports wherever it is installed, logs its
-    # banner to stdout)
-    rows = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    return [json.loads(line)["response"] for line in rows]
+    return [json.loads(line)["response"] for line in done.stdout.splitlines()]
 
 
 def show(title: str, answers: list[str]) -> None:

@@ -266,6 +266,24 @@ def trained_run(tiny_model_dir, tmp_path_factory):
     return run
 
 
+def test_stdout_carries_only_the_answers_whatever_the_libraries_print(trained_run, tmp_path):
+    """Batch answers on stdout are JSON Lines and nothing else. Found broken: with gptqmodel
+    installed (martlet-gptq), PEFT imports it while the adapter loads, and its start-up banner
+    (and a newline at exit) went to stdout between the answers."""
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"query": "Hi"}\n{"query": "Who are you?"}\n', encoding="utf-8")
+    env = {**os.environ, "MARTLET_PLUGINS": ",".join(PLUGINS)}
+    argv = ["infer", "--adapters", str(trained_run), "--input", str(rows), "--max-new-tokens", "3"]
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from martlet.cli import main; sys.exit(main())", *argv],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.split("\n")
+    assert lines[-1] == "" and len(lines) == 3, proc.stdout[:2000]
+    assert all(json.loads(line)["response"] is not None for line in lines[:2])
+
+
 def _damage(file, how):
     if how == "deleted":
         file.unlink()

@@ -282,7 +282,11 @@ def infer(config: InferConfig) -> None:
         import martlet
 
         rows = list(martlet.load_dataset(config.input, prompts=True))
-    engine = load_engine(config)
+    # stdout carries the answers only: what libraries print while the model and adapters load
+    # goes to stderr (PEFT imports gptqmodel wherever it is installed; its banner is printed
+    # to stdout, and its logger writes a newline there at exit unless imported this way)
+    with contextlib.redirect_stdout(sys.stderr):
+        engine = load_engine(config)
     try:
         if config.query is not None:
             answer = engine.generate([[_user(config.query)]], **config.generation())[0]
