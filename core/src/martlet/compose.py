@@ -80,6 +80,18 @@ def selectors(cls: type) -> list[Selector]:
     ]
 
 
+def selection_in(sel: Selector, values: Mapping[str, Any]) -> Any:
+    """What selector ``sel`` names in ``values``: its own value, else the record an option
+    given instead implies (``implied_by``), else its default."""
+    if values.get(sel.field) is not None:
+        return values[sel.field]
+    if sel.spec is not None:
+        for other, name in sel.spec.implied_by.items():
+            if values.get(other) is not None:
+                return name
+    return values.get(sel.field, sel.default)
+
+
 def _bases(cls: type) -> set[type]:
     return set(cls.__mro__)
 
@@ -124,7 +136,7 @@ def selected(cls: type, values: Mapping[str, Any]) -> list[tuple[str, RecordOpti
     own = _bases(cls)
     taken: set[type] = set()
     for sel in sels:
-        value = values.get(sel.field, sel.default)
+        value = selection_in(sel, values)
         names = value if isinstance(value, (list, tuple)) else [value]
         for name in names:
             if not isinstance(name, str) or not name:
@@ -195,7 +207,7 @@ def not_selected(
     """The error for option ``label`` (``--boft-block-size``) that only unselected records
     (``owners``) declare."""
     sel = next(s for s in selectors(cls) if s.kind == owners[0].kind)  # cls: composed or not
-    current = values.get(sel.field, sel.default)
+    current = selection_in(sel, values)
     if isinstance(current, (list, tuple)):
         current = " ".join(map(str, current)) or "none"
     kinds = owners[0].record.label

@@ -46,6 +46,7 @@ def option(
     positional: bool = False,
     names_of: str | None = None,
     where: Mapping[str, Any] | None = None,
+    implied_by: Mapping[str, str] | None = None,
 ) -> Any:
     """Declare a config option: a dataclass field with help text and aliases.
 
@@ -61,6 +62,10 @@ def option(
             options join the command's (:mod:`martlet.compose`).
         where: with ``names_of``, only records whose fields have these values qualify
             (``{"inputs": "batch"}``; a tuple value allows any of its items).
+        implied_by: with ``names_of``, ``{other option: record name}``: the selector left
+            unset names that record when the other option is given (``{"quant_bits": "bnb"}``:
+            ``--quantization-bit 4`` alone selects bnb), so its options are accepted too. The
+            config class sets the value itself (in ``__post_init__``).
     """
     metadata = {
         "help": help,
@@ -69,6 +74,7 @@ def option(
         "positional": positional,
         "names_of": names_of,
         "where": dict(where or {}),
+        "implied_by": dict(implied_by or {}),
     }
     if default_factory is not _MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
@@ -105,6 +111,7 @@ class OptionSpec:
     positional: bool
     names_of: str | None = None
     where: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    implied_by: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def qualifies(self, record: Any) -> bool:
         """Whether ``record`` is one this selector may name (its ``where``)."""
@@ -157,6 +164,7 @@ def specs(cls: type) -> dict[str, OptionSpec]:
             positional=bool(md.get("positional", False)),
             names_of=md.get("names_of"),
             where=dict(md.get("where") or {}),
+            implied_by=dict(md.get("implied_by") or {}),
         )
     return out
 

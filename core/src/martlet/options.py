@@ -201,6 +201,7 @@ class QuantizeOptions:
         "`martlet plugins --kind quantizers`), with its own options; with a tuner, QLoRA.",
         aliases=("quant_method_load",),
         names_of="quantizers",
+        implied_by={"quant_bits": DEFAULT_QUANTIZER},  # ms-swift's `--quantization_bit 4` alone
         metavar="NAME",
     )
     quant_bits: int | None = option(

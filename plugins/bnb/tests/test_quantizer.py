@@ -12,6 +12,7 @@ import textwrap
 
 import martlet
 import pytest
+import yaml
 import torch
 from martlet.errors import ConfigError
 from martlet.quantize import chosen, prequantized, weight_bytes
@@ -140,6 +141,22 @@ def test_a_3_bit_request_on_the_command_line_fails_first(martlet_manager, martle
     assert "bnb cannot quantize to 3 bits" in result.stderr
     assert "--quant-bits 4" in result.stderr
     assert not (out / "config.yaml").exists()
+
+
+def test_quantization_bit_alone_takes_bnbs_options(martlet_manager, martlet_cli, tmp_path):
+    """ms-swift's `--quantization_bit 4` alone means bitsandbytes, with its options (found
+    broken: bnb's options were refused as 'an option of quantizer bnb, and --quant-method
+    selects no quantizer')."""
+    martlet_manager("train", "hf", "data", "peft", "accel", "bnb")
+    result = martlet_cli(
+        "sft", "--model", str(tmp_path), "--quantization_bit", "4",
+        "--bnb-4bit-quant-type", "fp4", "--dataset", "sample-sft#4", "--print-config",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    printed = yaml.safe_load(result.stdout)
+    assert printed["quant_method"]["name"] == "bnb"
+    assert printed["quant_method"]["bnb_4bit_quant_type"] == "fp4"
+    assert printed["quant_bits"] == 4
 
 
 @pytest.mark.parametrize(("native", "expected"), [("1", "bfloat16"), ("0", "float32")])
