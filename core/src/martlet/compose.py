@@ -87,7 +87,7 @@ def selection_in(sel: Selector, values: Mapping[str, Any]) -> Any:
         return values[sel.field]
     if sel.spec is not None:
         for other, name in sel.spec.implied_by.items():
-            if values.get(other) is not None:
+            if values.get(other) not in (None, False):  # a flag given (`--to-gguf`)
                 return name
     return values.get(sel.field, sel.default)
 

@@ -369,6 +369,19 @@ def test_martlet_export_takes_bits_or_a_type(cli, tiny_model_dir, tmp_path, args
     assert sorted(p.name for p in out.iterdir()) == ["martlet_export.json", name]
 
 
+def test_to_gguf_is_quant_method_gguf(cli, tiny_model_dir, tmp_path):
+    """The issue's spelling: `martlet export --to-gguf --gguf-type q8_0` (gguf's own option
+    accepted with it)."""
+    out = tmp_path / "out"
+    result = cli("export", "--model", str(tiny_model_dir), "--to-gguf", "--gguf-type", "q8_0",
+                 "--quant-report", "false", "--output-dir", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["martlet_export.json", "model-q8_0.gguf"]
+    both = cli("export", "--model", str(tiny_model_dir), "--to-gguf", "--quant-method", "hqq",
+               "--output-dir", str(tmp_path / "two"))  # fmt: skip
+    assert both.exit_code == 2 and "ask for two exports" in both.output, both.output
+
+
 @pytest.mark.parametrize(
     "args, message",
     [(["--gguf-type", "q3_k"], "--gguf-type must be one of f32, f16, bf16, q8_0"),

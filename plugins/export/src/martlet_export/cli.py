@@ -13,6 +13,10 @@ from martlet.config import option
 from martlet.errors import ConfigError, MartletError
 
 
+#: the quantizer record --to-gguf selects (martlet-gguf's)
+GGUF = "gguf"
+
+
 @dataclass(kw_only=True)
 class ExportConfig:
     adapters: str | None = option(
@@ -37,7 +41,13 @@ class ExportConfig:
         "`martlet plugins --kind quantizers`), with its own options.",
         aliases=("quantization_method",),
         names_of="quantizers",
+        implied_by={"to_gguf": GGUF},
         metavar="NAME",
+    )
+    to_gguf: bool = option(
+        False,
+        help="Write one GGUF file for llama.cpp and Ollama: the same as --quant-method gguf "
+        "(its --gguf-type chooses the tensor type).",
     )
     quant_bits: int | None = option(
         None,
@@ -79,6 +89,19 @@ class ExportConfig:
         help="The accelerator to load and merge on: NAME[:INDEX] (cpu, cuda:1, a plugin's "
         "device; default: the CPU).",
     )
+
+
+    def __post_init__(self) -> None:
+        if self.to_gguf:
+            if self.quant_method not in (None, GGUF):
+                raise ConfigError(
+                    f"--to-gguf and --quant-method {self.quant_method} ask for two exports",
+                    fix="pass one of them",
+                )
+            self.quant_method = GGUF
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:
+            parent()
 
 
 @config_command(ExportConfig, name="export")
