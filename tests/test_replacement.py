@@ -37,7 +37,8 @@ def test_sft_and_infer_run_with_another_plugins_loader_template_and_source(
         site=acme_parts, env=OFF,
     )  # fmt: skip
     assert answered.rc == 0, answered
-    assert "acme-loader: note=none" in answered.out and "acme-chat: prefix=>" in answered.out
+    # what prints while the model loads goes to stderr (infer keeps stdout for the answers)
+    assert "acme-loader: note=none" in answered.err and "acme-chat: prefix=>" in answered.err
 
 
 def test_without_a_replacement_the_error_names_what_provides_it(martlet, tiny_model_dir, tmp_path):
