@@ -1,5 +1,6 @@
 """Plugins meet only through the core: no plugin imports another plugin's modules and the core
-imports no plugin (checked from the source, `martlet_sdk.boundaries`)."""
+imports no plugin; a library beside them (no `martlet` entry point: martlet-gptqmodel) may be
+imported by plugins and imports none (checked from the source, `martlet_sdk.boundaries`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 def _found() -> set[tuple[str, str, str]]:
     packages = packages_under(REPO / "plugins")
     assert {"martlet_hf", "martlet_data", "martlet_train", "martlet_peft"} <= set(packages)
-    found = import_violations(packages, core=REPO / "core" / "src" / "martlet")
+    libraries = packages_under(REPO / "plugins", libraries=True)
+    assert "martlet_gptqmodel" in libraries and "martlet_gptqmodel" not in packages
+    found = import_violations(packages, core=REPO / "core" / "src" / "martlet", libraries=libraries)
     return {(v.importer, v.imported, str(Path(v.file).relative_to(REPO))) for v in found}
 
 
@@ -58,3 +61,29 @@ def test_the_check_catches_a_deliberate_violation(tmp_path):
         ("martlet", "acme_b", "api.py", 1),
     ]
     assert str(found[0]).endswith("impl.py:4: acme_a imports acme_b")
+
+
+def test_a_library_may_be_imported_by_plugins_and_imports_none(tmp_path):
+    """A folder whose pyproject.toml declares no `martlet` entry point is a library: a
+    plugin importing it is fine; the library importing a plugin is reported."""
+    plugin_toml = (
+        '[project]\nname = "acme-a"\n\n[project.entry-points.martlet]\na = "acme_a.plugin"\n'
+    )
+    _tree(
+        tmp_path,
+        {
+            "plugins/a/pyproject.toml": plugin_toml,
+            "plugins/a/src/acme_a/__init__.py": "",
+            "plugins/a/src/acme_a/impl.py": "from acme_lib import shared\n",
+            "plugins/lib/pyproject.toml": '[project]\nname = "acme-lib"\n',
+            "plugins/lib/src/acme_lib/__init__.py": "",
+            "plugins/lib/src/acme_lib/shared.py": "import os\n\ndef f():\n    import acme_a\n",
+        },
+    )
+    packages = packages_under(tmp_path / "plugins")
+    libraries = packages_under(tmp_path / "plugins", libraries=True)
+    assert (set(packages), set(libraries)) == ({"acme_a"}, {"acme_lib"})
+    found = import_violations(packages, libraries=libraries)
+    assert [(v.importer, v.imported, Path(v.file).name, v.line) for v in found] == [
+        ("acme_lib", "acme_a", "shared.py", 4),
+    ]

@@ -14,13 +14,20 @@ import torch
 from martlet.errors import ConfigError, MartletError
 from martlet_awq.options import AwqOptions
 from martlet_awq.quantizer import AwqQuantizer, check_bits
+from martlet_gptqmodel.testing import (
+    QUANTIZED,
+    TEXTS,
+    calibration,
+    logits,
+    quantized_layers,
+    relative,
+    tiny_source,
+)
 from martlet_sdk.contracts import QuantizerContract
 from martlet_sdk.tiny import tiny_model, tiny_tokenizer
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-SHAPE = {"hidden_size": 128, "intermediate_size": 256, "num_attention_heads": 4}
-QUANTIZED = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 #: AutoAWQ's GEMM layout: nibble i of a packed word holds output column ORDER[i] of its 8
 ORDER = [0, 2, 4, 6, 1, 3, 5, 7]
 
@@ -41,42 +48,15 @@ class TestAwqQuantizer(QuantizerContract):
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
     """The tiny Llama saved as a folder, loaded back in float32, and its logits on IDS."""
-    folder = tmp_path_factory.mktemp("awq-source")
-    tokenizer = tiny_tokenizer()
-    tiny_model(seed=0, tokenizer=tokenizer, **SHAPE).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    model, tokenizer = martlet.load_model(str(folder), torch_dtype="float32")
-    ids = torch.randint(3, 200, (2, 16), generator=torch.Generator().manual_seed(1))
-    return folder, model, tokenizer, ids, _logits(model, ids)
-
-
-def _logits(model, ids):
-    with torch.no_grad():
-        return model(input_ids=ids).logits.float()
-
-
-def _relative(a, b):
-    return float((a - b).norm() / b.norm())
+    return tiny_source(tmp_path_factory.mktemp("awq-source"))
 
 
 def _awq_layers(model):
-    from gptqmodel.nn_modules.qlinear import AWQuantLinear
-
-    return [n for n, m in model.named_modules() if isinstance(m, AWQuantLinear)]
+    return quantized_layers(model, "AWQuantLinear")
 
 
 def _calibration(tokenizer):
-    texts = [
-        "The quick brown fox jumps over the lazy dog. A tiny model trains on a tiny corpus.",
-        "What is the capital of France? The capital of France is Paris.",
-        "Write a short poem about the sea. The sea is blue and the waves are wide.",
-    ]
-
-    def take(n):
-        rows = [tokenizer(t * 3, add_special_tokens=False)["input_ids"][:64] for t in texts]
-        return (rows * 4)[:n]
-
-    return take
+    return calibration(tokenizer, TEXTS[:3])  # three texts: up to 12 rows
 
 
 # ------------------------------------------------------ AutoAWQ's GEMM layout, packed here
@@ -185,10 +165,10 @@ def test_an_autoawq_checkpoint_runs_on_the_cpu_as_its_dequantized_weights(source
         for n, m in quantized.named_modules()
     )
     plain = dequantized_model(folder, handmade / "model.safetensors", 64)
-    logits = _logits(quantized, ids)
-    assert _relative(logits, _logits(plain, ids)) < 0.02
+    got = logits(quantized, ids)
+    assert relative(got, logits(plain, ids)) < 0.02
     # and, 4-bit round-to-nearest, close to the original model
-    assert _relative(logits, reference) < 0.45
+    assert relative(got, reference) < 0.45
 
 
 def test_an_awq_checkpoint_generates_and_answers_through_martlet(source, handmade):
@@ -206,7 +186,7 @@ def test_an_awq_checkpoint_generates_and_answers_through_martlet(source, handmad
 def test_half_precision_loads_run_too(handmade, source):
     _, _, _, ids, _ = source
     model, _ = martlet.load_model(str(handmade), torch_dtype="bfloat16")
-    assert torch.isfinite(_logits(model, ids)).all()
+    assert torch.isfinite(logits(model, ids)).all()
 
 
 # -------------------------------------------------------------------------------- export
@@ -238,11 +218,11 @@ def test_the_export_writes_autoawq_s_gemm_layout(source, exported):
             assert scales.dtype == torch.float16 and scales.shape == (in_f // 128, out_f)
         assert sum(n.endswith(".qweight") for n in names) == 2 * len(QUANTIZED)
     quantized, _ = martlet.load_model(str(exported), torch_dtype="float32")
-    logits = _logits(quantized, ids)
+    got = logits(quantized, ids)
     # unpacked here, the written weights are what the loaded model computes
     plain = dequantized_model(folder, exported / "model.safetensors", 128)
-    assert _relative(logits, _logits(plain, ids)) < 0.02
-    assert _relative(logits, reference) < 0.45
+    assert relative(got, logits(plain, ids)) < 0.02
+    assert relative(got, reference) < 0.45
 
 
 def test_martlet_export_writes_it(martlet_manager, martlet_cli, source, tmp_path):

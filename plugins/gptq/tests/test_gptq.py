@@ -16,16 +16,21 @@ import torch
 from martlet.errors import ConfigError, MartletError
 from martlet_gptq.options import GptqOptions
 from martlet_gptq.quantizer import GptqQuantizer, check_bits
+from martlet_gptqmodel.testing import (
+    QUANTIZED,
+    calibration,
+    logits,
+    quantized_layers,
+    relative,
+    tiny_source,
+)
 from martlet_sdk.contracts import QuantizerContract
 from martlet_sdk.tiny import tiny_model, tiny_tokenizer
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-#: the contract's tiny Llama: widths that are multiples of every usual group size
-SHAPE = {"hidden_size": 128, "intermediate_size": 256, "num_attention_heads": 4}
 #: the largest relative logit error allowed at a width (the SDK contract's bounds)
 BOUNDS = {2: 0.9, 3: 0.6, 4: 0.45, 8: 0.08}
-QUANTIZED = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 class TestGptqQuantizer(QuantizerContract):
@@ -50,28 +55,7 @@ class TestGptqQuantizer(QuantizerContract):
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
     """The tiny Llama saved as a folder, loaded back in float32, and its logits on IDS."""
-    folder = tmp_path_factory.mktemp("gptq-source")
-    tokenizer = tiny_tokenizer()
-    tiny_model(seed=0, tokenizer=tokenizer, **SHAPE).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    model, tokenizer = martlet.load_model(str(folder), torch_dtype="float32")
-    ids = torch.randint(3, 200, (2, 16), generator=torch.Generator().manual_seed(1))
-    return folder, model, tokenizer, ids, _logits(model, ids)
-
-
-def _calibration(tokenizer):
-    texts = [
-        "The quick brown fox jumps over the lazy dog. A tiny model trains on a tiny corpus.",
-        "What is the capital of France? The capital of France is Paris.",
-        "Write a short poem about the sea. The sea is blue and the waves are wide.",
-        "You are a helpful assistant. Who are you? I am an assistant made to help you.",
-    ]
-
-    def take(n):
-        rows = [tokenizer(t * 3, add_special_tokens=False)["input_ids"][:64] for t in texts]
-        return (rows * 4)[:n]
-
-    return take
+    return tiny_source(tmp_path_factory.mktemp("gptq-source"))
 
 
 @pytest.fixture(scope="module")
@@ -85,27 +69,12 @@ def export(source, tmp_path_factory):
         if key not in made:
             out = tmp_path_factory.mktemp(f"gptq-{bits}bit")
             GptqQuantizer().export(
-                model, tokenizer, str(out), bits, calibration=_calibration(tokenizer), **options
+                model, tokenizer, str(out), bits, calibration=calibration(tokenizer), **options
             )
             made[key] = out
         return made[key]
 
     return make
-
-
-def _logits(model, ids):
-    with torch.no_grad():
-        return model(input_ids=ids).logits.float()
-
-
-def _relative(a, b):
-    return float((a - b).norm() / b.norm())
-
-
-def _qlayers(model):
-    from gptqmodel.nn_modules.qlinear import BaseQuantLinear
-
-    return [n for n, m in model.named_modules() if isinstance(m, BaseQuantLinear)]
 
 
 # ------------------------------------------------------------------- quality and layout
@@ -115,8 +84,8 @@ def _qlayers(model):
 def test_each_width_loads_back_close_to_the_original(source, export, bits, options):
     _, _, _, ids, reference = source
     model, _ = martlet.load_model(str(export(bits, **options)), torch_dtype="float32")
-    assert len(_qlayers(model)) == 2 * len(QUANTIZED), "every decoder linear layer is GPTQ"
-    error = _relative(_logits(model, ids), reference)
+    assert len(quantized_layers(model)) == 2 * len(QUANTIZED), "every decoder linear layer is GPTQ"
+    error = relative(logits(model, ids), reference)
     assert error <= BOUNDS[bits], f"{bits}-bit logits {error:.3f} off (bound {BOUNDS[bits]})"
 
 
@@ -178,7 +147,7 @@ def test_its_packed_weights_are_what_the_loaded_model_computes(source, export, b
     out = export(bits, **({"group_size": 32} if bits == 2 else {}))
     quantized, _ = martlet.load_model(str(out), torch_dtype="float32")
     plain = dequantized_gptq(folder, out / "model.safetensors", bits)
-    assert _relative(_logits(quantized, ids), _logits(plain, ids)) < 0.02
+    assert relative(logits(quantized, ids), logits(plain, ids)) < 0.02
 
 
 def dequantized_gptq(folder: Path, weights: Path, bits: int):
@@ -226,7 +195,7 @@ def test_act_order_and_asymmetric_groups(source, export):
         g_idx = f.get_tensor("model.layers.0.mlp.down_proj.g_idx").long()
     assert torch.equal(torch.bincount(g_idx), torch.full((256 // 32,), 32))
     model, _ = martlet.load_model(str(out), torch_dtype="float32")
-    assert _relative(_logits(model, ids), reference) <= BOUNDS[4]
+    assert relative(logits(model, ids), reference) <= BOUNDS[4]
 
 
 def test_an_auto_gptq_checkpoint_loads_to_the_same_outputs(source, export, tmp_path):
@@ -268,8 +237,8 @@ def test_an_auto_gptq_checkpoint_loads_to_the_same_outputs(source, export, tmp_p
 
     ours, _ = martlet.load_model(str(out), torch_dtype="float32")
     theirs, _ = martlet.load_model(str(legacy), torch_dtype="float32")
-    assert len(_qlayers(theirs)) == 2 * len(QUANTIZED)
-    assert _relative(_logits(theirs, ids), _logits(ours, ids)) < 1e-3
+    assert len(quantized_layers(theirs)) == 2 * len(QUANTIZED)
+    assert relative(logits(theirs, ids), logits(ours, ids)) < 1e-3
     # and it generates through martlet's engine path (greedy, a few tokens)
     generated = theirs.generate(ids[:1, :8], max_new_tokens=4, min_new_tokens=4, do_sample=False)
     assert generated.shape == (1, 12)
@@ -377,7 +346,7 @@ def test_a_group_size_that_does_not_divide_a_layer_is_refused(tmp_path):
         ConfigError, match="--group-size 64 does not divide the input width 96"
     ) as e:
         GptqQuantizer().export(
-            model, tokenizer, str(tmp_path / "o"), 4, calibration=_calibration(tokenizer),
+            model, tokenizer, str(tmp_path / "o"), 4, calibration=calibration(tokenizer),
             group_size=64,
         )  # fmt: skip
     assert "pass --group-size 32" in str(e.value)
@@ -386,7 +355,7 @@ def test_a_group_size_that_does_not_divide_a_layer_is_refused(tmp_path):
 
 def test_without_a_group_size_the_largest_that_divides_every_layer_is_used(tmp_path):
     model, tokenizer = _narrow(96, 192)
-    GptqQuantizer().export(model, tokenizer, str(tmp_path), 4, calibration=_calibration(tokenizer))
+    GptqQuantizer().export(model, tokenizer, str(tmp_path), 4, calibration=calibration(tokenizer))
     qc = json.loads((tmp_path / "config.json").read_text())["quantization_config"]
     assert qc["group_size"] == 32
 
@@ -395,7 +364,7 @@ def test_3_bit_needs_input_widths_that_are_multiples_of_32(tmp_path):
     model, tokenizer = _narrow(48, 96)
     with pytest.raises(ConfigError, match="cannot pack 3-bit weights"):
         GptqQuantizer().export(
-            model, tokenizer, str(tmp_path), 3, calibration=_calibration(tokenizer)
+            model, tokenizer, str(tmp_path), 3, calibration=calibration(tokenizer)
         )
 
 
@@ -411,7 +380,7 @@ def test_an_already_quantized_model_is_refused(source, export, tmp_path):
     quantized, _ = martlet.load_model(str(export(4)), torch_dtype="float32")
     with pytest.raises(ConfigError, match="already quantized"):
         GptqQuantizer().export(
-            quantized, tokenizer, str(tmp_path), 4, calibration=_calibration(tokenizer)
+            quantized, tokenizer, str(tmp_path), 4, calibration=calibration(tokenizer)
         )
 
 

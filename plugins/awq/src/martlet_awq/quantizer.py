@@ -22,9 +22,9 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from martlet.errors import ConfigError, MartletError, brief
+from martlet.errors import ConfigError
+from martlet_gptqmodel import runtime
 
-from martlet_awq import runtime
 from martlet_awq.options import GROUP_SIZES, check_options
 
 BITS = (4,)
@@ -100,7 +100,7 @@ class AwqQuantizer:
         # plain AWQ kernel computes in float16 only)
         dtype = torch.float16
         with runtime.gptqmodel_session(), runtime.staged(model, tokenizer, output_dir) as source:
-            from gptqmodel import BACKEND, GPTQModel, QuantizeConfig
+            from gptqmodel import BACKEND, QuantizeConfig
 
             config = QuantizeConfig(
                 bits=bits,
@@ -111,16 +111,7 @@ class AwqQuantizer:
                 offload_to_disk=False,
                 device=device,
             )
-            try:
-                quantized = GPTQModel.load(source, config, dtype=dtype)
-            except (ValueError, TypeError, NotImplementedError) as exc:
-                raise MartletError(
-                    "gptqmodel cannot quantize this model",
-                    why=brief(exc),
-                    fix="check that gptqmodel supports its architecture "
-                    f"({getattr(model.config, 'model_type', '?')})",
-                    cause=exc,
-                ) from exc
+            quantized = runtime.load(source, config, dtype, model)
             # the torch kernel packs on any device (the default, AWQ_GEMM, needs CUDA)
             quantized.quantize(
                 rows, batch_size=1, backend=BACKEND.AWQ_TORCH, calibration_data_min_length=2
@@ -131,15 +122,4 @@ class AwqQuantizer:
     def prepare_prequantized(self, model: Any) -> Any:
         """A checkpoint saying ``quant_method: "awq"``: transformers built it with
         gptqmodel's AWQ layers; check that it did."""
-        from gptqmodel.nn_modules.qlinear import AWQuantLinear
-
-        count = sum(isinstance(m, AWQuantLinear) for m in model.modules())
-        if not count:
-            raise MartletError(
-                "the awq checkpoint loaded without quantized layers",
-                why="its config.json says quant_method 'awq', but transformers built no "
-                "gptqmodel AWQ layer for it",
-                fix="check that the folder's weights are the quantized ones (qweight, qzeros, "
-                "scales) and that gptqmodel is installed",
-            )
-        return model
+        return runtime.check_loaded(model, "awq", layer="AWQuantLinear")

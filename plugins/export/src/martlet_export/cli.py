@@ -12,7 +12,6 @@ from martlet.cli import config_command
 from martlet.config import option
 from martlet.errors import ConfigError, MartletError
 
-
 #: the quantizer record --to-gguf selects (martlet-gguf's)
 GGUF = "gguf"
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 from martlet.errors import ConfigError, MartletError, brief
+from martlet_gptqmodel import runtime
 
-from martlet_gptq import runtime
 from martlet_gptq.options import check_options
 
 BITS = (2, 3, 4, 8)
@@ -84,7 +84,7 @@ class GptqQuantizer:
         device = runtime.device_of(model)
         dtype = runtime.quant_dtype(model, device)
         with runtime.gptqmodel_session(), runtime.staged(model, tokenizer, output_dir) as source:
-            from gptqmodel import GPTQModel, QuantizeConfig
+            from gptqmodel import QuantizeConfig
 
             config = QuantizeConfig(
                 bits=bits,
@@ -98,16 +98,7 @@ class GptqQuantizer:
                 offload_to_disk=False,
                 device=device,
             )
-            try:
-                quantized = GPTQModel.load(source, config, dtype=dtype)
-            except (ValueError, TypeError, NotImplementedError) as exc:
-                raise MartletError(
-                    "gptqmodel cannot quantize this model",
-                    why=brief(exc),
-                    fix="check that gptqmodel supports its architecture "
-                    f"({getattr(model.config, 'model_type', '?')})",
-                    cause=exc,
-                ) from exc
+            quantized = runtime.load(source, config, dtype, model)
             try:
                 quantized.quantize(rows, batch_size=1, calibration_data_min_length=2)
             except Exception as exc:  # noqa: BLE001 - reported with its cause
@@ -127,20 +118,4 @@ class GptqQuantizer:
         """A checkpoint saying ``quant_method: "gptq"``: transformers built it with
         gptqmodel's layers; check that it did (a folder whose weights do not match its config
         would load with plain, randomly initialised layers)."""
-        return check_loaded(model, "gptq")
-
-
-def check_loaded(model: Any, method: str) -> Any:
-    """``model``, when it holds gptqmodel's quantized layers; a MartletError otherwise."""
-    from gptqmodel.nn_modules.qlinear import BaseQuantLinear
-
-    count = sum(isinstance(m, BaseQuantLinear) for m in model.modules())
-    if not count:
-        raise MartletError(
-            f"the {method} checkpoint loaded without quantized layers",
-            why=f"its config.json says quant_method {method!r}, but transformers built no "
-            "gptqmodel layer for it",
-            fix="check that the folder's weights are the quantized ones (qweight, qzeros, "
-            "scales) and that optimum and gptqmodel are installed",
-        )
-    return model
+        return runtime.check_loaded(model, "gptq", needs="optimum and gptqmodel are")

@@ -1,7 +1,11 @@
 """What quantizing through gptqmodel needs around it, on a CPU as on a GPU: its environment
 (worker pools that fit a two-core machine, quieter logs), the model written where gptqmodel
-reads it, calibration rows in its shape, the device and dtype to quantize in, and the layer
-widths a group size must divide. Nothing heavy is imported at module level."""
+reads it and loaded there, calibration rows in its shape, the device and dtype to quantize in,
+the layer widths a group size must divide, and the check that a checkpoint loaded with its
+quantized layers. Shared by martlet-gptq and martlet-awq.
+
+Nothing heavy is imported at module level (torch, gptqmodel, logbar: the plugins' entry
+modules must stay light, and importing logbar writes a newline to stdout at exit)."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from martlet.errors import ConfigError, MartletError
+from martlet.errors import ConfigError, MartletError, brief
 
 #: heads that stay unquantized (gptqmodel quantizes the decoder blocks' linear layers only)
 HEADS = ("lm_head", "score", "classifier", "v_head")
@@ -220,6 +224,25 @@ def staged(model: Any, tokenizer: Any, output_dir: str) -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def load(source: str, config: Any, dtype: Any, model: Any) -> Any:
+    """gptqmodel's model for the staged folder ``source`` (see :func:`staged`), ready to
+    quantize with ``config`` (a ``QuantizeConfig``) in ``dtype``; a MartletError naming
+    ``model``'s architecture where gptqmodel does not take it. Call it inside
+    :func:`gptqmodel_session`."""
+    from gptqmodel import GPTQModel
+
+    try:
+        return GPTQModel.load(source, config, dtype=dtype)
+    except (ValueError, TypeError, NotImplementedError) as exc:
+        raise MartletError(
+            "gptqmodel cannot quantize this model",
+            why=brief(exc),
+            fix="check that gptqmodel supports its architecture "
+            f"({getattr(model.config, 'model_type', '?')})",
+            cause=exc,
+        ) from exc
+
+
 def finish(output_dir: str, source: str, tokenizer: Any) -> None:
     """After gptqmodel's save: the tokenizer and generation settings exactly as the model had
     them (gptqmodel re-saves its own copy of the tokenizer and may rewrite the generation
@@ -230,3 +253,24 @@ def finish(output_dir: str, source: str, tokenizer: Any) -> None:
     generation = Path(source) / "generation_config.json"
     if generation.is_file():
         shutil.copyfile(generation, out / "generation_config.json")
+
+
+def check_loaded(
+    model: Any, method: str, *, layer: str = "BaseQuantLinear", needs: str = "gptqmodel is"
+) -> Any:
+    """``model``, when transformers built gptqmodel's quantized layers for it (instances of
+    ``gptqmodel.nn_modules.qlinear.<layer>``); a MartletError otherwise (a folder whose weights
+    do not match its config loads with plain, randomly initialised layers). ``needs``: what
+    the error says must be installed for transformers to build them."""
+    from gptqmodel.nn_modules import qlinear
+
+    kind = getattr(qlinear, layer)
+    if not any(isinstance(m, kind) for m in model.modules()):
+        raise MartletError(
+            f"the {method} checkpoint loaded without quantized layers",
+            why=f"its config.json says quant_method {method!r}, but transformers built no "
+            f"gptqmodel {layer} for it",
+            fix="check that the folder's weights are the quantized ones (qweight, qzeros, "
+            f"scales) and that {needs} installed",
+        )
+    return model

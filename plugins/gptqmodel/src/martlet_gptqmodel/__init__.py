@@ -1,0 +1,1 @@
+"""The gptqmodel runtime Martlet's GPTQ and AWQ quantizers share (a library, no plugin)."""
