@@ -72,6 +72,7 @@ PROVIDERS: dict[str, dict[str, str]] = {
         "awq": "martlet-awq",
         "eetq": "martlet-eetq",
         "aqlm": "martlet-aqlm",
+        "gguf": "martlet-gguf",
     },
     "inference_backends": {
         "pt": "martlet-engine-pt",
@@ -101,7 +102,10 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "use_npu": ("martlet-npu", "the Ascend NPU accelerator (--device npu)"),
     "eval_dataset": ("martlet-eval", "`martlet eval`"),
     "infer_backend": ("martlet-serve", "`martlet infer` and `martlet deploy`"),
-    "quant_method": ("martlet-export", "`martlet export`"),
+    "quant_method": (
+        "martlet-export",
+        "`martlet export` (and, as the model loads, `sft`, `pt`, `rlhf`, `infer`, `deploy`)",
+    ),
 }
 
 
