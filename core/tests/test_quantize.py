@@ -150,6 +150,15 @@ def test_a_checkpoint_quantized_elsewhere_goes_to_the_record_named_like_its_meth
     assert prequantized(None) is None
 
 
+def test_quantizing_a_checkpoint_quantized_already_is_refused(quant_plugin, tmp_path):
+    """Found broken: `--quant-method hqq` on an AQLM folder loaded it without its own loader
+    and ran a broken model without a word."""
+    (tmp_path / "config.json").write_text('{"quantization_config": {"quant_method": "aqlm"}}')
+    with pytest.raises(ConfigError, match="is quantized with aqlm already") as info:
+        martlet.load_model(str(tmp_path), quant_method="halve", quant_bits=8)
+    assert "leave out --quant-method" in info.value.fix
+
+
 def test_the_quantizers_options_are_flags_of_the_command(quant_plugin):
     @__import__("dataclasses").dataclass(kw_only=True)
     class Command(ModelOptions, QuantizeOptions):

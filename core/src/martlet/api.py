@@ -17,7 +17,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from martlet.errors import MartletError, PluginError, UnknownNameError
+from martlet.errors import ConfigError, MartletError, PluginError, UnknownNameError
 from martlet.hookspecs import hookimpl
 from martlet.records import DatasetRecord, ModelRecord, Record, check_kind
 
@@ -165,6 +165,13 @@ def load_model(
         if config is not None:
             options["quantization_config"] = config
     source, record = resolve_model(model)
+    if chosen is not None and (already := _quantized_as(source)):
+        raise ConfigError(
+            f"{model} is quantized with {already} already",
+            why=f"--quant-method {chosen.record.name} quantizes unquantized weights as "
+            "they load",
+            fix="leave out --quant-method: the checkpoint loads quantized as it is",
+        )
     if loader is None and chosen is None:
         loader = _loader_for_quantized(source)
     loaded, tokenizer = model_loader(source, record, loader).load(source, **options)
@@ -183,6 +190,16 @@ def _loader_for_quantized(source: str) -> str | None:
     ``config.json``'s ``quantization_config.quant_method``), if one is registered: a folder a
     quantizer plugin wrote in its own layout (hqq, quanto) goes to that plugin's loader, not to
     a general one that would read it as plain weights."""
+    method = _quantized_as(source)
+    if method is None:
+        return None
+    found = _manager().registry.find("model_loaders", method.lower())
+    return found.name if found is not None else None
+
+
+def _quantized_as(source: str) -> str | None:
+    """The ``quantization_config.quant_method`` of the folder ``source``'s ``config.json``
+    (None for a file, a hub id, or a folder that is not quantized)."""
     import json
     from pathlib import Path
 
@@ -193,11 +210,9 @@ def _loader_for_quantized(source: str) -> str | None:
         config = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    method = (config.get("quantization_config") or {}).get("quant_method")
-    if not isinstance(method, str) or not method:
-        return None
-    found = _manager().registry.find("model_loaders", method.lower())
-    return found.name if found is not None else None
+    quantization = config.get("quantization_config") if isinstance(config, dict) else None
+    method = quantization.get("quant_method") if isinstance(quantization, dict) else None
+    return method if isinstance(method, str) and method else None
 
 
 def _prepare_prequantized(model: Any) -> Any:
@@ -213,6 +228,8 @@ def _prepare_prequantized(model: Any) -> Any:
 def load_tokenizer(model: str, *, loader: str | None = None, **options: Any) -> Any:
     """Load only the tokenizer (or processor) of ``model``; see :func:`load_model`."""
     source, record = resolve_model(model)
+    if loader is None:
+        loader = _loader_for_quantized(source)
     return model_loader(source, record, loader).load_tokenizer(source, **options)
 
 

@@ -12,8 +12,8 @@ import textwrap
 
 import martlet
 import pytest
-import yaml
 import torch
+import yaml
 from martlet.errors import ConfigError
 from martlet.quantize import chosen, prequantized, weight_bytes
 from martlet_bnb.quantizer import BnbQuantizer, compute_dtype, fused_cpu_kernel

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from martlet.errors import ConfigError, MartletError
+from martlet.errors import ConfigError, MartletError, brief
 
 from martlet_peft.base import Tuner, is_seq_cls, linear_module_names
 
@@ -66,7 +66,17 @@ class PeftTuner(Tuner):
         return model
 
     def merge(self, model: Any) -> Any:
-        return model.merge_and_unload()
+        try:
+            return model.merge_and_unload()
+        except NotImplementedError as exc:  # PEFT's layers for quantized bases it cannot fold
+            raise ConfigError(
+                "the adapter cannot be merged into this model's quantized layers",
+                why="the base is a checkpoint quantized elsewhere (AQLM, ...): there are no "
+                f"unquantized weights to fold the adapter into (PEFT: {brief(exc)})",
+                fix="serve the run with --adapters instead of --merge-lora, or train on an "
+                "unquantized base (--quant-method quantizes it as it loads; that merges)",
+                cause=exc,
+            ) from exc
 
     def _targets(self, model: Any, config: Any) -> list[str]:
         return linear_module_names(model, list(getattr(config, "target_modules", ["all-linear"])))
