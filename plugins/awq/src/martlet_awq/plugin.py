@@ -27,3 +27,19 @@ def martlet_quantizers():
         summary="AWQ 4-bit (GEMM layout), calibrated on --dataset, exported through gptqmodel "
         "(CPU or GPU) for transformers, vLLM and SGLang; AWQ checkpoints run on the CPU.",
     )
+
+
+# PEFT imports gptqmodel (its banner on stdout, ~140 MiB, four threads) in every LoRA command
+# where it is installed; until something imports it, no layer can be one of its own
+@hookimpl
+def martlet_configure(config):
+    from martlet_gptqmodel.peft_guard import guard
+
+    guard()
+
+
+@hookimpl
+def martlet_model_loaded(model, config):
+    from martlet_gptqmodel.peft_guard import guard
+
+    guard()
