@@ -3,6 +3,10 @@
 from martlet import hookimpl
 from martlet.records import QuantizerRecord
 
+# the hooks that keep PEFT from importing gptqmodel in LoRA commands whose model has none of
+# its layers (martlet_configure, martlet_model_loaded; light: sys and importlib only)
+from martlet_gptqmodel.peft_guard import martlet_configure, martlet_model_loaded  # noqa: F401
+
 MARTLET_API = 1
 
 
@@ -27,19 +31,3 @@ def martlet_quantizers():
         summary="AWQ 4-bit (GEMM layout), calibrated on --dataset, exported through gptqmodel "
         "(CPU or GPU) for transformers, vLLM and SGLang; AWQ checkpoints run on the CPU.",
     )
-
-
-# PEFT imports gptqmodel (its banner on stdout, ~140 MiB, four threads) in every LoRA command
-# where it is installed; until something imports it, no layer can be one of its own
-@hookimpl
-def martlet_configure(config):
-    from martlet_gptqmodel.peft_guard import guard
-
-    guard()
-
-
-@hookimpl
-def martlet_model_loaded(model, config):
-    from martlet_gptqmodel.peft_guard import guard
-
-    guard()

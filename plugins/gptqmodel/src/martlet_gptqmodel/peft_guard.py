@@ -8,9 +8,10 @@ if gptqmodel has been imported (transformers imports it to load a GPTQ or AWQ ch
 martlet-gptq and martlet-awq import it to quantize), so until then PEFT's question is answered
 "no" without importing it; afterwards PEFT's own answer is given.
 
-:func:`guard` is called from the ``martlet_configure`` and ``martlet_model_loaded`` hooks of
-martlet-gptq and martlet-awq. It imports nothing heavy: where ``peft.import_utils`` is not
-imported yet, a finder on ``sys.meta_path`` waits for it and guards it as it loads.
+:func:`guard` is called from the ``martlet_configure`` and ``martlet_model_loaded`` hooks below,
+which martlet-gptq and martlet-awq register (their entry modules import them). It imports
+nothing heavy: where ``peft.import_utils`` is not imported yet, a finder on ``sys.meta_path``
+waits for it and guards it as it loads.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import importlib.abc
 import importlib.machinery
 import sys
 from typing import Any
+
+from martlet import hookimpl
 
 _MODULE = "peft.import_utils"
 _NAME = "is_gptqmodel_available"
@@ -78,3 +81,13 @@ class _Finder(importlib.abc.MetaPathFinder):
 
         loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
+
+
+@hookimpl
+def martlet_configure(config: Any) -> None:
+    guard()
+
+
+@hookimpl
+def martlet_model_loaded(model: Any, config: Any) -> None:
+    guard()
