@@ -89,6 +89,39 @@ def test_each_width_loads_back_close_to_the_original(source, export, bits, optio
     assert error <= BOUNDS[bits], f"{bits}-bit logits {error:.3f} off (bound {BOUNDS[bits]})"
 
 
+def test_lora_trains_on_a_gptq_checkpoint(martlet_manager, source, export):
+    """LoRA on a GPTQ checkpoint's layers (QLoRA on GPTQ, as ms-swift offers): PEFT wraps
+    gptqmodel's layers (PEFT's gptqmodel check answers for itself once the checkpoint's load
+    imported gptqmodel: `martlet_gptqmodel.peft_guard`), only the adapter trains and the loss
+    falls."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from martlet.manager import get_manager
+
+    martlet_manager("hf", "peft", "gptq")
+    _, _, _, ids, _ = source
+    model, _ = martlet.load_model(str(export(4)), torch_dtype="float32")
+    record = get_manager().registry.get("tuners", "lora")
+    values = dataclasses.asdict(record.options_class()())
+    values.update(lora_rank=8, target_modules=["all-linear"], lora_dropout=0.0)
+    model = record.load()().prepare(model, SimpleNamespace(learning_rate=1e-2, **values))
+    wrapped = [m for m in model.modules() if type(m).__name__ == "GPTQLoraLinear"]
+    assert len(wrapped) == 2 * len(QUANTIZED), "PEFT wraps every GPTQ layer"
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    losses = []
+    for _ in range(6):
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0], f"the loss did not go down: {losses}"
+
+
 def test_the_checkpoint_is_laid_out_as_transformers_vllm_and_sglang_read_it(source, export):
     folder, _, tokenizer, _, _ = source
     out = export(4)
