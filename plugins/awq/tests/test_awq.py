@@ -19,6 +19,7 @@ from martlet_gptqmodel.testing import (
     TEXTS,
     calibration,
     logits,
+    lora_losses,
     quantized_layers,
     relative,
     tiny_source,
@@ -181,6 +182,19 @@ def test_an_awq_checkpoint_generates_and_answers_through_martlet(source, handmad
     with torch.no_grad():
         full = model(input_ids=out[:, :-1]).logits[0, -1].argmax()
     assert int(full) == int(out[0, -1])
+
+
+def test_lora_trains_on_an_awq_checkpoint(martlet_manager, source, handmade):
+    """LoRA on an AWQ checkpoint's layers: PEFT wraps gptqmodel's AWQ layers (its gptqmodel
+    check answers for itself once the load imported gptqmodel), only the adapter trains and
+    the loss falls."""
+    martlet_manager("hf", "peft", "awq")
+    _, _, _, ids, _ = source
+    model, _ = martlet.load_model(str(handmade), torch_dtype="float32")
+    model, losses = lora_losses(model, ids)
+    wrapped = [m for m in model.modules() if type(m).__name__ == "AwqLoraLinear"]
+    assert len(wrapped) == 2 * len(QUANTIZED), "PEFT wraps every AWQ layer"
+    assert losses[-1] < losses[0], f"the loss did not go down: {losses}"
 
 
 def test_half_precision_loads_run_too(handmade, source):

@@ -20,6 +20,7 @@ from martlet_gptqmodel.testing import (
     QUANTIZED,
     calibration,
     logits,
+    lora_losses,
     quantized_layers,
     relative,
     tiny_source,
@@ -94,31 +95,12 @@ def test_lora_trains_on_a_gptq_checkpoint(martlet_manager, source, export):
     gptqmodel's layers (PEFT's gptqmodel check answers for itself once the checkpoint's load
     imported gptqmodel: `martlet_gptqmodel.peft_guard`), only the adapter trains and the loss
     falls."""
-    import dataclasses
-    from types import SimpleNamespace
-
-    from martlet.manager import get_manager
-
     martlet_manager("hf", "peft", "gptq")
     _, _, _, ids, _ = source
     model, _ = martlet.load_model(str(export(4)), torch_dtype="float32")
-    record = get_manager().registry.get("tuners", "lora")
-    values = dataclasses.asdict(record.options_class()())
-    values.update(lora_rank=8, target_modules=["all-linear"], lora_dropout=0.0)
-    model = record.load()().prepare(model, SimpleNamespace(learning_rate=1e-2, **values))
+    model, losses = lora_losses(model, ids)
     wrapped = [m for m in model.modules() if type(m).__name__ == "GPTQLoraLinear"]
     assert len(wrapped) == 2 * len(QUANTIZED), "PEFT wraps every GPTQ layer"
-    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    assert trainable and all("lora_" in n for n in trainable)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    model.train()
-    losses = []
-    for _ in range(6):
-        loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
     assert losses[-1] < losses[0], f"the loss did not go down: {losses}"
 
 

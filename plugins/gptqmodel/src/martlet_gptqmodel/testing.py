@@ -71,3 +71,31 @@ def quantized_layers(model: Any, layer: str = "BaseQuantLinear") -> list[str]:
 
     kind = getattr(qlinear, layer)
     return [n for n, m in model.named_modules() if isinstance(m, kind)]
+
+
+def lora_losses(model: Any, ids: Any, steps: int = 6) -> tuple[Any, list[float]]:
+    """``model`` with LoRA (rank 8 on every linear layer, through the registry's ``lora``
+    tuner) and the losses of ``steps`` AdamW steps on ``ids``; asserts only the adapter
+    trains."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    import torch
+    from martlet.manager import get_manager
+
+    record = get_manager().registry.get("tuners", "lora")
+    values = dataclasses.asdict(record.options_class()())
+    values.update(lora_rank=8, target_modules=["all-linear"], lora_dropout=0.0)
+    model = record.load()().prepare(model, SimpleNamespace(learning_rate=1e-2, **values))
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n, _ in trainable), "only the adapter trains"
+    optimizer = torch.optim.AdamW([p for _, p in trainable], lr=1e-2)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+    return model, losses
