@@ -7,15 +7,20 @@ before anything slow happens, that the quantizer is installed, works at the stag
 commands then call it through :func:`martlet.load_model` (``quant_method=``) or ``martlet
 export``. :func:`prequantized` finds the record for a checkpoint quantized elsewhere, from the
 ``quant_method`` of its ``quantization_config``. :func:`weight_bytes` counts what a model's
-weights hold in memory, quantized tensors included. No heavy import at module level.
+weights hold in memory, quantized tensors included. :func:`folder_load_options` and
+:func:`folder_load_errors` are what a model loader of the folders one quantizer writes does
+with the load options and errors. No heavy
+import at module level.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from martlet.errors import ConfigError, MartletError
+from martlet.errors import ConfigError, MartletError, brief
 from martlet.records import QuantizerRecord
 
 STAGES = {"load": "at load time", "export": "at export time", "prequantized": "on checkpoints"}
@@ -167,3 +172,56 @@ def _bytes(t: Any, seen: set[int]) -> int:
         return 0
     seen.add(key)
     return int(t.numel() * t.element_size())
+
+
+#: the model options a loader of quantized folders takes (:func:`folder_load_options`)
+FOLDER_OPTIONS = ("torch_dtype", "trust_remote_code", "device_map", "attn_impl", "revision")
+
+
+def folder_load_options(method: str, source: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """What a model loader of the folders quantizer ``method`` writes (its own layout, on one
+    device) loads them with: ``torch_dtype``, ``device``, ``attn_impl``, ``trust_remote_code``.
+    Options it does not take are refused (``quantization_config``: the folder is quantized
+    already); ``device_map`` becomes one device (an index: that CUDA device; ``auto``: the
+    loader's default)."""
+    unknown = sorted(k for k, v in options.items() if k not in FOLDER_OPTIONS and v is not None)
+    if "quantization_config" in unknown:
+        raise ConfigError(
+            f"{source} is quantized with {method} already",
+            fix="leave out --quant-method: the folder loads quantized as it is",
+        )
+    if unknown:
+        raise ConfigError(
+            f"the {method} model loader does not take {', '.join(unknown)}",
+            why=f"it loads causal language models {method} quantized, on one device",
+        )
+    device = options.get("device_map")
+    if isinstance(device, int) and not isinstance(device, bool):
+        device = f"cuda:{device}"
+    if device == "auto":
+        device = None
+    if device is not None and not isinstance(device, str):
+        raise ConfigError(
+            f"the {method} model loader puts the model on one device, not {device!r}",
+            fix="pass --device-map cpu (or cuda:0), or leave it out",
+        )
+    return {
+        "torch_dtype": options.get("torch_dtype"),
+        "device": device,
+        "attn_impl": options.get("attn_impl"),
+        "trust_remote_code": bool(options.get("trust_remote_code", False)),
+    }
+
+
+@contextlib.contextmanager
+def folder_load_errors(method: str, folder: Any) -> Iterator[None]:
+    """An error other than a MartletError while loading the ``method`` folder ``folder``,
+    reported as one (with its cause)."""
+    try:
+        yield
+    except MartletError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported with its cause
+        raise MartletError(
+            f"cannot load the {method} model in {folder}", why=brief(exc), cause=exc
+        ) from exc

@@ -33,7 +33,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from martlet.errors import ConfigError, MartletError, brief
+from martlet.errors import ConfigError, MartletError
 
 from martlet_hqq.options import check_options
 
@@ -332,9 +332,6 @@ def _in(key: str, prefixes: list[str]) -> bool:
 
 # --------------------------------------------------------------------------- the loader
 
-#: the model options HqqLoader understands (the others are refused)
-_KNOWN = {"torch_dtype", "trust_remote_code", "device_map", "attn_impl", "revision"}
-
 
 class HqqLoader:
     """Loads what ``martlet export --quant-method hqq`` wrote (``--model-loader hqq``)."""
@@ -343,43 +340,13 @@ class HqqLoader:
         return is_hqq_folder(source)
 
     def load(self, source: str, **options: Any) -> tuple[Any, Any]:
+        from martlet.quantize import folder_load_errors, folder_load_options
+
         folder = self._folder(source)
-        unknown = sorted(k for k, v in options.items() if k not in _KNOWN and v is not None)
-        if "quantization_config" in unknown:
-            raise ConfigError(
-                f"{source} is quantized with hqq already",
-                fix="leave out --quant-method: the folder loads quantized as it is",
-            )
-        if unknown:
-            raise ConfigError(
-                f"the hqq model loader does not take {', '.join(unknown)}",
-                why="it loads causal language models hqq quantized, on one device",
-            )
-        device = options.get("device_map")
-        if isinstance(device, int) and not isinstance(device, bool):
-            device = f"cuda:{device}"
-        if device == "auto":
-            device = None
-        if device is not None and not isinstance(device, str):
-            raise ConfigError(
-                f"the hqq model loader puts the model on one device, not {device!r}",
-                fix="pass --device-map cpu (or cuda:0), or leave it out",
-            )
+        kwargs = folder_load_options("hqq", source, options)
         tokenizer = self.load_tokenizer(source, **options)
-        try:
-            model = load_quantized(
-                folder,
-                torch_dtype=options.get("torch_dtype"),
-                device=device,
-                attn_impl=options.get("attn_impl"),
-                trust_remote_code=bool(options.get("trust_remote_code", False)),
-            )
-        except MartletError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - reported with its cause
-            raise MartletError(
-                f"cannot load the hqq model in {folder}", why=brief(exc), cause=exc
-            ) from exc
+        with folder_load_errors("hqq", folder):
+            model = load_quantized(folder, **kwargs)
         return model, tokenizer
 
     def load_tokenizer(self, source: str, **options: Any) -> Any:

@@ -26,7 +26,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from martlet.errors import ConfigError, MartletError, brief
+from martlet.errors import ConfigError, MartletError
 
 BITS = (2, 4, 8)
 QMAP = "quanto_qmap.json"
@@ -225,10 +225,6 @@ def load_quantized(
     return model.eval()
 
 
-#: the model options QuantoLoader understands (the others are refused)
-_KNOWN = {"torch_dtype", "trust_remote_code", "device_map", "attn_impl", "revision"}
-
-
 class QuantoLoader:
     """Loads what ``martlet export --quant-method quanto`` (or quanto) saved
     (``--model-loader quanto``)."""
@@ -237,43 +233,13 @@ class QuantoLoader:
         return is_quanto_folder(source)
 
     def load(self, source: str, **options: Any) -> tuple[Any, Any]:
+        from martlet.quantize import folder_load_errors, folder_load_options
+
         folder = self._folder(source)
-        unknown = sorted(k for k, v in options.items() if k not in _KNOWN and v is not None)
-        if "quantization_config" in unknown:
-            raise ConfigError(
-                f"{source} is quantized with quanto already",
-                fix="leave out --quant-method: the folder loads quantized as it is",
-            )
-        if unknown:
-            raise ConfigError(
-                f"the quanto model loader does not take {', '.join(unknown)}",
-                why="it loads causal language models quanto quantized, on one device",
-            )
-        device = options.get("device_map")
-        if isinstance(device, int) and not isinstance(device, bool):
-            device = f"cuda:{device}"
-        if device == "auto":
-            device = None
-        if device is not None and not isinstance(device, str):
-            raise ConfigError(
-                f"the quanto model loader puts the model on one device, not {device!r}",
-                fix="pass --device-map cpu (or cuda:0), or leave it out",
-            )
+        kwargs = folder_load_options("quanto", source, options)
         tokenizer = self.load_tokenizer(source, **options)
-        try:
-            model = load_quantized(
-                folder,
-                torch_dtype=options.get("torch_dtype"),
-                device=device,
-                attn_impl=options.get("attn_impl"),
-                trust_remote_code=bool(options.get("trust_remote_code", False)),
-            )
-        except MartletError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - reported with its cause
-            raise MartletError(
-                f"cannot load the quanto model in {folder}", why=brief(exc), cause=exc
-            ) from exc
+        with folder_load_errors("quanto", folder):
+            model = load_quantized(folder, **kwargs)
         return model, tokenizer
 
     def load_tokenizer(self, source: str, **options: Any) -> Any:
