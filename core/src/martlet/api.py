@@ -168,8 +168,7 @@ def load_model(
     if chosen is not None and (already := _quantized_as(source)):
         raise ConfigError(
             f"{model} is quantized with {already} already",
-            why=f"--quant-method {chosen.record.name} quantizes unquantized weights as "
-            "they load",
+            why=f"--quant-method {chosen.record.name} quantizes unquantized weights as they load",
             fix="leave out --quant-method: the checkpoint loads quantized as it is",
         )
     if loader is None and chosen is None:

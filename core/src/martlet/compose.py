@@ -83,13 +83,12 @@ def selectors(cls: type) -> list[Selector]:
 def selection_in(sel: Selector, values: Mapping[str, Any]) -> Any:
     """What selector ``sel`` names in ``values``: its own value, else the record an option
     given instead implies (``implied_by``), else its default."""
+    from martlet.config import implied
+
     if values.get(sel.field) is not None:
         return values[sel.field]
-    if sel.spec is not None:
-        for other, name in sel.spec.implied_by.items():
-            if values.get(other) not in (None, False):  # a flag given (`--to-gguf`)
-                return name
-    return values.get(sel.field, sel.default)
+    name = implied(sel.spec.implied_by, values) if sel.spec is not None else None
+    return name if name is not None else values.get(sel.field, sel.default)
 
 
 def _bases(cls: type) -> set[type]:

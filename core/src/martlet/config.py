@@ -65,7 +65,7 @@ def option(
         implied_by: with ``names_of``, ``{other option: record name}``: the selector left
             unset names that record when the other option is given (``{"quant_bits": "bnb"}``:
             ``--quantization-bit 4`` alone selects bnb), so its options are accepted too. The
-            config class sets the value itself (in ``__post_init__``).
+            config class's ``__post_init__`` sets the value (:func:`apply_implied`).
     """
     metadata = {
         "help": help,
@@ -139,6 +139,27 @@ class OptionSpec:
 
     def type_name(self) -> str:
         return _type_name(self.type)
+
+
+def implied(implied_by: Mapping[str, str], values: Mapping[str, Any]) -> str | None:
+    """The record name a selector declared with ``implied_by`` takes from another option
+    given in ``values`` (a flag set to false counts as not given), or None."""
+    for other, name in implied_by.items():
+        if values.get(other) not in (None, False):
+            return name
+    return None
+
+
+def apply_implied(config: Any) -> None:
+    """Set each selector of ``config`` left unset to the record another option given implies
+    (``option(..., implied_by=)``); for a config class's ``__post_init__``."""
+    values = vars(config)
+    for f in dataclasses.fields(config):
+        implied_by = f.metadata.get("implied_by")
+        if implied_by and not values.get(f.name):
+            name = implied(implied_by, values)
+            if name is not None:
+                setattr(config, f.name, name)
 
 
 def specs(cls: type) -> dict[str, OptionSpec]:

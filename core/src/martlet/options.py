@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from martlet.config import option
+from martlet.config import apply_implied, option
 from martlet.errors import ConfigError
 from martlet.tasks import check_task_type
 
@@ -218,8 +218,7 @@ class QuantizeOptions:
     )
 
     def __post_init__(self) -> None:
-        if self.quant_bits is not None and not self.quant_method:
-            self.quant_method = DEFAULT_QUANTIZER  # ms-swift's `--quantization_bit 4` alone
+        apply_implied(self)  # ms-swift's `--quantization_bit 4` alone: bnb
         parent = getattr(super(), "__post_init__", None)
         if parent is not None:
             parent()

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import click
 from martlet.cli import config_command
-from martlet.config import option
+from martlet.config import apply_implied, option
 from martlet.errors import ConfigError, MartletError
 
 #: the quantizer record --to-gguf selects (martlet-gguf's)
@@ -89,7 +89,6 @@ class ExportConfig:
         "device; default: the CPU).",
     )
 
-
     def __post_init__(self) -> None:
         if self.to_gguf:
             if self.quant_method not in (None, GGUF):
@@ -97,7 +96,7 @@ class ExportConfig:
                     f"--to-gguf and --quant-method {self.quant_method} ask for two exports",
                     fix="pass one of them",
                 )
-            self.quant_method = GGUF
+        apply_implied(self)  # --to-gguf: --quant-method gguf
         parent = getattr(super(), "__post_init__", None)
         if parent is not None:
             parent()
