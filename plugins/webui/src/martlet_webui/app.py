@@ -18,6 +18,7 @@ import dataclasses
 import html
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -51,8 +52,7 @@ def offline_environment() -> dict[str, str]:
 
 
 def _gradio() -> Any:
-    for name, value in OFFLINE.items():  # before the first import of gradio
-        os.environ.setdefault(name, value)
+    os.environ.update(OFFLINE)  # before the first import of gradio
     import gradio
 
     return gradio
@@ -68,9 +68,11 @@ class ChatSettings:
 
 
 class Inputs:
-    """The components one action reads, in order, by key: what a handler's ``*values`` are."""
+    """The components one action reads, in order, by key: what a handler's ``*values`` are.
+    ``tab`` begins the element ids of the fields it draws (``train-main-max_steps``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tab: str) -> None:
+        self.tab = tab
         self.keys: list[tuple[str, ...]] = []
         self.components: list[Any] = []
 
@@ -100,7 +102,9 @@ def _fields(gr: Any, inputs: Inputs, prefix: tuple[str, ...], fields: Sequence[F
     for start in range(0, len(fields), PER_ROW):
         with gr.Row(equal_height=True):
             for field in fields[start : start + PER_ROW]:
-                inputs.add((*prefix, field.name), _component(gr, field))
+                key = (*prefix, field.name)
+                elem_id = re.sub(r"[^\w-]", "-", "-".join((inputs.tab, *key)))
+                inputs.add(key, _component(gr, field, elem_id=elem_id))
 
 
 def error_html(exc: BaseException) -> str:
@@ -121,7 +125,7 @@ def _status_html(job: Job, extra: str = "", unit: str = "") -> str:
     command's error, with its last output, instead."""
     text = f"<b>{html.escape(job.status())}</b>"
     progress = job.progress()
-    if progress is not None:
+    if progress is not None and (job.running or progress[0] == progress[1]):
         done, total = progress
         text += f' <progress value="{done}" max="{max(total, 1)}"></progress> {unit}{done}/{total}'
     failure = job.failure()
@@ -153,6 +157,26 @@ def _command_text(build: Callable[[], list[str]]) -> str:
         return f"# {exc.message()}".replace("\n", "\n# ")
 
 
+def _under(path: str, root: Path) -> str:
+    """``path`` relative to ``root`` when it is inside it, else as it is."""
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except ValueError:
+        return path
+
+
+def local_plugin_files() -> list[str]:
+    """The plugin files this process loaded with ``martlet --plugin FILE``."""
+    from martlet.manager import get_manager
+
+    files = []
+    for info in get_manager().plugins:
+        path = getattr(info.obj, "__file__", None) if info.source == "local" else None
+        if path and str(path).endswith(".py"):
+            files.append(str(path))
+    return files
+
+
 @dataclasses.dataclass
 class Tab:
     """What a tab asks of the page load: a function of its form's values and where its
@@ -170,6 +194,8 @@ class WebUI:
         root: the folder commands run in; relative output folders are under it.
         env: the environment the commands get (:func:`offline_environment`'s return).
         output: the folder new runs, evaluations and exports go under by default.
+        plugins: local plugin files (``--plugin FILE``) every command it runs loads too;
+            by default those this process loaded.
     """
 
     def __init__(
@@ -177,10 +203,14 @@ class WebUI:
         root: str | Path | None = None,
         env: Mapping[str, str] | None = None,
         output: str = "output",
+        plugins: Sequence[str] | None = None,
     ) -> None:
         self.root = Path(root or Path.cwd()).resolve()
         self.env = dict(env if env is not None else os.environ)
         self.output = output
+        files = plugins if plugins is not None else local_plugin_files()
+        # a file in the folder the UI runs in is named as the user named it
+        self.plugins = [_under(f, self.root) for f in files]
         self.jobs: dict[str, Job] = {}
         self.chat = Chat()
 
@@ -194,6 +224,10 @@ class WebUI:
     def fresh(self, stem: str) -> str:
         """A folder under the output folder that does not exist yet (relative to root)."""
         return os.path.relpath(catalog.fresh_dir(self.root / self.output, stem), self.root)
+
+    def line(self, argv: list[str]) -> list[str]:
+        """A tab's command line as shown and run: with the UI's local plugin files."""
+        return commands.with_plugins(argv, self.plugins)
 
     def start(self, tab: str, argv: list[str]) -> Job:
         """Check ``argv`` as its command will, then run it as ``tab``'s job.
@@ -297,6 +331,8 @@ class WebUI:
             label="command line",
             language="shell",
             interactive=False,
+            wrap_lines=True,
+            lines=2,
             elem_id=f"{prefix}-command-line",
         )
         with gr.Row():
@@ -307,16 +343,24 @@ class WebUI:
 
     @staticmethod
     def _log(gr: Any, prefix: str) -> Any:
-        """The box a job's output scrolls in."""
-        return gr.Textbox(
+        """The box a job's output scrolls in, kept at its newest line."""
+        log = gr.Textbox(
             "",
             label="log",
             lines=14,
             max_lines=14,
-            autoscroll=True,
             interactive=False,
             elem_id=f"{prefix}-log",
         )
+        # a read-only textbox does not follow its end by itself
+        log.change(
+            None,
+            js=f"() => {{ const t = document.querySelector('#{prefix}-log textarea'); "
+            "if (t) t.scrollTop = t.scrollHeight; }",
+            queue=False,
+            show_progress="hidden",
+        )
+        return log
 
     # ----------------------------------------------------------------------- train
 
@@ -346,7 +390,7 @@ class WebUI:
                 choices.insert(0, (f"(the command's own: {command})", ""))
             return f"{sel.flag} (the objective)", choices, default
 
-        inputs = Inputs()
+        inputs = Inputs("train")
         obj_label, obj_choices, obj_default = objective(first)
         with gr.Row():
             command = inputs.add(
@@ -488,7 +532,7 @@ class WebUI:
             )
 
         def command_line(*args: Any) -> str:
-            return _command_text(lambda: commands.train_argv(form(args)))
+            return _command_text(lambda: self.line(commands.train_argv(form(args))))
 
         self._on_change(gr, inputs, command_line, line)
 
@@ -524,7 +568,7 @@ class WebUI:
         def run(*args: Any) -> Iterator[list[Any]]:
             try:
                 train = form(args)
-                job = self.start("train", commands.train_argv(train))
+                job = self.start("train", self.line(commands.train_argv(train)))
             except MartletError as exc:
                 yield [error_html(exc), gr.skip(), gr.skip(), gr.skip()]
                 return
@@ -563,7 +607,7 @@ class WebUI:
     # ------------------------------------------------------------------------ chat
 
     def _chat_tab(self, gr: Any, tab: Any) -> Tab:
-        inputs = Inputs()
+        inputs = Inputs("chat")
         with gr.Row():
             inputs.add(
                 ("model",),
@@ -592,6 +636,8 @@ class WebUI:
             label="command line (the same chat in a terminal)",
             language="shell",
             interactive=False,
+            wrap_lines=True,
+            lines=2,
             elem_id="chat-command-line",
         )
         bot = gr.Chatbot(label="chat", height=360, buttons=["copy", "copy_all"], elem_id="chat-bot")
@@ -620,7 +666,7 @@ class WebUI:
             return values[("model",)] or "", values[("adapters",)] or "", generation
 
         def command_line(*args: Any) -> str:
-            return _command_text(lambda: commands.chat_argv(*parts(args)))
+            return _command_text(lambda: self.line(commands.chat_argv(*parts(args))))
 
         self._on_change(gr, inputs, command_line, line)
 
@@ -687,7 +733,7 @@ class WebUI:
             for t in sorted(listed, key=lambda t: t.get("kind") != "multiple_choice")
             if t.get("offline")
         ]
-        inputs = Inputs()
+        inputs = Inputs("eval")
         with gr.Row():
             inputs.add(
                 ("model",),
@@ -778,7 +824,7 @@ class WebUI:
             )
 
         def command_line(*args: Any) -> str:
-            return _command_text(lambda: commands.eval_argv(form(args)))
+            return _command_text(lambda: self.line(commands.eval_argv(form(args))))
 
         self._on_change(gr, inputs, command_line, line)
         tasks.change(
@@ -792,7 +838,7 @@ class WebUI:
         def run(*args: Any) -> Iterator[list[Any]]:
             try:
                 evaluation = form(args)
-                job = self.start("eval", commands.eval_argv(evaluation))
+                job = self.start("eval", self.line(commands.eval_argv(evaluation)))
             except MartletError as exc:
                 yield [error_html(exc), gr.skip(), gr.skip(), gr.skip()]
                 return
@@ -846,7 +892,7 @@ class WebUI:
             return None
         cls = commands.config_class("export")
         own = specs(cls)
-        inputs = Inputs()
+        inputs = Inputs("export")
         with gr.Row():
             inputs.add(
                 ("adapters",),
@@ -929,7 +975,7 @@ class WebUI:
             )
 
         def command_line(*args: Any) -> str:
-            return _command_text(lambda: commands.export_argv(form(args)))
+            return _command_text(lambda: self.line(commands.export_argv(form(args))))
 
         self._on_change(gr, inputs, command_line, line)
         quant.change(
@@ -943,7 +989,7 @@ class WebUI:
         def run(*args: Any) -> Iterator[list[Any]]:
             try:
                 export = form(args)
-                job = self.start("export", commands.export_argv(export))
+                job = self.start("export", self.line(commands.export_argv(export)))
             except MartletError as exc:
                 yield [error_html(exc), gr.skip(), gr.skip(), gr.skip()]
                 return

@@ -69,6 +69,26 @@ def runnable(argv: Sequence[str]) -> list[str]:
     return [*program(), *argv[1:]]
 
 
+def with_plugins(argv: Sequence[str], files: Sequence[str]) -> list[str]:
+    """``argv`` with ``--plugin FILE`` for each local plugin file the UI itself was started
+    with (``martlet --plugin acme.py web-ui``): the command then has the same records."""
+    out = [argv[0]]
+    for file in files:
+        out += ["--plugin", file]
+    return out + list(argv[1:])
+
+
+def split(argv: Sequence[str]) -> tuple[str, list[str]]:
+    """``(command, its arguments)`` of a ``martlet`` command line (``--plugin FILE`` before
+    the command skipped)."""
+    i = 1
+    while i < len(argv) and argv[i] == "--plugin":
+        i += 2
+    if i >= len(argv):
+        raise ConfigError(f"no command in {shell(argv)!r}")
+    return argv[i], list(argv[i + 1 :])
+
+
 def extra_words(text: str) -> list[str]:
     """The "more flags" box: shell words, as a terminal would split them.
 
@@ -111,8 +131,9 @@ def check_argv(argv: Sequence[str]) -> Any:
     """
     from martlet.config import build, parse_flags
 
-    cls = config_class(argv[1])
-    parsed = parse_flags(cls, list(argv[2:]))
+    command, args = split(argv)
+    cls = config_class(command)
+    parsed = parse_flags(cls, args)
     return build(cls, file=parsed.config_file, flags=parsed.values)
 
 

@@ -116,15 +116,10 @@ class Job:
         return "\n".join(lines[-last:] if last else lines)
 
     def progress(self) -> tuple[int, int] | None:
-        """``(done, total)`` from the newest progress bar line (``train: 3/6 [...``), or None."""
+        """``(done, total)`` of the newest progress bar in the output, or None."""
         with self._lock:
             lines = [*self.lines, self._partial]
-        for line in reversed(lines):
-            found = _PROGRESS.findall(line)
-            if found:
-                done, total = found[-1]
-                return int(done), int(total)
-        return None
+        return progress_of(lines)
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """Ask the command to stop (SIGTERM to its process group: a trainer finishes the
@@ -176,6 +171,17 @@ class Job:
         if self.stopped:
             return f"stopped (exit status {code})"
         return "finished" if code == 0 else f"failed (exit status {code})"
+
+
+def progress_of(lines: Sequence[str]) -> tuple[int, int] | None:
+    """``(done, total)`` from the newest progress bar line (tqdm's ``train:  50%|##  | 3/6
+    [00:01<00:01, ...]``), or None when there is none."""
+    for line in reversed(lines):
+        found = _PROGRESS.findall(line)
+        if found:
+            done, total = found[-1]
+            return int(done), int(total)
+    return None
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
