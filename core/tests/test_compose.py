@@ -142,3 +142,24 @@ def test_a_class_without_selectors_is_untouched(fresh_manager):
     config = cfg.build(Plain, flags={"size": "2"})
     assert type(config) is Plain and config.size == 2
     assert cfg.to_dict(config) == {"size": 2}
+
+
+@dataclass(kw_only=True)
+class ManyCommand:
+    """A command that takes several tuners"""
+
+    tuners: list[str] = option(default_factory=list, help="The tuners.", names_of="tuners")
+
+
+def test_a_list_selector_takes_names_joined_by_commas(tuners):
+    # `--tasks a,b` names two records: the options of both are accepted
+    parsed = cfg.parse_flags(
+        ManyCommand, ["--tuners", "wide,abyss", "--width", "8", "--depth", "5"]
+    )
+    config = cfg.build(ManyCommand, flags=parsed.values)
+    assert (config.width, config.depth) == (8, 5)
+    with pytest.raises(ConfigError, match="depth"):
+        cfg.build(
+            ManyCommand,
+            flags=cfg.parse_flags(ManyCommand, ["--tuners", "wide", "--depth", "5"]).values,
+        )

@@ -86,7 +86,11 @@ def selection_in(sel: Selector, values: Mapping[str, Any]) -> Any:
     from martlet.config import implied
 
     if values.get(sel.field) is not None:
-        return values[sel.field]
+        value = values[sel.field]
+        if sel.many:  # a list selector also takes names joined by commas (--tasks a,b)
+            items = [value] if isinstance(value, str) else list(value)
+            return [n.strip() for item in items for n in str(item).split(",") if n.strip()]
+        return value
     name = implied(sel.spec.implied_by, values) if sel.spec is not None else None
     return name if name is not None else values.get(sel.field, sel.default)
 

@@ -73,7 +73,12 @@ accelerators
     :mod:`martlet.precision` reads its ``preferred_dtype()`` to resolve ``auto`` precision;
     ``martlet doctor`` reports every one's devices, dtypes and memory.
 eval_tasks
-    a class; ``cls()`` is an :class:`EvalTask`. No command calls one yet.
+    a class; ``cls(**options)`` is an :class:`EvalTask`, ``options`` the values of the
+    record's own options (its ``options`` dataclass) and ``dataset`` (the record's, or the
+    data a YAML task declares). ``martlet eval --tasks NAME`` builds one per task named, asks
+    it for its documents and for each document's requests (:mod:`martlet.evaluation`), has
+    the model answer them (log-likelihoods, generations) and gives the answers back to
+    :meth:`EvalTask.process`.
 callbacks
     a class; ``cls(output_dir=OUTPUT_DIR, **options)`` is a :class:`Callback`, ``options``
     the values of the record's own options (its ``options`` dataclass, set by the user with
@@ -501,13 +506,38 @@ class ParallelStrategy(Protocol):
 
 @runtime_checkable
 class EvalTask(Protocol):
-    """A benchmark: its examples and its scoring. Provisional: no command calls it yet."""
+    """A benchmark: its documents, the requests that score one, and that document's metrics.
 
-    def examples(self, limit: int | None = None) -> Iterable[dict]:
-        """The task's examples (at most ``limit``)."""
+    A document is a dict (a canonical row: ``question``, ``choices``, ``answer``,
+    ``subject``, ``messages``, ...). ``martlet eval`` draws the few-shot examples of a
+    document from :meth:`fewshot_docs` (optional; default: the other documents), passes them
+    to :meth:`requests`, has the model answer each request — a
+    :class:`~martlet.evaluation.Loglikelihood` is answered with a
+    :class:`~martlet.evaluation.Scored` (the continuation's log-probability and whether it is
+    the greedy continuation), a :class:`~martlet.evaluation.Generate` with the generated
+    text — and gives the answers, in order, to :meth:`process`. A task's score is the mean
+    of its documents' metrics; with a ``subject`` in the documents, each subject's mean too
+    (the task's mean is weighted by the subjects' sizes).
 
-    def score(self, predictions: Sequence[str], examples: Sequence[dict]) -> dict[str, float]:
-        """Metric name -> value, for ``predictions`` of ``examples`` in the same order."""
+    Optional methods, used where present:
+
+    - ``fewshot_docs() -> list[dict]``: the pool few-shot examples come from (a dev split).
+    - ``subject(doc) -> str | None``: the group a document's score is reported in (default:
+      ``doc.get("subject")``).
+    """
+
+    def docs(self, limit: int | None = None) -> list[dict]:
+        """The documents to score (the first ``limit`` when given)."""
+
+    def requests(self, doc: dict, fewshot: Sequence[dict]) -> list[Any]:
+        """What the model must answer for ``doc``: :class:`~martlet.evaluation.Loglikelihood`
+        (one per choice of a multiple-choice question) or one
+        :class:`~martlet.evaluation.Generate`, with ``fewshot`` documents as worked examples
+        before the question (:func:`martlet.evaluation.turns`)."""
+
+    def process(self, doc: dict, results: Sequence[Any]) -> dict[str, float]:
+        """Metric name -> value for ``doc``, from the answers to its requests in order
+        (``{"acc": 1.0, "acc_norm": 0.0}``, ``{"exact_match": 1.0}``)."""
 
 
 @runtime_checkable

@@ -477,6 +477,18 @@ class EvalTaskRecord(Record):
     label: ClassVar[str] = "eval task"
     metric: str = ""
     dataset: str = ""
+    #: how it is scored: ``multiple_choice`` (log-likelihood of each choice) or ``generate``
+    #: (a generated answer checked against the reference)
+    output_type: str = "multiple_choice"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.output_type not in ("multiple_choice", "generate"):
+            raise RecordError(
+                f"eval task record {self.name!r}: output_type {self.output_type!r} is unknown",
+                why="a task is scored by log-likelihoods (multiple_choice) or by generating "
+                "(generate)",
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
