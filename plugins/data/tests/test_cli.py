@@ -41,6 +41,7 @@ def test_list_json_and_tags(martlet_cli):
         "sample-dpo",
         "sample-kto",
         "sample-mcq",
+        "sample-arith",
         "sample-pt",
     }
     result = martlet_cli("dataset", "list", "--tag", "no-such-tag")

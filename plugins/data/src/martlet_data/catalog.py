@@ -452,6 +452,15 @@ EMBEDDED_DATASETS: tuple[DatasetRecord, ...] = (
         tags=("embedded", "eval", "mcq", "en"),
     ),
     DatasetRecord(
+        name="sample-arith",
+        summary="arithmetic word problems in GSM8K's shape: worked answer, final number "
+        "(embedded)",
+        path=E + "sample_arith.jsonl",
+        impl=P + "gsm8k",
+        format="messages",
+        tags=("embedded", "eval", "math", "en"),
+    ),
+    DatasetRecord(
         name="sample-pt",
         summary="raw text sample for pretraining: short factual paragraphs (embedded)",
         path=E + "sample_pt.jsonl",
