@@ -524,6 +524,62 @@ def _rounded(weight, bits, group_size):
 ''',
         ("torch",),
     ),
+    "eval_tasks": (
+        '        name="$record_name",\n'
+        '        impl="$module.impl:$cls",\n'
+        "        # PACKAGE:RELATIVE/PATH, a file shipped inside the installed package (listed\n"
+        "        # under [tool.setuptools.package-data] in pyproject.toml), or a local file\n"
+        '        dataset="$module:data/$record_name.jsonl",\n'
+        '        metric="acc",  # the metric process() returns that listings show\n'
+        '        summary="A multiple-choice quiz (an eval task from $dist).",\n',
+        '''\
+"""The $record_name eval task: multiple-choice questions scored by the log-likelihood of each
+choice's letter after the prompt, as lm-evaluation-harness scores MMLU.
+
+``martlet eval --tasks $record_name`` builds ``$cls(dataset=..., **options)``, asks ``docs``
+for the questions and ``requests`` for what the model must answer for each (few-shot examples
+first when ``--num-fewshot`` asks for them), has the model answer, and hands the answers to
+``process`` (see martlet.interfaces.EvalTask).
+"""
+
+import json
+from importlib import resources
+from pathlib import Path
+
+from martlet.evaluation import Loglikelihood, turns
+
+LETTERS = "ABCDEFGH"
+
+
+class $cls:
+    def __init__(self, dataset=None, **options):
+        self.dataset = dataset or "$module:data/$record_name.jsonl"
+
+    def docs(self, limit=None):
+        package, _, path = self.dataset.partition(":")
+        if path and not Path(self.dataset).exists():
+            text = resources.files(package).joinpath(path).read_text(encoding="utf-8")
+        else:
+            text = Path(self.dataset).read_text(encoding="utf-8")
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        return rows if limit is None else rows[:limit]
+
+    def question(self, doc):
+        lines = [doc["question"]]
+        lines += [f"{LETTERS[i]}. {choice}" for i, choice in enumerate(doc["choices"])]
+        return "\\n".join(lines) + "\\nAnswer:"
+
+    def requests(self, doc, fewshot):
+        shots = [(self.question(d), d["answer"]) for d in fewshot]
+        conversation = turns(self.question(doc), shots)
+        return [Loglikelihood(conversation, LETTERS[i]) for i in range(len(doc["choices"]))]
+
+    def process(self, doc, results):
+        best = max(range(len(results)), key=lambda i: results[i].logprob)
+        return {"acc": float(LETTERS[best] == doc["answer"])}
+''',
+        (),
+    ),
     "models": (
         '        name="$record_name",\n'
         '        family="smollm2",\n'
@@ -571,6 +627,14 @@ $func.keep = ("topic",)  # extra columns the canonical rows keep
 
 # Per kind: data files shipped inside the package (under src/MODULE/), listed as package-data.
 _DATA_FILES: dict[str, dict[str, str]] = {
+    "eval_tasks": {
+        "$record_name.jsonl": (
+            '{"question": "What is the capital of France?", "choices": ["Rome", "Paris"], '
+            '"answer": "B"}\n'
+            '{"question": "What is two plus two?", "choices": ["4", "5", "22"], "answer": "A"}\n'
+            '{"question": "Which is a colour?", "choices": ["green", "seven"], "answer": "A"}\n'
+        ),
+    },
     "datasets": {
         "$record_name.jsonl": (
             '{"q": "What is the capital of France?", "a": "Paris.", "topic": "geography"}\n'
@@ -616,7 +680,12 @@ _SKELETON_METHODS: dict[str, tuple[str, ...]] = {
         "generate(self, requests, **generation)",
         "stream(self, messages, **generation)",
     ),
-    "eval_tasks": ("examples(self, limit=None)", "score(self, predictions, examples)"),
+    "eval_tasks": (
+        "__init__(self, dataset=None, **options)",
+        "docs(self, limit=None)",
+        "requests(self, doc, fewshot)",
+        "process(self, doc, results)",
+    ),
 }
 _SKELETON_EXTRA = {"quantizers": '        bits=(4, 8),\n        stages=("load",),\n'}
 

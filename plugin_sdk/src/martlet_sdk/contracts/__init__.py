@@ -4,6 +4,7 @@ Every contract runs the registration checks of :class:`RecordContract`; the kind
 interfaces are settled add behavioural checks (:class:`AcceleratorContract`,
 :class:`CommandContract`, :class:`TunerContract`, :class:`LossContract`,
 :class:`DatasetContract`, :class:`KernelContract`, :class:`ServingContract`,
+:class:`EvalTaskContract`,
 :class:`QuantizerContract`). The others check
 the implementation's shape against :mod:`martlet.interfaces` and gain behavioural checks as
 their capabilities land (a serving backend: :class:`ServingContract`).
@@ -13,6 +14,7 @@ from martlet_sdk.contracts.accelerator import AcceleratorContract
 from martlet_sdk.contracts.base import RecordContract, contract_for, requires_capability
 from martlet_sdk.contracts.command import CommandContract
 from martlet_sdk.contracts.dataset import DatasetContract
+from martlet_sdk.contracts.eval_task import EvalTaskContract
 from martlet_sdk.contracts.kernel import KernelContract
 from martlet_sdk.contracts.loss import LossContract
 from martlet_sdk.contracts.quantizer import QuantizerContract
@@ -62,13 +64,6 @@ class InferenceBackendContract(RecordContract):
 
 # (imported after InferenceBackendContract: contract_for("inference_backends") names that one)
 from martlet_sdk.contracts.serving import ServingContract, serving_model_dir  # noqa: E402
-
-
-class EvalTaskContract(RecordContract):
-    """An eval task: registration checks and the EvalTask shape."""
-
-    kind = "eval_tasks"
-    interface = {"examples": None, "score": None}
 
 
 class CallbackContract(RecordContract):

@@ -1,0 +1,1 @@
+"""martlet-eval: ``martlet eval`` and the benchmark (eval task) records."""
