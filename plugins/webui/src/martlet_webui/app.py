@@ -400,8 +400,9 @@ class WebUI:
                     value=first,
                     label="command",
                     elem_id="train-command",
-                    info="sft: chat data; pt: raw text; rlhf: preferences, reward models, "
-                    "distillation",
+                    info=" ".join(
+                        f"{n}: {catalog.registry().get('commands', n).summary}" for n in trainers
+                    ),
                 ),
             )
             output_dir = inputs.add(
@@ -414,7 +415,7 @@ class WebUI:
                 ),
             )
         with gr.Row():
-            model = inputs.add(
+            inputs.add(
                 ("form", "model"),
                 gr.Dropdown(
                     catalog.names("models"),
@@ -598,10 +599,10 @@ class WebUI:
 
         def load(*args: Any) -> list[Any]:
             values = list(args)
-            values[inputs.keys.index(("form", "output_dir"))] = self.fresh(args[0])
-            return [command_line(*values), values[inputs.keys.index(("form", "output_dir"))]]
+            where = inputs.keys.index(("form", "output_dir"))
+            values[where] = self.fresh(values[inputs.keys.index(("form", "command"))])
+            return [command_line(*values), values[where]]
 
-        del model
         return Tab(inputs.components, load, [line, output_dir])
 
     # ------------------------------------------------------------------------ chat
@@ -723,7 +724,7 @@ class WebUI:
             gr.Markdown("`martlet eval` is not installed: `pip install martlet-eval` brings it.")
             return None
         cls = commands.config_class("eval")
-        listed = catalog.eval_tasks(commands.program())
+        listed = catalog.eval_tasks(commands.runnable(self.line([commands.MARTLET])), self.root)
         choices = [
             (t["name"] + (" (offline)" if t.get("offline") else ""), t["name"]) for t in listed
         ]

@@ -159,15 +159,17 @@ def fresh_dir(root: str | Path, stem: str) -> str:
     return str(base / f"{stem}-{n}")
 
 
-def eval_tasks(program: Sequence[str]) -> list[dict[str, Any]]:
+def eval_tasks(program: Sequence[str], cwd: str | Path | None = None) -> list[dict[str, Any]]:
     """The tasks ``martlet eval --list-tasks --json`` lists (objects with ``name``, ``kind``,
     ``metric``, ``offline``, ``summary``); the registry's eval task records when that listing
-    fails; ``[]`` when ``eval`` is not installed. ``program`` is how to run ``martlet``."""
+    fails; ``[]`` when ``eval`` is not installed. ``program`` is how to run ``martlet`` (with
+    its ``--plugin`` files), in ``cwd``."""
     if not has_command("eval"):
         return []
     try:
         done = subprocess.run(
             [*program, "eval", "--list-tasks", "--json"],
+            cwd=cwd,
             capture_output=True,
             text=True,
             timeout=120,
