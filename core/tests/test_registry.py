@@ -122,6 +122,33 @@ def test_providers_table_is_well_formed():
     assert provider("no-such-kind", "lora") is None
 
 
+def test_a_provider_in_use_without_the_name_says_it_is_installed(site, discover):
+    site.dist(
+        "martlet-dist",
+        "0.1.0",
+        entry_points={"dist": "fakeplug_dist"},
+        modules={
+            "fakeplug_dist": """
+                from martlet import hookimpl
+                from martlet.records import ParallelRecord
+
+                MARTLET_API = 1
+
+                @hookimpl
+                def martlet_parallel_strategies():
+                    yield ParallelRecord(name="ddp", impl="json:dumps")
+            """
+        },
+    )
+    manager, _ = discover({})
+    with pytest.raises(UnknownNameError) as info:
+        manager.registry.get("parallel_strategies", "fsdp")
+    assert info.value.fix == (
+        "martlet-dist 0.1.0 is installed but has no parallel strategy 'fsdp'; "
+        "a newer version may: pip install -U martlet-dist"
+    )
+
+
 # ------------------------------------------------------- installed but failed / blocked
 
 

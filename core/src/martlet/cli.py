@@ -340,6 +340,17 @@ def _pre_scan(argv: list[str]) -> tuple[list[str], bool, list[str]]:
     return files, debug, rest
 
 
+#: ``--plugin`` files a parent process passes to the ``martlet`` it starts (a training run's
+#: launcher to its ranks), separated by ``os.pathsep``
+PLUGIN_FILES_ENV = "MARTLET_PLUGIN_FILES"
+
+
+def _plugin_files(files: list[str]) -> list[str]:
+    """The ``--plugin`` files given on the command line, after those a parent passed down."""
+    inherited = [f for f in os.environ.get(PLUGIN_FILES_ENV, "").split(os.pathsep) if f]
+    return list(dict.fromkeys([*inherited, *files]))
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     if issubclass(category, PluginWarning):
         click.echo(f"martlet: warning: {message}", err=True)
@@ -359,6 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         files, flag_debug, args = _pre_scan(args)
         debug = debug or flag_debug
         manager = get_manager()
+        files = _plugin_files(files)
         for file in files:
             manager.load_file(file)
         result = cli.main(args=args, prog_name="martlet", standalone_mode=False)

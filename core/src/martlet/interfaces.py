@@ -50,8 +50,10 @@ losses
     loss named by ``--loss`` (their own ``sft`` or ``pt`` by default). The training loop calls
     either through an :class:`Objective`.
 parallel_strategies
-    a class; ``cls()`` is a :class:`ParallelStrategy`. No command calls one yet: a training
-    command refuses ``--parallel`` other than ``single`` after checking the record exists.
+    a class; ``cls(**options)`` is a :class:`ParallelStrategy`, ``options`` the values of the
+    record's own options. ``martlet sft``, ``pt`` and ``rlhf`` with ``--parallel NAME`` (or
+    more than one process: ``ddp``) build one in every process the run starts
+    (``--nproc-per-node``, ``--nnodes``: the command starts them under torchrun itself).
 quantizers
     a class; ``cls()`` is a :class:`Quantizer`. ``--quant-method NAME --quant-bits N`` on
     ``sft``, ``pt``, ``rlhf``, ``infer`` and ``deploy`` (:func:`martlet.load_model` with
@@ -495,13 +497,23 @@ class ServingEngine(Protocol):
 
 @runtime_checkable
 class ParallelStrategy(Protocol):
-    """Spreads training over processes and devices. Provisional: no command calls it yet."""
+    """How a training run spreads over its processes (``--parallel NAME``; ``ddp`` by default
+    when ``--nproc-per-node`` and ``--nnodes`` start more than one).
 
-    def wrap(self, model: Any, optimizer: Any) -> tuple[Any, Any]:
-        """The model and optimizer, wrapped for this strategy."""
+    Martlet's training loop drives 🤗 accelerate, which implements DDP, FSDP, DeepSpeed and
+    Megatron-LM: a strategy says which, and how, as keyword arguments for
+    ``accelerate.Accelerator`` (``fsdp_plugin=``, ``deepspeed_plugin=``, ``kwargs_handlers=``).
+    The loop then wraps the model and optimizer (``accelerator.prepare``), keeps gradients in
+    sync, and saves the trained result whole from the main process
+    (``accelerator.get_state_dict``), so a sharded run exports like any other.
 
-    def save_checkpoint(self, model: Any, optimizer: Any, path: str) -> None:
-        """Write a checkpoint (sharded strategies gather or shard here)."""
+    Optional: ``check(config) -> None`` — refuse, before anything loads, what the strategy
+    cannot train (a tuner, a device, a precision), with a :class:`~martlet.errors.MartletError`.
+    """
+
+    def accelerator_kwargs(self, *, world_size: int, device: str) -> dict[str, Any]:
+        """Keyword arguments for ``accelerate.Accelerator`` on ``world_size`` processes whose
+        device type is ``device`` (``"cpu"``, ``"cuda"``, ...)."""
 
 
 @runtime_checkable

@@ -129,7 +129,17 @@ class Registry:
         # best match first, as difflib ranks them; aliases of one record count once
         close_names = list(dict.fromkeys(self._index[cls.kind][c].name for c in close))
         why = f"did you mean {', '.join(repr(c) for c in close_names)}?" if close_names else None
-        if dist:
+        in_use = [
+            info
+            for info in getattr(self._manager, "plugins", [])
+            if dist and info.distribution == dist and info.effective_status == "ok"
+        ]
+        if in_use:  # the package is here and loaded, but this version has no such record
+            fix = (
+                f"{dist} {in_use[0].version} is installed but has no {cls.label} {name!r}; "
+                f"a newer version may: pip install -U {dist}"
+            )
+        elif dist:
             fix = f"it is provided by {dist}: pip install {dist}"
         elif known:
             fix = f"choose one of: {', '.join(self.names(cls.kind))}"
