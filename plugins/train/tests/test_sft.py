@@ -280,7 +280,7 @@ def test_ms_swift_command_line_flags(cli, tiny_model_dir, tmp_path):
         # index of martlet.providers, not a list in martlet-train)
         (["--deepspeed", "zero2"], "pip install martlet-deepspeed"),
         (["--use_npu", "true"], "pip install martlet-npu"),
-        (["--parallel", "fsdp"], "pip install martlet-dist"),
+        (["--parallel", "megatron"], "pip install martlet-megatron"),
         (["--eval_dataset", "mmlu"], "`martlet eval`, from martlet-eval"),
         (["--report-to", "wandb"], "wandb"),
         (["--packing"], "--packing needs --max-length"),

@@ -8,6 +8,7 @@ from martlet_train.job import SftConfig
 from martlet_train.job import check as check_sft
 from martlet_train.job import pt as run_pt
 from martlet_train.job import sft as run_sft
+from martlet_train.launch import rank_errors
 from martlet_train.rlhf import RlhfConfig
 from martlet_train.rlhf import check as check_rlhf
 from martlet_train.rlhf import rlhf as run_rlhf
@@ -20,14 +21,16 @@ def sft(config: SftConfig) -> None:
     Example: martlet sft --model smollm2-135m-instruct --tuner lora --dataset self-cognition
     --model-name Aria --model-author "Acme Labs" --output-dir output/aria
     """
-    result = run_sft(config)
+    with rank_errors():
+        result = run_sft(config)
     return result.exit_code
 
 
 @config_command(SftConfig, name="pt", check=check_sft)
 def pt(config: SftConfig) -> None:
     """Continue pre-training a model on text (loss on every token)."""
-    result = run_pt(config)
+    with rank_errors():
+        result = run_pt(config)
     return result.exit_code
 
 
@@ -39,5 +42,6 @@ def rlhf(config: RlhfConfig) -> None:
     Example: martlet rlhf --method dpo --model smollm2-135m-instruct --tuner lora
     --dataset sample-dpo --beta 0.1 --output-dir output/dpo
     """
-    result = run_rlhf(config)
+    with rank_errors():
+        result = run_rlhf(config)
     return result.exit_code

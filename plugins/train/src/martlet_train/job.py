@@ -24,12 +24,12 @@ from martlet.options import ModelOptions, QuantizeOptions, TemplateOptions
 
 from martlet_train.datasets import TrainDataOptions
 from martlet_train.loop import TrainResult
-from martlet_train.options import TrainOptions
+from martlet_train.options import LaunchOptions, TrainOptions
 
 
 @dataclass(kw_only=True)
 class TrainJobConfig(
-    ModelOptions, QuantizeOptions, TemplateOptions, TrainDataOptions, TrainOptions
+    ModelOptions, QuantizeOptions, TemplateOptions, TrainDataOptions, TrainOptions, LaunchOptions
 ):
     """What every training command takes (``sft``, ``pt``, ``rlhf``)."""
 
@@ -135,6 +135,7 @@ def check(config: SftConfig) -> None:
     for name in config.report_to:
         if name.lower() not in ("none", ""):
             _require("callbacks", name)
+    check_parallel(config)
     _activation_setting(config)  # a bad size fails now, not after the model has loaded
     if config.packing and not config.max_length:
         raise ConfigError("--packing needs --max-length", fix="e.g. --max-length 2048")
@@ -162,6 +163,25 @@ def check(config: SftConfig) -> None:
 
     device, dtype = kernel_target(config)
     chosen(config.kernels, device=device, dtype=dtype)  # a misspelt or misplaced kernel fails now
+
+
+def parallel_name(config: Any, world_size: int | None = None) -> str | None:
+    """The parallel strategy a run uses: ``--parallel``, else ``ddp`` on more than one
+    process, else none (one process, no strategy)."""
+    world = config.world_size if world_size is None else world_size
+    return getattr(config, "parallel", None) or ("ddp" if world > 1 else None)
+
+
+def check_parallel(config: Any) -> None:
+    """Process counts in range; the strategy installed and willing (its optional ``check``)."""
+    config.check_launch()
+    name = parallel_name(config)
+    if name is None:
+        return
+    record = _require("parallel_strategies", name)
+    check_strategy = getattr(record.load(), "check", None)
+    if check_strategy is not None:
+        check_strategy(config)
 
 
 def prepare_output_dir(config: SftConfig) -> Path:
@@ -386,6 +406,11 @@ def run(config: SftConfig | Mapping[str, Any], objective: str = "sft") -> TrainR
             fix="train a reward model (a scalar head) with `martlet rlhf --method rm`",
         )
     check(config)
+    from martlet_train import launch
+
+    if launch.wanted(config):  # several processes: this one starts them and waits
+        launch.launch(config, objective)
+        return launch.finished_result(config)
     train_rows, val_rows = load_train_val(config)  # bad or empty data fails before the model loads
     job = start(config, objective)
     train = _encode(train_rows, job.template, job.tokenizer, config, objective)

@@ -187,6 +187,14 @@ class Trainer:
                     scheduler=self.scheduler,
                 )
             )
+            # the same rows consumed, counted in this run's batches (another number of
+            # processes, or another --per-device-train-batch-size with the same global batch)
+            rows = self.options.per_device_train_batch_size
+            saved_world = int(state.pop("world_size", self.world) or self.world)
+            saved_rows = int(state.pop("rows_per_batch", rows) or rows)
+            if (saved_world, saved_rows) != (self.world, rows):
+                consumed = int(state["position"]) * saved_rows * saved_world
+                state["position"] = consumed // (rows * self.world)
             if self.is_main:  # what was logged after that checkpoint is logged again
                 trim_metrics(self.output_dir, int(state["global_step"]), self._print)
             self._print(f"resumed from {resume} at step {state['global_step']}")
@@ -210,6 +218,8 @@ class Trainer:
                     step, position = step + 1, position + len(window)
                     state.update(global_step=step, epoch=epoch, position=position)
                     if step % o.logging_steps == 0 or step == self.total_steps:
+                        if self.world > 1:  # the run's loss and speed, not this rank's
+                            window_stats.gather(self._sum_over_ranks)
                         metrics = window_stats.flush()
                         metrics.update(
                             step=step,
@@ -301,6 +311,12 @@ class Trainer:
             grad_norm=float(grad_norm) if grad_norm is not None else None,
         )
 
+    def _sum_over_ranks(self, values: list[float]) -> list[float]:
+        import torch
+
+        flat = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
+        return self.accelerator.reduce(flat, reduction="sum").tolist()
+
     def _saving(self, batch: dict[str, Any]) -> Any:
         """Where a micro-batch's forward pass runs: inside the activation budget, if any."""
         if self.budget is None:
@@ -388,7 +404,11 @@ class Trainer:
                 tokenizer=self.tokenizer,
                 optimizer=self.optimizer,
                 scheduler=self.scheduler,
-                state=dict(state),
+                state=dict(
+                    state,
+                    world_size=self.world,
+                    rows_per_batch=self.options.per_device_train_batch_size,
+                ),
             )
             discard_replaced(self.output_dir)
         self.accelerator.wait_for_everyone()
@@ -489,6 +509,18 @@ class _Window:
             slot[0] += float(value)
             slot[1] += float(n)
 
+    def gather(self, total: Callable[[list[float]], list[float]]) -> None:
+        """Replace the totals by the sums over every rank (``total`` sums a list of numbers
+        over the ranks; the seconds are the slowest rank's, as the step waits for it)."""
+        names = sorted(self.metrics)
+        values = [self.loss_sum, self.targets, self.real, self.positions]
+        values += [x for name in names for x in self.metrics[name]]
+        summed = total(values)
+        self.loss_sum = summed[0]
+        self.targets, self.real, self.positions = (int(round(x)) for x in summed[1:4])
+        for k, name in enumerate(names):
+            self.metrics[name] = [summed[4 + 2 * k], summed[5 + 2 * k]]
+
     def flush(self) -> dict[str, float]:
         out = {
             "loss": self.loss_sum / max(self.targets, 1),
@@ -560,12 +592,39 @@ def make_accelerator(options: Any) -> Any:
         from martlet.precision import resolve
 
         precision = resolve(device=device, mixed_precision="auto").mixed_precision
+    kwargs = strategy_kwargs(options, "cpu" if cpu else place(device).device_type)
     try:
-        return Accelerator(mixed_precision=precision, cpu=cpu)
+        return Accelerator(mixed_precision=precision, cpu=cpu, **kwargs)
     except ValueError as exc:
         # accelerate keeps one process-wide state; a second run in the same (single) process
         # with another precision or device would be refused (the Python API, notebooks)
         if "already been initialized" not in str(exc) or PartialState().num_processes > 1:
             raise
         AcceleratorState._reset_state()
-        return Accelerator(mixed_precision=precision, cpu=cpu)
+        return Accelerator(mixed_precision=precision, cpu=cpu, **kwargs)
+
+
+def strategy_kwargs(options: Any, device: str) -> dict[str, Any]:
+    """``accelerate.Accelerator``'s keyword arguments for a launched run: its parallel
+    strategy's (``--parallel``; ``ddp`` on several processes) and the synchronisation
+    timeout (``--ddp-timeout``). None for one process without a strategy."""
+    import datetime
+    import os
+
+    from martlet.compose import option_values
+    from martlet.manager import get_manager
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    name = getattr(options, "parallel", None) or ("ddp" if world > 1 else None)
+    if name is None:
+        return {}
+    from accelerate.utils import InitProcessGroupKwargs
+
+    record = get_manager().registry.get("parallel_strategies", name)
+    strategy = record.load()(**option_values(options, record))
+    kwargs = dict(strategy.accelerator_kwargs(world_size=world, device=device))
+    timeout = datetime.timedelta(seconds=int(getattr(options, "ddp_timeout", 1800)))
+    handlers = list(kwargs.pop("kwargs_handlers", []))
+    handlers.append(InitProcessGroupKwargs(timeout=timeout))
+    kwargs["kwargs_handlers"] = handlers
+    return kwargs

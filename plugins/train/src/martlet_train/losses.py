@@ -68,7 +68,7 @@ def causal_lm_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, Any, dict[st
     import torch.nn.functional as F
     from martlet.kernels import provided
 
-    fused = provided(model, "output_cross_entropy")  # a kernel's (--kernels)
+    fused = provided(unwrapped(model), "output_cross_entropy")  # a kernel's (--kernels)
     if fused is not None:
         hidden, targets, predicts = target_logits(model, batch, head_input=True)
         return fused(hidden, targets), predicts.sum(), {}
@@ -93,7 +93,7 @@ def logits_only_at(model: Any, keep: Any, *, skip_head: bool = False) -> Iterato
     """
     import torch.nn.functional as F
 
-    get_head = getattr(model, "get_output_embeddings", None)
+    get_head = getattr(unwrapped(model), "get_output_embeddings", None)
     head = get_head() if callable(get_head) else None
     if head is None:
         yield False
@@ -118,6 +118,14 @@ def logits_only_at(model: Any, keep: Any, *, skip_head: bool = False) -> Iterato
         handle.remove()
         if skip_head:
             del head.forward
+
+
+def unwrapped(model: Any) -> Any:
+    """The model inside a parallel wrapper (DDP's ``module``), for what it holds; its forward
+    pass still runs through the wrapper (which keeps the ranks' gradients in sync)."""
+    from accelerate.utils import extract_model_from_parallel
+
+    return extract_model_from_parallel(model, keep_torch_compile=True)
 
 
 def _identity(hidden: Any) -> Any:

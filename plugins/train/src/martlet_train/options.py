@@ -148,3 +148,56 @@ class TrainOptions:
         require(number(ratio) and 0 <= ratio <= 1, "warmup-ratio", ratio, "between 0 and 1", "0.1")
         for flag, value in (("adam-beta1", self.adam_beta1), ("adam-beta2", self.adam_beta2)):
             require(number(value) and 0 <= value < 1, flag, value, "in [0, 1)", "0.9")
+
+
+@dataclass(kw_only=True)
+class LaunchOptions:
+    """How many processes train, and how they spread the model (the command starts them under
+    torchrun itself)."""
+
+    nproc_per_node: int = option(
+        1,
+        help="Training processes on this machine (one per device; several CPU processes "
+        "split the cores).",
+        aliases=("nproc",),
+        metavar="N",
+    )
+    nnodes: int = option(1, help="Machines taking part.", metavar="K")
+    node_rank: int = option(0, help="This machine's index among --nnodes (0 is the main one).")
+    master_addr: str = option(
+        "127.0.0.1", help="Address of the machine with --node-rank 0.", metavar="HOST"
+    )
+    master_port: int | None = option(
+        None,
+        help="Port of the rendezvous there (default: a free one on one machine, 29500).",
+        metavar="PORT",
+    )
+    parallel: str | None = option(
+        None,
+        help="How the processes share the work: a parallel strategy (`martlet plugins --kind "
+        "parallel_strategies`; ddp when more than one process), with its own options.",
+        aliases=("parallel_strategy",),
+        names_of="parallel_strategies",
+    )
+    ddp_timeout: int = option(
+        1800,
+        help="Seconds a process waits for the others at a synchronisation before the run fails.",
+        metavar="SECONDS",
+    )
+
+    def check_launch(self) -> None:
+        """Reject impossible process counts before anything starts."""
+        for flag, value in (("nproc-per-node", self.nproc_per_node), ("nnodes", self.nnodes)):
+            require(value >= 1, flag, value, "at least 1", "2")
+        require(
+            0 <= self.node_rank < self.nnodes, "node-rank", self.node_rank,
+            f"between 0 and --nnodes - 1 ({self.nnodes - 1})", "0",
+        )  # fmt: skip
+        require(self.ddp_timeout >= 1, "ddp-timeout", self.ddp_timeout, "at least 1", "1800")
+        port = self.master_port
+        require(port is None or 0 < port < 65536, "master-port", port, "a TCP port", "29500")
+
+    @property
+    def world_size(self) -> int:
+        """Processes in the whole run."""
+        return self.nproc_per_node * self.nnodes

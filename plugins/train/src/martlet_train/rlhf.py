@@ -142,6 +142,11 @@ def rlhf(config: RlhfConfig | Mapping[str, Any]) -> TrainResult:
     record = check(config)
     loss = record.load()
     try_options(record, loss, config)
+    from martlet_train import launch
+
+    if launch.wanted(config):  # several processes: this one starts them and waits
+        launch.launch(config, "rlhf")
+        return launch.finished_result(config)
     train_rows, val_rows = load_train_val(config)  # bad or empty data fails before the model loads
     job = jobs.start(config, f"rlhf --method {record.name}")
     train = encode(train_rows, job.template, job.tokenizer, config, record)
