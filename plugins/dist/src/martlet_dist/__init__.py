@@ -1,0 +1,1 @@
+"""martlet-dist: the ddp and fsdp parallel strategies."""

