@@ -592,7 +592,8 @@ def make_accelerator(options: Any) -> Any:
         from martlet.precision import resolve
 
         precision = resolve(device=device, mixed_precision="auto").mixed_precision
-    kwargs = strategy_kwargs(options, "cpu" if cpu else place(device).device_type)
+    placement = place(device)
+    kwargs = strategy_kwargs(options, "cpu" if cpu else placement.device_type, placement)
     try:
         return Accelerator(mixed_precision=precision, cpu=cpu, **kwargs)
     except ValueError as exc:
@@ -604,10 +605,11 @@ def make_accelerator(options: Any) -> Any:
         return Accelerator(mixed_precision=precision, cpu=cpu, **kwargs)
 
 
-def strategy_kwargs(options: Any, device: str) -> dict[str, Any]:
+def strategy_kwargs(options: Any, device: str, placement: Any = None) -> dict[str, Any]:
     """``accelerate.Accelerator``'s keyword arguments for a launched run: its parallel
-    strategy's (``--parallel``; ``ddp`` on several processes) and the synchronisation
-    timeout (``--ddp-timeout``). None for one process without a strategy."""
+    strategy's (``--parallel``; ``ddp`` on several processes), the process-group backend
+    the device's accelerator record names (``gloo``, ``nccl``, a vendor's) and the
+    synchronisation timeout (``--ddp-timeout``). None for one process without a strategy."""
     import datetime
     import os
 
@@ -625,6 +627,9 @@ def strategy_kwargs(options: Any, device: str) -> dict[str, Any]:
     kwargs = dict(strategy.accelerator_kwargs(world_size=world, device=device))
     timeout = datetime.timedelta(seconds=int(getattr(options, "ddp_timeout", 1800)))
     handlers = list(kwargs.pop("kwargs_handlers", []))
-    handlers.append(InitProcessGroupKwargs(timeout=timeout))
+    backend = None
+    if placement is not None:  # the accelerator record says how its devices talk
+        backend = getattr(placement.accelerator, "distributed_backend", lambda: None)()
+    handlers.append(InitProcessGroupKwargs(backend=backend, timeout=timeout))
     kwargs["kwargs_handlers"] = handlers
     return kwargs
