@@ -509,6 +509,31 @@ class ParallelStrategy(Protocol):
 
     Optional: ``check(config) -> None`` — refuse, before anything loads, what the strategy
     cannot train (a tuner, a device, a precision), with a :class:`~martlet.errors.MartletError`.
+
+    A strategy that wraps the model itself (accelerate does FSDP and DeepSpeed only on GPUs;
+    ``fsdp`` shards with PyTorch's ``fully_shard`` on every device) has the loop call its
+    optional hooks instead of accelerate's, each where present:
+
+    - ``prepare(model, make_optimizer, *, accelerator) -> (model, optimizer)``: wrap the
+      model in place of ``accelerator.prepare`` and build the optimizer over the parameters
+      the wrapping made, with ``make_optimizer(model)`` (the tuner's ``create_optimizer`` or
+      the loop's); the learning-rate schedule follows that optimizer. Such a run does not
+      use the activation budget (``--max-activation-memory``).
+    - ``no_sync(model)``: the context of a micro-batch that accumulates its gradients without
+      synchronising them (its forward and backward pass both run inside it).
+    - ``clip_grad_norm(model, max_norm) -> float``: clip the (sharded) gradients; the norm of
+      the whole gradient, as one process would report it.
+    - ``saving(model)``: the context every rank enters around the main process's writing of
+      the trained result and checkpoints (a collective gathers the state): inside,
+      ``model.state_dict()`` is the whole state on the main process, so the tuner's ``save``
+      writes the files one process writes.
+    - ``restoring(model)``: the context every rank enters to resume: inside,
+      ``model.load_state_dict`` takes whole tensors (what a checkpoint holds).
+    - ``optimizer_state_dict(model, optimizer) -> dict`` (every rank; a collective): the
+      whole optimizer state in the layout of one process's ``optimizer.state_dict()`` (what
+      the main process saves in a checkpoint), and ``load_optimizer_state_dict(model,
+      optimizer, state)`` (every rank) to load it back, so a checkpoint resumes on any number
+      of processes and strategies.
     """
 
     def accelerator_kwargs(self, *, world_size: int, device: str) -> dict[str, Any]:

@@ -110,11 +110,24 @@ class Trainer:
         self.world = self.accelerator.num_processes
         self.rank = self.accelerator.process_index
         self.is_main = self.accelerator.is_main_process
+        # --parallel's strategy; its optional hooks replace accelerate's wrapping, gradient
+        # sync, clipping and saving (a strategy that shards the model itself: fsdp)
+        self.strategy = parallel_strategy(options)
+        hooks = self.strategy if hasattr(self.strategy, "prepare") else None
 
-        optimizer = None
-        if hasattr(tuner, "create_optimizer"):
-            optimizer = tuner.create_optimizer(model, options)
-        optimizer = optimizer or create_optimizer(model, options)
+        def make_optimizer(model: Any) -> Any:
+            optimizer = None
+            if hasattr(tuner, "create_optimizer"):
+                optimizer = tuner.create_optimizer(model, options)
+            return optimizer or create_optimizer(model, options)
+
+        if hooks is not None:  # the optimizer over the parameters the strategy made
+            model, optimizer = hooks.prepare(model, make_optimizer, accelerator=self.accelerator)
+            # the budget tells parameters from activations by their storage; a sharded
+            # model's layers run on gathered copies: every activation is kept instead
+            self.budget = None
+        else:
+            optimizer = make_optimizer(model)
         self.steps_per_epoch = math.ceil(
             len(self._epoch_batches(0)) / options.gradient_accumulation_steps
         )
@@ -123,7 +136,10 @@ class Trainer:
         else:
             self.total_steps = max(1, math.ceil(options.num_train_epochs * self.steps_per_epoch))
         scheduler = create_scheduler(optimizer, options, self.total_steps)
-        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        if hooks is None:
+            self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        else:
+            self.model, self.optimizer = model, optimizer
         self.scheduler = scheduler
         self.interrupts = Interrupts(self._print)
         self.console: Any = None
@@ -178,15 +194,16 @@ class Trainer:
                 )
         resume = resolve_resume(o.resume_from_checkpoint, self.output_dir)
         if resume is not None:
-            state.update(
-                self.checkpointer.load(
-                    resume,
-                    tuner=self.tuner,
-                    model=self.accelerator.unwrap_model(self.model),
-                    optimizer=self.optimizer,
-                    scheduler=self.scheduler,
+            with self._hook("restoring"):  # every rank restores
+                state.update(
+                    self.checkpointer.load(
+                        resume,
+                        tuner=self.tuner,
+                        model=self.accelerator.unwrap_model(self.model),
+                        optimizer=self._optimizer_state(),
+                        scheduler=self.scheduler,
+                    )
                 )
-            )
             # the same rows consumed, counted in this run's batches (another number of
             # processes, or another --per-device-train-batch-size with the same global batch)
             rows = self.options.per_device_train_batch_size
@@ -275,25 +292,31 @@ class Trainer:
             return  # nothing to learn from in this step (every label masked)
         started = time.perf_counter()
         step_loss = 0.0
+        no_sync = getattr(self.strategy, "no_sync", None) or acc.no_sync
         for i, batch in enumerate(micro_batches):
             last = i == len(micro_batches) - 1
-            sync = contextlib.nullcontext() if last else acc.no_sync(self.model)
-            with sync, acc.autocast(), self._saving(batch):
-                loss_sum, _count, metrics = self.loss_fn(self.model, batch)
-                # DDP averages gradients over ranks, hence the world size factor
-                loss = loss_sum * self.world / total_targets
-                regularization = getattr(self.tuner, "regularization", None)
-                extra = regularization(acc.unwrap_model(self.model)) if regularization else None
-                if extra is not None:
-                    loss = loss + extra / len(micro_batches)
-            acc.backward(loss)
+            sync = contextlib.nullcontext() if last else no_sync(self.model)
+            with sync:  # FSDP reads it in the backward pass, DDP in the forward pass
+                with acc.autocast(), self._saving(batch):
+                    loss_sum, _count, metrics = self.loss_fn(self.model, batch)
+                    # DDP (and FSDP) average gradients over ranks, hence the world size factor
+                    loss = loss_sum * self.world / total_targets
+                    regularization = getattr(self.tuner, "regularization", None)
+                    extra = regularization(acc.unwrap_model(self.model)) if regularization else None
+                    if extra is not None:
+                        loss = loss + extra / len(micro_batches)
+                acc.backward(loss)
             step_loss += float(loss_sum.detach())
             stats.add_metrics(metrics)
             if self.budget is not None and self.budget.enabled:
                 stats.add_metrics({"recomputed_layers": (self.budget.checkpointed, 1)})
         grad_norm = None
         if self.options.max_grad_norm and self.options.max_grad_norm > 0:
-            grad_norm = acc.clip_grad_norm_(self.model.parameters(), self.options.max_grad_norm)
+            clip = getattr(self.strategy, "clip_grad_norm", None)
+            if clip is not None:  # sharded gradients: the strategy's norm of the whole
+                grad_norm = clip(self.model, self.options.max_grad_norm)
+            else:
+                grad_norm = acc.clip_grad_norm_(self.model.parameters(), self.options.max_grad_norm)
         self.optimizer.step()
         on_step = getattr(self.tuner, "on_step", None)
         if on_step is not None:
@@ -396,32 +419,52 @@ class Trainer:
 
     def _save_checkpoint(self, step: int, state: dict[str, Any]) -> Path | None:
         path = None
-        if self.is_main:
-            path = self.checkpointer.save(
-                step,
-                tuner=self.tuner,
-                model=self.accelerator.unwrap_model(self.model),
-                tokenizer=self.tokenizer,
-                optimizer=self.optimizer,
-                scheduler=self.scheduler,
-                state=dict(
-                    state,
-                    world_size=self.world,
-                    rows_per_batch=self.options.per_device_train_batch_size,
-                ),
-            )
-            discard_replaced(self.output_dir)
+        optimizer = self._optimizer_state(saving=True)  # a collective for a sharded strategy
+        with self._hook("saving"):  # every rank gathers, the main process writes
+            if self.is_main:
+                path = self.checkpointer.save(
+                    step,
+                    tuner=self.tuner,
+                    model=self.accelerator.unwrap_model(self.model),
+                    tokenizer=self.tokenizer,
+                    optimizer=optimizer,
+                    scheduler=self.scheduler,
+                    state=dict(
+                        state,
+                        world_size=self.world,
+                        rows_per_batch=self.options.per_device_train_batch_size,
+                    ),
+                )
+                discard_replaced(self.output_dir)
         self.accelerator.wait_for_everyone()
         return path
+
+    def _hook(self, name: str) -> Any:
+        """The strategy's ``saving``/``restoring`` context for the model (every rank enters
+        it), or nothing."""
+        hook = getattr(self.strategy, name, None)
+        return hook(self.model) if hook is not None else contextlib.nullcontext()
+
+    def _optimizer_state(self, *, saving: bool = False) -> Any:
+        """What the checkpointer saves and loads the optimizer through: the optimizer, or,
+        for a strategy with ``optimizer_state_dict``, its whole state gathered now (when
+        ``saving``: a collective on every rank) and loaded through the strategy."""
+        if not hasattr(self.strategy, "optimizer_state_dict"):
+            return self.optimizer
+        whole = None
+        if saving:
+            whole = self.strategy.optimizer_state_dict(self.model, self.optimizer)
+        return _StrategyOptimizer(self.strategy, self.model, self.optimizer, whole)
 
     def _finish(self, state: dict[str, Any]) -> dict[str, float]:
         """Save the trained result first, then the summary, the state and the plot: a side
         file that cannot be read or drawn costs a warning, never the weights."""
-        if self.is_main:
-            model = self.accelerator.unwrap_model(self.model)
-            self.tuner.save(model, str(self.output_dir))
-            if self.tokenizer is not None:
-                self.tokenizer.save_pretrained(str(self.output_dir))
+        with self._hook("saving"):  # every rank gathers, the main process writes
+            if self.is_main:
+                model = self.accelerator.unwrap_model(self.model)
+                self.tuner.save(model, str(self.output_dir))
+                if self.tokenizer is not None:
+                    self.tokenizer.save_pretrained(str(self.output_dir))
         history = self.read_metrics()
         train = [m for m in history if "loss" in m]
         evals = [m for m in history if "eval_loss" in m]
@@ -469,6 +512,20 @@ class Trainer:
     def request_stop(self) -> None:
         """Stop after the current step and save a checkpoint (what Ctrl-C does)."""
         self.interrupts.request()
+
+
+class _StrategyOptimizer:
+    """The optimizer as the checkpointer sees it under a sharded strategy: the whole state
+    the strategy gathered, loaded back through the strategy."""
+
+    def __init__(self, strategy: Any, model: Any, optimizer: Any, whole: Any) -> None:
+        self.strategy, self.model, self.optimizer, self.whole = strategy, model, optimizer, whole
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.whole
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.strategy.load_optimizer_state_dict(self.model, self.optimizer, state)
 
 
 class _Window:
@@ -613,17 +670,12 @@ def strategy_kwargs(options: Any, device: str, placement: Any = None) -> dict[st
     import datetime
     import os
 
-    from martlet.compose import option_values
-    from martlet.manager import get_manager
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    name = getattr(options, "parallel", None) or ("ddp" if world > 1 else None)
-    if name is None:
+    strategy = parallel_strategy(options)
+    if strategy is None:
         return {}
     from accelerate.utils import InitProcessGroupKwargs
 
-    record = get_manager().registry.get("parallel_strategies", name)
-    strategy = record.load()(**option_values(options, record))
     kwargs = dict(strategy.accelerator_kwargs(world_size=world, device=device))
     timeout = datetime.timedelta(seconds=int(getattr(options, "ddp_timeout", 1800)))
     handlers = list(kwargs.pop("kwargs_handlers", []))
@@ -633,3 +685,19 @@ def strategy_kwargs(options: Any, device: str, placement: Any = None) -> dict[st
     handlers.append(InitProcessGroupKwargs(backend=backend, timeout=timeout))
     kwargs["kwargs_handlers"] = handlers
     return kwargs
+
+
+def parallel_strategy(options: Any) -> Any:
+    """The run's parallel strategy (``--parallel``; ``ddp`` on several processes), built with
+    its options; None for one process without a strategy."""
+    import os
+
+    from martlet.compose import option_values
+    from martlet.manager import get_manager
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    name = getattr(options, "parallel", None) or ("ddp" if world > 1 else None)
+    if name is None:
+        return None
+    record = get_manager().registry.get("parallel_strategies", name)
+    return record.load()(**option_values(options, record))
