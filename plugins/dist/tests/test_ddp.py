@@ -185,3 +185,14 @@ def test_the_embedded_model_trains_on_two_processes_like_on_one(tmp_path):
                   "--output-dir", str(tmp_path / "two"))  # fmt: skip
     assert two.returncode == 0, two.stderr
     assert curve(tmp_path / "two") == pytest.approx(curve(tmp_path / "one"), rel=1e-3)
+
+
+def test_fewer_rows_than_processes_still_train(tiny, tmp_path):
+    # each rank gets the same number of rows (one repeated), so no rank waits for another
+    result = martlet(
+        "sft", "--model", tiny, "--dataset", "sample-sft#1", "--max-steps", "2",
+        "--logging-steps", "1", "--nproc-per-node", "2", "--output-dir", str(tmp_path / "run"),
+        timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert len(curve(tmp_path / "run")) == 2 * 2

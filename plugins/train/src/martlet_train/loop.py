@@ -164,6 +164,8 @@ class Trainer:
                 part.sort(key=lambda j: -len(self.train_rows[j]["input_ids"]))
                 grouped.extend(part)
             order = grouped
+        short = -len(order) % self.world  # every rank the same number of rows, so the same
+        order += [order[i % len(order)] for i in range(short)]  # steps: a few rows repeated
         mine = order[self.rank :: self.world]
         return [mine[i : i + size] for i in range(0, len(mine), size)]
 
