@@ -67,6 +67,7 @@ IMPL = """
             return {"total": 1 << 30, "free": 1 << 29}
 
         def distributed_backend(self):
+            _note("distributed_backend", os.environ.get("RANK"))
             return "gloo"
 
         def manual_seed(self, seed):
@@ -152,3 +153,20 @@ def test_doctor_reports_it_from_its_record(acme_device, martlet):
     entry = next(a for a in report.json["accelerators"] if a["name"] == "acme-cpu")
     assert entry["available"] is True and entry["preferred_dtype"] == "float32"
     assert entry["dtypes"] == ["float32"] and entry["plugin"]
+    assert entry["distributed_backend"] == "gloo"
+
+
+def test_a_run_on_two_processes_takes_its_backend_from_the_record(
+    acme_device, martlet, tiny_model_dir, tmp_path
+):
+    log = tmp_path / "asked.jsonl"
+    trained = martlet(
+        "sft", "--model", str(tiny_model_dir), "--dataset", "sample-sft#8",
+        "--device", "acme-cpu", "--max-steps", "1", "--max-length", "64",
+        "--nproc-per-node", "2", "--output-dir", str(tmp_path / "run"),
+        "--disable-progress-bar", site=acme_device, env={"ACME_DEVICE_LOG": str(log)},
+    )  # fmt: skip
+    assert trained.rc == 0, trained
+    asked = [json.loads(line) for line in log.read_text().splitlines()]
+    ranks = {entry[1] for entry in asked if entry[0] == "distributed_backend"}
+    assert ranks == {"0", "1"}  # each rank's process group asked the vendor's record

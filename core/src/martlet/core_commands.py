@@ -126,10 +126,25 @@ def _accelerators() -> list[dict[str, Any]]:
                 entry["dtypes"] = acc.supported_dtypes()
                 entry["preferred_dtype"] = acc.preferred_dtype()
                 entry["memory"] = acc.memory_stats(0)
+                entry["distributed_backend"] = acc.distributed_backend()
         except Exception as exc:  # noqa: BLE001 - doctor reports, never crashes
             entry.update(available=False, note=f"error: {type(exc).__name__}: {exc}")
         out.append(entry)
     return out
+
+
+def _parallel_strategies() -> list[dict[str, Any]]:
+    """The installed parallel strategies (``--parallel``) and what they say they support."""
+    return [
+        {
+            "name": record.name,
+            "plugin": record.origin,
+            "multi_process": record.multi_process,
+            "capabilities": sorted(record.capabilities),
+            "summary": record.summary,
+        }
+        for record in get_manager().registry.records("parallel_strategies")
+    ]
 
 
 def _memory() -> dict[str, int]:
@@ -173,6 +188,7 @@ def doctor_report() -> dict[str, Any]:
         "plugin_api": PLUGIN_API,
         "libraries": {lib: _version_of(lib) for lib in LIBRARIES},
         "accelerators": _accelerators(),
+        "parallel_strategies": _parallel_strategies(),
         "plugins": {
             status: [p["name"] for p in plugins if p["status"] == status]
             for status in ("ok", "failed", "blocked")
@@ -205,10 +221,15 @@ def doctor(config: DoctorConfig) -> None:
             echo(
                 f"  {acc['name']:<6} yes  devices={acc['devices']} dtypes={','.join(acc['dtypes'])}"
                 f" preferred={acc['preferred_dtype']} memory={_gib(mem.get('total'))}"
-                f" free={_gib(mem.get('free'))}"
+                f" free={_gib(mem.get('free'))} backend={acc.get('distributed_backend') or '-'}"
             )
         else:
             echo(f"  {acc['name']:<6} no   {acc.get('note', '')}".rstrip())
+    echo("Parallel")
+    if not report["parallel_strategies"]:
+        echo("  one process only (pip install martlet-dist for --nproc-per-node)")
+    for strategy in report["parallel_strategies"]:
+        echo(f"  {strategy['name']:<10} {', '.join(strategy['capabilities'])}")
     plugins = report["plugins"]
     echo(
         f"Plugins       {len(plugins['ok'])} ok, {len(plugins['failed'])} failed, "
