@@ -107,6 +107,19 @@ def _fields(gr: Any, inputs: Inputs, prefix: tuple[str, ...], fields: Sequence[F
                 inputs.add(key, _component(gr, field, elem_id=elem_id))
 
 
+def _chosen_options(
+    groups: Sequence[catalog.OptionGroup], chosen: Sequence[str], values: Mapping[Any, Any]
+) -> dict[str, Any]:
+    """The values of the option groups of the records ``chosen`` (drawn by
+    :meth:`WebUI._option_group`), by option name; the first group's where two share one."""
+    options: dict[str, Any] = {}
+    for og in groups:
+        if og.selected(chosen):
+            for field in og.fields:
+                options.setdefault(field.name, values[("group", og.key, field.name)])
+    return options
+
+
 def error_html(exc: BaseException) -> str:
     """A failure as the status box shows it: what, why and what to do."""
     if isinstance(exc, MartletError):
@@ -185,6 +198,75 @@ class Tab:
     inputs: list[Any]
     load: Callable[..., Any]
     outputs: list[Any]
+
+
+#: the key of the "more flags" box every command tab ends its form with
+MORE_FLAGS = ("extra",)
+#: the columns of the Evaluate tab's scores and of the Export tab's list of files written
+SCORE_COLUMNS = ["task", "metric", "value"]
+FILE_COLUMNS = ["file", "bytes"]
+
+
+@dataclasses.dataclass
+class Shown:
+    """What a command tab shows of its job at a refresh: more of the status line, a new value
+    for its result component (by default it is left as it is), whether the output folder field
+    gets a fresh folder (the job's is taken)."""
+
+    extra: str = ""
+    result: Any = dataclasses.field(default_factory=lambda: _gradio().skip())
+    fresh: bool = False
+
+
+@dataclasses.dataclass(kw_only=True)
+class CommandTab:
+    """What a tab that runs a ``martlet`` command states of its own; the rest — the "more
+    flags" box, the command line kept current, Start running it as the tab's job and following
+    it, Stop, a fresh output folder on each page load — is :meth:`WebUI._command_tab`'s.
+
+    Attributes:
+        name: the job's name and the element ids' prefix (``train-start``, ``train-log``).
+        button: the start button's label.
+        more_flags: the help of the "more flags" box (its value is under :data:`MORE_FLAGS`).
+        inputs: the form's fields, drawn by the tab above what this adds.
+        form: the form's values by key -> the command's form (``commands.TrainForm``, ...).
+        argv: that form -> the command's argv (``commands.train_argv``, ...).
+        result: draws the component a job's result goes to, beside the log.
+        show: ``(form, job, done)`` -> what the tab shows of the job now; a MartletError
+            is shown as the status.
+        output_dir: the key in ``inputs`` of the output folder field.
+        stem: that form -> the name a fresh output folder is numbered from (``sft-3``);
+            by default the tab's name (``eval-2``).
+        unit: what the progress count counts (``"step "``).
+    """
+
+    name: str
+    button: str
+    more_flags: str
+    inputs: Inputs
+    form: Callable[[dict[tuple[str, ...], Any]], Any]
+    argv: Callable[[Any], list[str]]
+    result: Callable[[], Any]
+    show: Callable[[Any, Job, bool], Shown]
+    output_dir: tuple[str, ...] = ("output_dir",)
+    stem: Callable[[Any], str] | None = None
+    unit: str = ""
+
+    def fresh_stem(self, form: Any) -> str:
+        """The stem of a fresh output folder for ``form``."""
+        return self.name if self.stem is None else self.stem(form)
+
+
+def when_done(result: Callable[[Any], Shown]) -> Callable[[Any, Job, bool], Shown]:
+    """A :attr:`CommandTab.show` that shows nothing more than the status until the job has
+    ended well, then ``result(form)``, with a fresh output folder."""
+
+    def show(form: Any, job: Job, done: bool) -> Shown:
+        if not done or job.returncode != 0:
+            return Shown()
+        return dataclasses.replace(result(form), fresh=True)
+
+    return show
 
 
 class WebUI:
@@ -306,14 +388,14 @@ class WebUI:
             trigger_mode="always_last",
         )
 
-    def _run_list(self, gr: Any, tab: Any, label: str, info: str, elem_id: str) -> Any:
-        """A choice of run directory (typed, or one found under the output folder), whose
-        list is read again each time its tab is opened."""
+    def _run_list(self, gr: Any, tab: Any, info: str, elem_id: str) -> Any:
+        """``--adapters``: a choice of run directory (typed, or one found under the output
+        folder), whose list is read again each time its tab is opened."""
         runs = gr.Dropdown(
             self.runs(),
             value=None,
             allow_custom_value=True,
-            label=label,
+            label="--adapters",
             info=info,
             elem_id=elem_id,
         )
@@ -362,6 +444,124 @@ class WebUI:
         )
         return log
 
+    @staticmethod
+    def _model(gr: Any, elem_id: str) -> Any:
+        """A choice of model: a registered one, or a folder typed."""
+        return gr.Dropdown(
+            catalog.names("models"),
+            value=None,
+            allow_custom_value=True,
+            label="--model",
+            info="A registered model, or a model folder.",
+            elem_id=elem_id,
+        )
+
+    def _model_or_run(self, gr: Any, tab: Any, inputs: Inputs, run_info: str) -> None:
+        """A row of two fields: ``--model`` and ``--adapters`` (a run directory)."""
+        with gr.Row():
+            inputs.add(("model",), self._model(gr, f"{inputs.tab}-model"))
+            inputs.add(("adapters",), self._run_list(gr, tab, run_info, f"{inputs.tab}-run"))
+
+    def _output_dir(self, gr: Any, stem: str, info: str, elem_id: str) -> Any:
+        """The output folder field, holding a fresh folder."""
+        return gr.Textbox(self.fresh(stem), label="--output-dir", elem_id=elem_id, info=info)
+
+    @staticmethod
+    def _option_group(
+        gr: Any, inputs: Inputs, og: catalog.OptionGroup, visible: bool, elem_id: str | None = None
+    ) -> Any:
+        """The fields of a record's own options, under its title, in a group shown while it
+        is chosen."""
+        with gr.Group(visible=visible, elem_id=elem_id) as group:
+            gr.Markdown(f"**{og.title}**")
+            _fields(gr, inputs, ("group", og.key), og.fields)
+        return group
+
+    @staticmethod
+    def _show_chosen(
+        gr: Any,
+        selector: Any,
+        chosen: Callable[[Any], list[str]],
+        groups: Sequence[catalog.OptionGroup],
+        drawn: Sequence[Any],
+    ) -> None:
+        """Show the option groups (``drawn`` by :meth:`_option_group`) of the records chosen
+        in ``selector`` (its value -> their names: ``chosen``), hide the others."""
+        selector.change(
+            lambda value: [gr.Group(visible=og.selected(chosen(value))) for og in groups],
+            inputs=selector,
+            outputs=drawn,
+            queue=False,
+            show_progress="hidden",
+        )
+
+    @staticmethod
+    def _table(gr: Any, columns: Sequence[str], label: str, elem_id: str) -> Any:
+        """An empty read-only table with these columns."""
+        import pandas as pd
+
+        frame = pd.DataFrame({c: [] for c in columns})
+        return gr.Dataframe(frame, label=label, interactive=False, elem_id=elem_id)
+
+    def _command_tab(self, gr: Any, tab: CommandTab) -> Tab:
+        """Below a command tab's own fields: the "more flags" box, the command line, Start
+        and Stop, the status line, the result beside the log; and their wiring. Start checks
+        and runs the line as the tab's job and refreshes the status, log and result until it
+        ends (:attr:`CommandTab.show`); each page load gives the output folder a fresh one."""
+        inputs = tab.inputs
+        inputs.add(
+            MORE_FLAGS,
+            gr.Textbox("", label="more flags", elem_id=f"{tab.name}-extra", info=tab.more_flags),
+        )
+        line, start, stop, status = self._job_controls(gr, tab.name, tab.button)
+        with gr.Row():
+            result = tab.result()
+            log = self._log(gr, tab.name)
+        where = inputs.keys.index(tab.output_dir)
+        output_dir = inputs.components[where]
+
+        def form_of(args: Sequence[Any]) -> Any:
+            return tab.form(inputs.values(args))
+
+        def command_line(*args: Any) -> str:
+            return _command_text(lambda: self.line(tab.argv(form_of(args))))
+
+        self._on_change(gr, inputs, command_line, line)
+
+        def run(*args: Any) -> Iterator[list[Any]]:
+            try:
+                form = form_of(args)
+                job = self.start(tab.name, self.line(tab.argv(form)))
+            except MartletError as exc:
+                yield [error_html(exc), gr.skip(), gr.skip(), gr.skip()]
+                return
+
+            def update(done: bool) -> list[Any]:
+                try:
+                    shown = tab.show(form, job, done)
+                except MartletError as exc:
+                    return [error_html(exc), job.log(LOG_LINES), gr.skip(), gr.skip()]
+                fresh = self.fresh(tab.fresh_stem(form)) if shown.fresh else gr.skip()
+                status_line = _status_html(job, shown.extra, tab.unit)
+                return [status_line, job.log(LOG_LINES), shown.result, fresh]
+
+            yield from self.follow(job, update)
+
+        start.click(
+            run,
+            inputs=inputs.components,
+            outputs=[status, log, result, output_dir],
+            show_progress="hidden",
+        )
+        stop.click(lambda: self.stop(tab.name), outputs=status, queue=False)
+
+        def load(*args: Any) -> list[Any]:
+            values = list(args)
+            values[where] = self.fresh(tab.fresh_stem(form_of(args)))
+            return [command_line(*values), values[where]]
+
+        return Tab(inputs.components, load, [line, output_dir])
+
     # ----------------------------------------------------------------------- train
 
     def _train_tab(self, gr: Any, tab: Any) -> Tab | None:
@@ -407,25 +607,15 @@ class WebUI:
             )
             output_dir = inputs.add(
                 ("form", "output_dir"),
-                gr.Textbox(
-                    self.fresh(first),
-                    label="--output-dir",
-                    elem_id="train-output",
-                    info="The run directory it writes (under ./output by default).",
+                self._output_dir(
+                    gr,
+                    first,
+                    "The run directory it writes (under ./output by default).",
+                    "train-output",
                 ),
             )
         with gr.Row():
-            inputs.add(
-                ("form", "model"),
-                gr.Dropdown(
-                    catalog.names("models"),
-                    value=None,
-                    allow_custom_value=True,
-                    label="--model",
-                    info="A registered model, or a model folder.",
-                    elem_id="train-model",
-                ),
-            )
+            inputs.add(("form", "model"), self._model(gr, "train-model"))
             inputs.add(
                 ("form", "datasets"),
                 gr.Dropdown(
@@ -479,47 +669,15 @@ class WebUI:
         for name in trainers:
             for og in commands.train_record_groups(name):
                 if og.key not in record_groups:
-                    with gr.Group(
-                        visible=og.selected(chosen_now),
-                        elem_id=f"train-options-{og.kind}-{og.records[0]}",
-                    ) as group:
-                        gr.Markdown(f"**{og.title}**")
-                        _fields(gr, inputs, ("group", og.key), og.fields)
+                    elem_id = f"train-options-{og.kind}-{og.records[0]}"
+                    group = self._option_group(gr, inputs, og, og.selected(chosen_now), elem_id)
                     record_groups[og.key] = (og, group)
-        inputs.add(
-            ("form", "extra"),
-            gr.Textbox(
-                "",
-                label="more flags",
-                elem_id="train-extra",
-                info="Any other option of the command, as typed in a terminal "
-                "(--warmup-ratio 0.1).",
-            ),
-        )
-        line, start, stop, status = self._job_controls(gr, "train", "Start training")
-        with gr.Row():
-            plot = gr.LinePlot(
-                _loss_frame([]),
-                x="step",
-                y="loss",
-                color="series",
-                title="loss",
-                elem_id="train-loss",
-                height=320,
-            )
-            log = self._log(gr, "train")
 
-        def form(args: Sequence[Any]) -> commands.TrainForm:
-            values = inputs.values(args)
+        def form(values: Mapping[tuple[str, ...], Any]) -> commands.TrainForm:
             cmd = values[("form", "command")]
             options = {k[1]: v for k, v in values.items() if k[0] == "main"}
             options.update({k[2]: v for k, v in values.items() if k[:2] == ("command", cmd)})
             chosen = [values[("form", "tuner")] or "", values[("form", "objective")] or ""]
-            record_options: dict[str, Any] = {}
-            for key, (og, _) in record_groups.items():
-                if og.selected(chosen):
-                    for field in og.fields:
-                        record_options.setdefault(field.name, values[("group", key, field.name)])
             return commands.TrainForm(
                 command=cmd,
                 model=values[("form", "model")] or "",
@@ -528,14 +686,20 @@ class WebUI:
                 objective=values[("form", "objective")] or "",
                 output_dir=values[("form", "output_dir")] or "",
                 options=options,
-                record_options=record_options,
-                extra=values[("form", "extra")] or "",
+                record_options=_chosen_options(
+                    [og for og, _ in record_groups.values()], chosen, values
+                ),
+                extra=values[MORE_FLAGS] or "",
             )
 
-        def command_line(*args: Any) -> str:
-            return _command_text(lambda: self.line(commands.train_argv(form(args))))
-
-        self._on_change(gr, inputs, command_line, line)
+        def show(train: commands.TrainForm, job: Job, done: bool) -> Shown:
+            run_dir = self.root / train.output_dir
+            rows = read_metrics(run_dir)
+            latest = next((r for r in reversed(rows) if "loss" in r), None)
+            more = f" · loss {latest['loss']:.4f}" if latest else ""
+            if done and (run_dir / "config.yaml").is_file():
+                more += f" · run directory: <code>{html.escape(train.output_dir)}</code>"
+            return Shown(more, _loss_frame(loss_points(rows)), fresh=done)
 
         groups = [g for _, g in record_groups.values()] + list(own_groups.values())
 
@@ -566,71 +730,42 @@ class WebUI:
             show_progress="hidden",
         )
 
-        def run(*args: Any) -> Iterator[list[Any]]:
-            try:
-                train = form(args)
-                job = self.start("train", self.line(commands.train_argv(train)))
-            except MartletError as exc:
-                yield [error_html(exc), gr.skip(), gr.skip(), gr.skip()]
-                return
-            run_dir = self.root / train.output_dir
-
-            def update(done: bool) -> list[Any]:
-                rows = read_metrics(run_dir)
-                points = _loss_frame(loss_points(rows))
-                latest = next((r for r in reversed(rows) if "loss" in r), None)
-                more = f" · loss {latest['loss']:.4f}" if latest else ""
-                fresh = gr.skip()
-                if done:
-                    fresh = self.fresh(train.command)
-                    if (run_dir / "config.yaml").is_file():
-                        more += f" · run directory: <code>{html.escape(train.output_dir)}</code>"
-                return [_status_html(job, more, "step "), job.log(LOG_LINES), points, fresh]
-
-            yield from self.follow(job, update)
-
-        start.click(
-            run,
-            inputs=inputs.components,
-            outputs=[status, log, plot, output_dir],
-            show_progress="hidden",
+        return self._command_tab(
+            gr,
+            CommandTab(
+                name="train",
+                button="Start training",
+                more_flags="Any other option of the command, as typed in a terminal "
+                "(--warmup-ratio 0.1).",
+                inputs=inputs,
+                output_dir=("form", "output_dir"),
+                form=form,
+                argv=commands.train_argv,
+                stem=lambda train: train.command,
+                result=lambda: gr.LinePlot(
+                    _loss_frame([]),
+                    x="step",
+                    y="loss",
+                    color="series",
+                    title="loss",
+                    elem_id="train-loss",
+                    height=320,
+                ),
+                show=show,
+                unit="step ",
+            ),
         )
-        stop.click(lambda: self.stop("train"), outputs=status, queue=False)
-
-        def load(*args: Any) -> list[Any]:
-            values = list(args)
-            where = inputs.keys.index(("form", "output_dir"))
-            values[where] = self.fresh(values[inputs.keys.index(("form", "command"))])
-            return [command_line(*values), values[where]]
-
-        return Tab(inputs.components, load, [line, output_dir])
 
     # ------------------------------------------------------------------------ chat
 
     def _chat_tab(self, gr: Any, tab: Any) -> Tab:
         inputs = Inputs("chat")
-        with gr.Row():
-            inputs.add(
-                ("model",),
-                gr.Dropdown(
-                    catalog.names("models"),
-                    value=None,
-                    allow_custom_value=True,
-                    label="--model",
-                    info="A registered model, or a model folder.",
-                    elem_id="chat-model",
-                ),
-            )
-            inputs.add(
-                ("adapters",),
-                self._run_list(
-                    gr,
-                    tab,
-                    "--adapters",
-                    "Or a run directory: its base model with what it trained (wins over --model).",
-                    "chat-run",
-                ),
-            )
+        self._model_or_run(
+            gr,
+            tab,
+            inputs,
+            "Or a run directory: its base model with what it trained (wins over --model).",
+        )
         settings = fields_of(ChatSettings)
         _fields(gr, inputs, ("generation",), settings)
         line = gr.Code(
@@ -735,28 +870,7 @@ class WebUI:
             if t.get("offline")
         ]
         inputs = Inputs("eval")
-        with gr.Row():
-            inputs.add(
-                ("model",),
-                gr.Dropdown(
-                    catalog.names("models"),
-                    value=None,
-                    allow_custom_value=True,
-                    label="--model",
-                    info="A registered model, or a model folder.",
-                    elem_id="eval-model",
-                ),
-            )
-            inputs.add(
-                ("adapters",),
-                self._run_list(
-                    gr,
-                    tab,
-                    "--adapters",
-                    "A run directory: its base model with what it trained.",
-                    "eval-run",
-                ),
-            )
+        self._model_or_run(gr, tab, inputs, "A run directory: its base model with what it trained.")
         with gr.Row():
             tasks = inputs.add(
                 ("tasks",),
@@ -770,115 +884,50 @@ class WebUI:
                     elem_id="eval-tasks",
                 ),
             )
-            output_dir = inputs.add(
+            inputs.add(
                 ("output_dir",),
-                gr.Textbox(
-                    self.fresh("eval"),
-                    label="--output-dir",
-                    elem_id="eval-output",
-                    info="Where results.json and samples.jsonl go.",
+                self._output_dir(
+                    gr, "eval", "Where results.json and samples.jsonl go.", "eval-output"
                 ),
             )
         _fields(gr, inputs, ("main",), fields_of(cls, names=commands.MAIN_EVAL))
         task_groups = commands.eval_task_groups()
-        shown = []
-        for og in task_groups:
-            with gr.Group(visible=og.selected(offline[:1])) as group:
-                gr.Markdown(f"**{og.title}**")
-                _fields(gr, inputs, ("group", og.key), og.fields)
-            shown.append(group)
-        inputs.add(
-            ("extra",),
-            gr.Textbox(
-                "",
-                label="more flags",
-                elem_id="eval-extra",
-                info="Any other option of `martlet eval`.",
-            ),
-        )
-        line, start, stop, status = self._job_controls(gr, "eval", "Evaluate")
-        with gr.Row():
-            scores = gr.Dataframe(
-                pd.DataFrame({"task": [], "metric": [], "value": []}),
-                label="scores",
-                interactive=False,
-                elem_id="eval-scores",
-            )
-            log = self._log(gr, "eval")
+        shown = [self._option_group(gr, inputs, og, og.selected(offline[:1])) for og in task_groups]
 
-        def form(args: Sequence[Any]) -> commands.EvalForm:
-            values = inputs.values(args)
+        def form(values: Mapping[tuple[str, ...], Any]) -> commands.EvalForm:
             chosen = list(values[("tasks",)] or [])
-            task_options: dict[str, Any] = {}
-            for og in task_groups:
-                if og.selected(chosen):
-                    for field in og.fields:
-                        task_options.setdefault(field.name, values[("group", og.key, field.name)])
             return commands.EvalForm(
                 model=values[("model",)] or "",
                 adapters=values[("adapters",)] or "",
                 tasks=chosen,
                 output_dir=values[("output_dir",)] or "",
                 options={k[1]: v for k, v in values.items() if k[0] == "main"},
-                task_options=task_options,
-                extra=values[("extra",)] or "",
+                task_options=_chosen_options(task_groups, chosen, values),
+                extra=values[MORE_FLAGS] or "",
             )
 
-        def command_line(*args: Any) -> str:
-            return _command_text(lambda: self.line(commands.eval_argv(form(args))))
+        def scores(evaluation: commands.EvalForm) -> Shown:
+            rows = score_rows(self.root / evaluation.output_dir)
+            return Shown(
+                f" · <code>{html.escape(evaluation.output_dir)}/results.json</code>",
+                pd.DataFrame(rows, columns=SCORE_COLUMNS),
+            )
 
-        self._on_change(gr, inputs, command_line, line)
-        tasks.change(
-            lambda chosen: [gr.Group(visible=og.selected(chosen or [])) for og in task_groups],
-            inputs=tasks,
-            outputs=shown,
-            queue=False,
-            show_progress="hidden",
+        self._show_chosen(gr, tasks, lambda chosen: chosen or [], task_groups, shown)
+
+        return self._command_tab(
+            gr,
+            CommandTab(
+                name="eval",
+                button="Evaluate",
+                more_flags="Any other option of `martlet eval`.",
+                inputs=inputs,
+                form=form,
+                argv=commands.eval_argv,
+                result=lambda: self._table(gr, SCORE_COLUMNS, "scores", "eval-scores"),
+                show=when_done(scores),
+            ),
         )
-
-        def run(*args: Any) -> Iterator[list[Any]]:
-            try:
-                evaluation = form(args)
-                job = self.start("eval", self.line(commands.eval_argv(evaluation)))
-            except MartletError as exc:
-                yield [error_html(exc), gr.skip(), gr.skip(), gr.skip()]
-                return
-            out = self.root / evaluation.output_dir
-
-            def update(done: bool) -> list[Any]:
-                if not done:
-                    return [_status_html(job), job.log(LOG_LINES), gr.skip(), gr.skip()]
-                if job.returncode != 0:
-                    return [_status_html(job), job.log(LOG_LINES), gr.skip(), gr.skip()]
-                try:
-                    table = pd.DataFrame(score_rows(out), columns=["task", "metric", "value"])
-                except MartletError as exc:
-                    return [error_html(exc), job.log(LOG_LINES), gr.skip(), gr.skip()]
-                return [
-                    _status_html(
-                        job, f" · <code>{html.escape(evaluation.output_dir)}/results.json</code>"
-                    ),
-                    job.log(LOG_LINES),
-                    table,
-                    self.fresh("eval"),
-                ]
-
-            yield from self.follow(job, update)
-
-        start.click(
-            run,
-            inputs=inputs.components,
-            outputs=[status, log, scores, output_dir],
-            show_progress="hidden",
-        )
-        stop.click(lambda: self.stop("eval"), outputs=status, queue=False)
-
-        def load(*args: Any) -> list[Any]:
-            values = list(args)
-            values[inputs.keys.index(("output_dir",))] = self.fresh("eval")
-            return [command_line(*values), values[inputs.keys.index(("output_dir",))]]
-
-        return Tab(inputs.components, load, [line, output_dir])
 
     # ---------------------------------------------------------------------- export
 
@@ -897,15 +946,15 @@ class WebUI:
         with gr.Row():
             inputs.add(
                 ("adapters",),
-                self._run_list(gr, tab, "--adapters", "The run directory to export.", "export-run"),
+                self._run_list(gr, tab, "The run directory to export.", "export-run"),
             )
-            output_dir = inputs.add(
+            inputs.add(
                 ("output_dir",),
-                gr.Textbox(
-                    self.fresh("export"),
-                    label="--output-dir",
-                    elem_id="export-output",
-                    info="Where the exported model goes (a folder of its own).",
+                self._output_dir(
+                    gr,
+                    "export",
+                    "Where the exported model goes (a folder of its own).",
+                    "export-output",
                 ),
             )
         with gr.Row():
@@ -932,99 +981,41 @@ class WebUI:
             )
         _fields(gr, inputs, ("main",), fields_of(cls, names=commands.MAIN_EXPORT))
         quant_groups = commands.export_quant_groups()
-        shown = []
-        for og in quant_groups:
-            with gr.Group(visible=False) as group:
-                gr.Markdown(f"**{og.title}**")
-                _fields(gr, inputs, ("group", og.key), og.fields)
-            shown.append(group)
-        inputs.add(
-            ("extra",),
-            gr.Textbox(
-                "",
-                label="more flags",
-                elem_id="export-extra",
-                info="Any other option of `martlet export`.",
-            ),
-        )
-        line, start, stop, status = self._job_controls(gr, "export", "Export")
-        with gr.Row():
-            files = gr.Dataframe(
-                pd.DataFrame({"file": [], "bytes": []}),
-                label="written",
-                interactive=False,
-                elem_id="export-files",
-            )
-            log = self._log(gr, "export")
+        shown = [self._option_group(gr, inputs, og, False) for og in quant_groups]
 
-        def form(args: Sequence[Any]) -> commands.ExportForm:
-            values = inputs.values(args)
+        def form(values: Mapping[tuple[str, ...], Any]) -> commands.ExportForm:
             method = values[("quant_method",)] or ""
-            quant_options: dict[str, Any] = {}
-            for og in quant_groups:
-                if og.selected([method]):
-                    for field in og.fields:
-                        quant_options.setdefault(field.name, values[("group", og.key, field.name)])
             return commands.ExportForm(
                 adapters=values[("adapters",)] or "",
                 output_dir=values[("output_dir",)] or "",
                 merge_lora=bool(values[("merge_lora",)]),
                 quant_method=method,
                 options={k[1]: v for k, v in values.items() if k[0] == "main"},
-                quant_options=quant_options,
-                extra=values[("extra",)] or "",
+                quant_options=_chosen_options(quant_groups, [method], values),
+                extra=values[MORE_FLAGS] or "",
             )
 
-        def command_line(*args: Any) -> str:
-            return _command_text(lambda: self.line(commands.export_argv(form(args))))
+        def files(export: commands.ExportForm) -> Shown:
+            return Shown(
+                f" · written to <code>{html.escape(export.output_dir)}</code>",
+                pd.DataFrame(written(self.root / export.output_dir), columns=FILE_COLUMNS),
+            )
 
-        self._on_change(gr, inputs, command_line, line)
-        quant.change(
-            lambda q: [gr.Group(visible=og.selected([q or ""])) for og in quant_groups],
-            inputs=quant,
-            outputs=shown,
-            queue=False,
-            show_progress="hidden",
+        self._show_chosen(gr, quant, lambda q: [q or ""], quant_groups, shown)
+
+        return self._command_tab(
+            gr,
+            CommandTab(
+                name="export",
+                button="Export",
+                more_flags="Any other option of `martlet export`.",
+                inputs=inputs,
+                form=form,
+                argv=commands.export_argv,
+                result=lambda: self._table(gr, FILE_COLUMNS, "written", "export-files"),
+                show=when_done(files),
+            ),
         )
-
-        def run(*args: Any) -> Iterator[list[Any]]:
-            try:
-                export = form(args)
-                job = self.start("export", self.line(commands.export_argv(export)))
-            except MartletError as exc:
-                yield [error_html(exc), gr.skip(), gr.skip(), gr.skip()]
-                return
-            out = self.root / export.output_dir
-
-            def update(done: bool) -> list[Any]:
-                if not done or job.returncode != 0:
-                    return [_status_html(job), job.log(LOG_LINES), gr.skip(), gr.skip()]
-                table = pd.DataFrame(written(out), columns=["file", "bytes"])
-                return [
-                    _status_html(
-                        job, f" · written to <code>{html.escape(export.output_dir)}</code>"
-                    ),
-                    job.log(LOG_LINES),
-                    table,
-                    self.fresh("export"),
-                ]
-
-            yield from self.follow(job, update)
-
-        start.click(
-            run,
-            inputs=inputs.components,
-            outputs=[status, log, files, output_dir],
-            show_progress="hidden",
-        )
-        stop.click(lambda: self.stop("export"), outputs=status, queue=False)
-
-        def load(*args: Any) -> list[Any]:
-            values = list(args)
-            values[inputs.keys.index(("output_dir",))] = self.fresh("export")
-            return [command_line(*values), values[inputs.keys.index(("output_dir",))]]
-
-        return Tab(inputs.components, load, [line, output_dir])
 
 
 def score_rows(out: str | Path) -> list[tuple[str, str, Any]]:
