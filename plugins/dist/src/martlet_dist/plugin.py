@@ -1,4 +1,4 @@
-"""Registers the ddp parallel strategy (no torch import here)."""
+"""Registers the ddp and fsdp parallel strategies (no torch import here)."""
 
 from martlet import hookimpl
 from martlet.records import ParallelRecord
@@ -16,4 +16,13 @@ def martlet_parallel_strategies():
         capabilities=("cpu", "cuda", "adapter", "full", "resume-any-world-size"),
         summary="DistributedDataParallel: every process holds the model, gradients averaged "
         "(the default on more than one process)",
+    )
+    yield ParallelRecord(
+        name="fsdp",
+        impl="martlet_dist.strategies:Fsdp",
+        options="martlet_dist.options:FsdpOptions",
+        multi_process=True,
+        capabilities=("cpu", "cuda", "adapter", "full", "resume-any-world-size"),
+        summary="fully sharded data parallel (FSDP2 fully_shard): every process holds 1/N of "
+        "the parameters, gradients and optimizer state; saves whole files",
     )
