@@ -196,3 +196,42 @@ def test_fewer_rows_than_processes_still_train(tiny, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert len(curve(tmp_path / "run")) == 2 * 2
+
+
+def _children_of(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_ranks_end_when_their_launcher_is_killed(tiny, tmp_path):
+    import signal
+
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", CLI, "sft", "--model", tiny, "--dataset", "sample-sft#32",
+         "--max-steps", "100000", "--nproc-per-node", "2", "--output-dir", str(tmp_path / "run")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (tmp_path / "run" / "config.yaml").exists():
+            time.sleep(0.5)
+        ranks = _children_of(launcher.pid)
+        assert len(ranks) == 2, ranks
+    finally:
+        launcher.send_signal(signal.SIGKILL)  # no chance to stop its ranks itself
+        launcher.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(Path(f"/proc/{r}").exists() for r in ranks):
+        time.sleep(0.2)
+    for r in ranks:  # gone, or a zombie nobody waits for
+        stat = Path(f"/proc/{r}/stat")
+        assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"

@@ -180,6 +180,7 @@ def rank_errors() -> Iterator[None]:
     if not in_rank():
         yield
         return
+    _die_with_launcher()
     if rank() != 0:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
     try:
@@ -194,6 +195,19 @@ def rank_errors() -> Iterator[None]:
             with contextlib.suppress(OSError):
                 Path(folder, f"rank-{rank()}.json").write_text(json.dumps(report), "utf-8")
         raise
+
+
+def _die_with_launcher() -> None:
+    """On Linux, end this rank when the launcher that started it dies without stopping it
+    (killed outright): no rank is left training, or waiting on its peers, on its own."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
 
 
 def finished_result(config: Any) -> Any:
