@@ -34,8 +34,6 @@ class TestHqqQuantizer(QuantizerContract):
         return [4, 2, 3, 8]
 
 
-
-
 class TestHqqLoader(ModelLoaderContract):
     @pytest.fixture
     def plugin(self):

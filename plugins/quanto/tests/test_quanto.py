@@ -34,7 +34,6 @@ class TestQuantoQuantizer(QuantizerContract):
         return [4, 8]
 
 
-
 class TestQuantoLoader(ModelLoaderContract):
     @pytest.fixture
     def plugin(self):

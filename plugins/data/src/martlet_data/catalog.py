@@ -453,8 +453,7 @@ EMBEDDED_DATASETS: tuple[DatasetRecord, ...] = (
     ),
     DatasetRecord(
         name="sample-arith",
-        summary="arithmetic word problems in GSM8K's shape: worked answer, final number "
-        "(embedded)",
+        summary="arithmetic word problems in GSM8K's shape: worked answer, final number (embedded)",
         path=E + "sample_arith.jsonl",
         impl=P + "gsm8k",
         format="messages",
