@@ -671,8 +671,8 @@ _SKELETON_METHODS: dict[str, tuple[str, ...]] = {
         "read(self, spec, *, streaming=False, **options)",
     ),
     "parallel_strategies": (
-        "wrap(self, model, optimizer)",
-        "save_checkpoint(self, model, optimizer, path)",
+        "__init__(self, **options)",
+        "accelerator_kwargs(self, *, world_size, device)",
     ),
     "quantizers": ("quantize_on_load(self, bits, **options)",),
     "inference_backends": (

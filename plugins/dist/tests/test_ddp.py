@@ -5,17 +5,18 @@ rank ends the run with its own error."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
+from martlet_sdk.contracts import ParallelContract
+from martlet_sdk.testing import CLI, assert_same_tensors
+from martlet_sdk.testing import logged as curve
+from martlet_sdk.testing import run_cli as martlet
 
-CLI = "import sys; from martlet.cli import main; sys.exit(main())"
 COMMON = (
     "--dataset", "sample-sft#32", "--logging-steps", "1", "--lora-dropout", "0",
     "--seed", "7", "--lr-scheduler-type", "constant", "--learning-rate", "1e-3",
@@ -24,39 +25,7 @@ COMMON = (
 pytestmark = pytest.mark.slow
 
 
-def martlet(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> Any:
-    return subprocess.run(
-        [sys.executable, "-c", CLI, *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
-        timeout=timeout,
-    )
-
-
-def curve(run: Path) -> list[float]:
-    """The loss and the gradient norm of every logged step, one after the other."""
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    logged = [m for m in map(json.loads, lines) if "loss" in m]
-    return [x for m in logged for x in (m["loss"], m["grad_norm"])]
-
-
-def adapter(run: Path) -> dict[str, Any]:
-    from safetensors.torch import load_file
-
-    return load_file(str(run / "adapter_model.safetensors"))
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from martlet_sdk.tiny import tiny_model_dir
-
-    return str(tiny_model_dir(tmp_path_factory.mktemp("tiny-ddp")))
-
-
 def test_two_ddp_processes_train_like_one_with_the_same_global_batch(tiny, tmp_path):
-    import torch
-
     one, two = tmp_path / "one", tmp_path / "two"
     single = martlet(
         "sft", "--model", tiny, *COMMON, "--max-steps", "4",
@@ -70,8 +39,7 @@ def test_two_ddp_processes_train_like_one_with_the_same_global_batch(tiny, tmp_p
     assert ddp.returncode == 0, ddp.stderr
     assert curve(two) == pytest.approx(curve(one), abs=1e-5)
     assert len(curve(two)) == 2 * 4
-    for name, tensor in adapter(one).items():
-        torch.testing.assert_close(adapter(two)[name], tensor, rtol=1e-5, atol=1e-6)
+    assert_same_tensors(two / "adapter_model.safetensors", one / "adapter_model.safetensors")
     assert ddp.stdout.count("trainable parameters") == 1  # rank 0 prints, rank 1 does not
     assert "run saved to" in ddp.stdout
     import yaml
@@ -235,3 +203,19 @@ def test_ranks_end_when_their_launcher_is_killed(tiny, tmp_path):
     for r in ranks:  # gone, or a zombie nobody waits for
         stat = Path(f"/proc/{r}/stat")
         assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+class TestDdpContract(ParallelContract):
+    @pytest.fixture
+    def plugin(self):
+        return "dist"
+
+    @pytest.fixture
+    def record_name(self):
+        return "ddp"
+
+
+class TestFsdpContract(TestDdpContract):
+    @pytest.fixture
+    def record_name(self):
+        return "fsdp"

@@ -6,15 +6,14 @@ files are the ones one process writes, a checkpoint resumes, and the run exports
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from martlet_sdk.testing import assert_same_tensors
+from martlet_sdk.testing import logged as curve
+from martlet_sdk.testing import run_cli as martlet
 
-CLI = "import sys; from martlet.cli import main; sys.exit(main())"
 BASE = (
     "--dataset", "sample-sft#32", "--logging-steps", "1", "--seed", "7",
     "--lr-scheduler-type", "constant",
@@ -25,43 +24,10 @@ TWO = ("--per-device-train-batch-size", "2", "--nproc-per-node", "2", "--paralle
 pytestmark = pytest.mark.slow
 
 
-def martlet(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> Any:
-    return subprocess.run(
-        [sys.executable, "-c", CLI, *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
-        timeout=timeout,
-    )
-
-
-def curve(run: Path) -> list[float]:
-    """The loss and the gradient norm of every logged step, one after the other."""
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    logged = [m for m in map(json.loads, lines) if "loss" in m]
-    return [x for m in logged for x in (m["loss"], m["grad_norm"])]
-
-
 def tensors(path: Path) -> dict[str, Any]:
     from safetensors.torch import load_file
 
     return load_file(str(path))
-
-
-def assert_same_tensors(got: Path, want: Path) -> None:
-    import torch
-
-    got_tensors, want_tensors = tensors(got), tensors(want)
-    assert sorted(got_tensors) == sorted(want_tensors)
-    for name, tensor in want_tensors.items():
-        torch.testing.assert_close(got_tensors[name], tensor, rtol=1e-5, atol=1e-6)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from martlet_sdk.tiny import tiny_model_dir
-
-    return str(tiny_model_dir(tmp_path_factory.mktemp("tiny-fsdp")))
 
 
 @pytest.fixture(scope="module")

@@ -24,24 +24,9 @@ from martlet_eval.runner import evaluate, fewshot_for
 from martlet_eval.scoring import aggregate, extract_answer, gold_index, normalize
 from martlet_eval.tasks import ChoiceTask
 from martlet_sdk.contracts import EvalTaskContract
+from martlet_sdk.testing import CLI
+from martlet_sdk.testing import run_cli as martlet
 from transformers import AutoModelForCausalLM, AutoTokenizer
-
-CLI = "import sys; from martlet.cli import main; sys.exit(main())"
-
-
-def martlet(
-    *args: str, cwd: Path | None = None, timeout: float = 600
-) -> subprocess.CompletedProcess:
-    """``martlet ARGS`` in a fresh process (stdout and stderr kept apart)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-c", CLI, *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=timeout,
-    )
 
 
 class Deployed:

@@ -52,7 +52,7 @@ class ParallelContract(RecordContract):
     """A parallel strategy: registration checks and the ParallelStrategy shape."""
 
     kind = "parallel_strategies"
-    interface = {"wrap": None, "save_checkpoint": None}
+    interface = {"accelerator_kwargs": None}
 
 
 class InferenceBackendContract(RecordContract):
