@@ -62,6 +62,22 @@ class Run:
         options = {k: self.config[k] for k in ("system",) if self.config.get(k) is not None}
         return {**options, **selected_options(self.config, "template")}
 
+    def answered_with(
+        self, template: str | None, options: dict[str, Any], system: str | None
+    ) -> tuple[str | None, dict[str, Any]]:
+        """The chat template a command answers this run with, and its options: the command's
+        ``template`` (``--template``) with ``options``, else the run's own with the options it
+        trained with; the run's system prompt unless the command's ``system`` replaces it."""
+        out = dict(options)
+        trained = self.template_options()
+        trained_system = trained.pop("system", None)
+        if trained_system is not None and system is None:
+            out["system"] = trained_system
+        if template:
+            return template, out
+        out.update(trained)
+        return self.template, out
+
     def loader_options(self) -> dict[str, Any]:
         """The model loader the run named with ``--model-loader`` and its options (``{}``
         when the loader was chosen automatically): what loads its base model again."""

@@ -315,13 +315,7 @@ def _template(config: EvalConfig, tokenizer: Any, run: Any) -> Any:
     name, options = config.template, config.template_options()
     options["max_length"] = None
     if run is not None:
-        trained = run.template_options()
-        system = trained.pop("system", None)
-        if name is None:
-            name = run.template
-            options.update(trained)
-        if config.system is None and system is not None:
-            options["system"] = system
+        name, options = run.answered_with(name, options, config.system)
     return martlet.load_template(tokenizer, name, **options)
 
 

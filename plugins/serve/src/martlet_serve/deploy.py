@@ -253,14 +253,7 @@ def _template_of(config: DeployConfig, run: Any) -> tuple[str | None, dict[str, 
     options["max_length"] = None
     if run is None:
         return config.template, options
-    trained = run.template_options()
-    system = trained.pop("system", None)
-    if system is not None and config.system is None:
-        options["system"] = system
-    if config.template:
-        return config.template, options
-    options.update(trained)
-    return run.template, options
+    return run.answered_with(config.template, options, config.system)
 
 
 def _run(path: str) -> Any:

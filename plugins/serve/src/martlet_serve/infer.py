@@ -141,19 +141,6 @@ class InferConfig(ModelOptions, QuantizeOptions, TemplateOptions, ServerOptions)
         )
 
 
-def _run_template(config: InferConfig, run: Any, options: dict[str, Any]) -> str | None:
-    """The template a run is answered with: ``--template``, else the run's (with its own
-    options); the run's system prompt unless ``--system`` replaces it. Updates ``options``."""
-    trained = run.template_options()
-    system = trained.pop("system", None)
-    if system is not None and config.system is None:
-        options["system"] = system
-    if config.template:
-        return config.template
-    options.update(trained)
-    return run.template
-
-
 def check_infer(config: InferConfig) -> None:
     """The values and names ``infer`` can check before the model loads (it takes seconds)."""
     from martlet.config import require
@@ -327,7 +314,7 @@ def load_engine(config: InferConfig) -> Any:
     options["max_length"] = None  # prompts are not truncated for inference
     if config.adapters:
         model, tokenizer, run = load_run(config.adapters, **config.loader_options())
-        template_name = _run_template(config, run, options)
+        template_name, options = run.answered_with(config.template, options, config.system)
     elif config.model:
         model, tokenizer = martlet.load_model(config.model, **config.loader_options())
     else:
@@ -382,7 +369,7 @@ def load_reward_model(config: InferConfig) -> tuple[Any, Any, Any]:
         if config.num_labels == 1 and run.config.get("num_labels"):
             load_options["num_labels"] = int(run.config["num_labels"])
         model, tokenizer, run = load_run(config.adapters, **load_options)
-        template_name = _run_template(config, run, options)
+        template_name, options = run.answered_with(config.template, options, config.system)
     elif config.model:
         model, tokenizer = martlet.load_model(config.model, **load_options)
         architectures = getattr(model.config, "architectures", None) or []

@@ -87,8 +87,7 @@ def _load(model: str, adapters: str) -> Any:
             from martlet.runs import load_run
 
             loaded, tokenizer, run = load_run(adapters)
-            template_name = run.template
-            options.update(run.template_options())
+            template_name, options = run.answered_with(None, options, None)
         else:
             loaded, tokenizer = martlet.load_model(model)
         options["max_length"] = None  # prompts are not truncated for chatting
