@@ -85,30 +85,15 @@ def launch(config: Any, command: str) -> None:
     Raises:
         MartletError: a rank failed; the message holds each failed rank's own error.
     """
+    import yaml
     from martlet.cli import PLUGIN_FILES_ENV
     from martlet.config import to_yaml
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    work = Path(tempfile.mkdtemp(prefix="martlet-launch-"))
-    config_file = work / "config.yaml"
-    import yaml
-
     from martlet_train.job import parallel_name
 
-    values = yaml.safe_load(to_yaml(config))
-    values["parallel"] = parallel_name(config)  # ddp by default: its options compose in
-    config_file.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
-    errors = work / "errors"
-    errors.mkdir()
     port = config.master_port or (_free_port() if config.nnodes == 1 else 29500)
-    env = {LAUNCHED: "1", ERRORS: str(errors)}
-    files = _plugin_files()
-    if files:
-        env[PLUGIN_FILES_ENV] = os.pathsep.join(files)
-    if "OMP_NUM_THREADS" not in os.environ:  # the cores shared out, not each rank taking all
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        env["OMP_NUM_THREADS"] = str(max(1, (cores or 1) // config.nproc_per_node))
     launch_config = LaunchConfig(
         min_nodes=config.nnodes,
         max_nodes=config.nnodes,
@@ -121,17 +106,35 @@ def launch(config: Any, command: str) -> None:
         monitor_interval=0.5,
         start_method="spawn",
     )
-    args = ("-m", "martlet", command, "--config", str(config_file))
+    values = yaml.safe_load(to_yaml(config))
+    values["parallel"] = parallel_name(config)  # ddp by default: its options compose in
     agent_log = logging.getLogger("torch.distributed.elastic")
     level = agent_log.level
-    agent_log.setLevel(logging.CRITICAL)  # its failure report is ours, below
-    try:
-        with _environ(env):
-            elastic_launch(launch_config, sys.executable)(*args)
-    except ChildFailedError as exc:
-        raise _failure(exc, errors, config) from None
-    finally:
-        agent_log.setLevel(level)
+    # the resolved config the ranks read, and where a failing rank writes its error: gone
+    # once every rank has ended
+    with tempfile.TemporaryDirectory(prefix="martlet-launch-") as folder:
+        work = Path(folder)
+        config_file = work / "config.yaml"
+        config_file.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
+        errors = work / "errors"
+        errors.mkdir()
+        env = {LAUNCHED: "1", ERRORS: str(errors)}
+        files = _plugin_files()
+        if files:
+            env[PLUGIN_FILES_ENV] = os.pathsep.join(files)
+        if "OMP_NUM_THREADS" not in os.environ:  # the cores shared out, not all to each rank
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+            cores = cores or os.cpu_count() or 1
+            env["OMP_NUM_THREADS"] = str(max(1, cores // config.nproc_per_node))
+        args = ("-m", "martlet", command, "--config", str(config_file))
+        agent_log.setLevel(logging.CRITICAL)  # its failure report is ours, below
+        try:
+            with _environ(env):
+                elastic_launch(launch_config, sys.executable)(*args)
+        except ChildFailedError as exc:
+            raise _failure(exc, errors, config) from None
+        finally:
+            agent_log.setLevel(level)
 
 
 #: what a rank says when another rank died under it: a consequence, not the cause

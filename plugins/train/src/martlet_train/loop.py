@@ -337,6 +337,7 @@ class Trainer:
         )
 
     def _sum_over_ranks(self, values: list[float]) -> list[float]:
+        """``values``, each summed over every rank (in float64)."""
         import torch
 
         flat = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
@@ -388,12 +389,7 @@ class Trainer:
                     sums[name][0] += float(value)
                     sums[name][1] += float(n)
         # every rank reports the same metric names (one objective), in the same order
-        flat = torch.tensor(
-            loss_total + [x for name in names for x in sums[name]],
-            dtype=torch.float64,
-            device=self.accelerator.device,
-        )
-        flat = self.accelerator.reduce(flat, reduction="sum").tolist()
+        flat = self._sum_over_ranks(loss_total + [x for name in names for x in sums[name]])
         self.model.train()
         out = {"eval_loss": flat[0] / max(flat[1], 1)}
         for k, name in enumerate(names):
