@@ -49,6 +49,42 @@ def test_two_ddp_processes_train_like_one_with_the_same_global_batch(tiny, tmp_p
     assert answer.returncode == 0, answer.stderr
 
 
+def test_two_nodes_train_like_one_process(tiny, tmp_path):
+    """--nnodes 2: two launchers (here on one machine, 127.0.0.1) meet at --master-addr and
+    --master-port, one rank each; node 0 writes the run, node 1 stays silent."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    one, two = tmp_path / "one", tmp_path / "two"
+    single = martlet(
+        "sft", "--model", tiny, *COMMON, "--max-steps", "3",
+        "--per-device-train-batch-size", "4", "--output-dir", str(one),
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr
+    nodes = (
+        "sft", "--model", tiny, *COMMON, "--max-steps", "3", "--per-device-train-batch-size",
+        "2", "--nnodes", "2", "--nproc-per-node", "1", "--master-addr", "127.0.0.1",
+        "--master-port", port, "--output-dir", str(two),
+    )  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    node1 = subprocess.Popen(
+        [sys.executable, "-c", CLI, *nodes, "--node-rank", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        node0 = martlet(*nodes, "--node-rank", "0", timeout=300)
+        out1, err1 = node1.communicate(timeout=60)
+    finally:
+        node1.kill()
+    assert node0.returncode == 0, node0.stderr
+    assert node1.returncode == 0, err1
+    assert curve(two) == pytest.approx(curve(one), abs=1e-5)
+    assert "run saved to" in node0.stdout
+    assert out1 == "" and err1 == ""  # rank 1: no output, no repeated warnings or progress bars
+
+
 def test_a_run_resumes_on_another_number_of_processes(tiny, tmp_path):
     whole, split = tmp_path / "whole", tmp_path / "split"
     reference = martlet(

@@ -98,7 +98,8 @@ def launch(config: Any, command: str) -> None:
         min_nodes=config.nnodes,
         max_nodes=config.nnodes,
         nproc_per_node=config.nproc_per_node,
-        run_id=f"martlet-{uuid.uuid4().hex[:8]}",
+        # the nodes' agents meet under one id (a random one per node would never meet)
+        run_id="martlet" if config.nnodes > 1 else f"martlet-{uuid.uuid4().hex[:8]}",
         rdzv_backend="static",
         rdzv_endpoint=f"{config.master_addr}:{port}",
         rdzv_configs={"rank": config.node_rank},
@@ -107,7 +108,8 @@ def launch(config: Any, command: str) -> None:
         start_method="spawn",
     )
     values = yaml.safe_load(to_yaml(config))
-    values["parallel"] = parallel_name(config)  # ddp by default: its options compose in
+    if not isinstance(values.get("parallel"), dict):  # a chosen strategy keeps its options
+        values["parallel"] = parallel_name(config)  # ddp by default: its options compose in
     agent_log = logging.getLogger("torch.distributed.elastic")
     level = agent_log.level
     # the resolved config the ranks read, and where a failing rank writes its error: gone
@@ -186,6 +188,13 @@ def rank_errors() -> Iterator[None]:
     _die_with_launcher()
     if rank() != 0:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
+        # rank 0 shows the progress bars and warnings every rank would repeat; the others'
+        # stderr carries only what goes wrong there
+        import warnings
+
+        warnings.simplefilter("ignore")
+        os.environ["TQDM_DISABLE"] = os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        os.environ["TRANSFORMERS_VERBOSITY"] = "error"
     try:
         yield
     except BaseException as exc:
