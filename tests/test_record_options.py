@@ -223,9 +223,10 @@ def test_a_plugins_loss_is_selected_with_its_options(acme, martlet, tiny_model_d
     assert wrong.rc != 0 and "--beta" in wrong.err
 
 
-def test_an_option_of_a_disabled_or_missing_distribution_names_it(martlet):
-    """Options no installed plugin declares come from the core's index of known options: the
-    distribution that takes them, and how to get it in use."""
+def test_an_option_of_a_disabled_or_unlisted_distribution_names_it(martlet):
+    """Options no plugin in use declares come from the core's index of known options: the
+    distribution that takes them, and how to get it in use (a distribution that is not
+    installed at all: `test_an_uninstalled_third_party_option_is_named_from_an_installed_table`)."""
     off = martlet(
         "rlhf", "--model", "x", "--beta", "0.1", "--print-config",
         env={"MARTLET_DISABLE_PLUGINS": "martlet-align"},
@@ -234,12 +235,17 @@ def test_an_option_of_a_disabled_or_missing_distribution_names_it(martlet):
     assert "flag --beta is not available" in off.err, off
     assert "from martlet-align, installed but disabled by MARTLET_DISABLE_PLUGINS" in off.err
     assert "unset MARTLET_DISABLE_PLUGINS" in off.err
-    missing = martlet("sft", "--model", "x", "--deepspeed", "zero2", "--print-config")
-    assert missing.rc != 0
-    assert "the deepspeed parallel strategy, from martlet-deepspeed, which is not installed" in (
-        missing.err
+    unlisted = martlet(
+        "sft", "--model", "x", "--deepspeed", "zero2", "--print-config",
+        env={"MARTLET_PLUGINS": "train,hf,data,peft,accel"},
+    )  # fmt: skip
+    assert unlisted.rc != 0 and "Traceback" not in unlisted.err
+    assert "the deepspeed parallel strategy, from martlet-deepspeed, installed but not listed" in (
+        unlisted.err
     )
-    assert "pip install martlet-deepspeed" in missing.err
+    assert "MARTLET_PLUGINS=accel,data,deepspeed,hf,peft,train" in unlisted.err
+    on = martlet("sft", "--model", "x", "--deepspeed", "zero2", "--print-config")
+    assert on.rc == 0, on
 
 
 # ---------------------------------------------------- model loaders, templates, sources, callbacks

@@ -276,11 +276,12 @@ def test_ms_swift_command_line_flags(cli, tiny_model_dir, tmp_path):
         (["--lora-rnk", "8"], "did you mean --lora-rank"),
         (["--beta", "0.1"], "martlet rlhf"),
         (["--quant-method", "aqlm"], "martlet-aqlm"),  # a quantizer not installed here
-        # options of plugins not installed here: the package to install (the known-options
-        # index of martlet.providers, not a list in martlet-train)
-        (["--deepspeed", "zero2"], "pip install martlet-deepspeed"),
-        (["--use_npu", "true"], "pip install martlet-npu"),
-        (["--parallel", "megatron"], "pip install martlet-megatron"),
+        # options of plugins not in use here (installed, not in MARTLET_PLUGINS): the package
+        # and how to enable it (the known-options index of martlet.providers, not a list in
+        # martlet-train)
+        (["--deepspeed", "zero2"], "from martlet-deepspeed, installed but not listed"),
+        (["--use_npu", "true"], "from martlet-npu, installed but not listed"),
+        (["--parallel", "megatron"], "martlet-megatron"),
         (["--eval_dataset", "mmlu"], "`martlet eval`, from martlet-eval"),
         (["--report-to", "wandb"], "wandb"),
         (["--packing"], "--packing needs --max-length"),

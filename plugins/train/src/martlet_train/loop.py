@@ -155,7 +155,9 @@ class Trainer:
         o = self.options
         generator = torch.Generator().manual_seed(o.seed + epoch)
         order = torch.randperm(len(self.train_rows), generator=generator).tolist()
-        size = o.per_device_train_batch_size
+        # an objective may take fewer rows per micro-batch than it trains on (online RL: a
+        # prompt becomes num_generations completions)
+        size = getattr(self.loss_fn, "rows_per_micro_batch", None) or o.per_device_train_batch_size
         if o.group_by_length:
             chunk = size * o.gradient_accumulation_steps * self.world * 16
             grouped = []
@@ -167,7 +169,13 @@ class Trainer:
         short = -len(order) % self.world  # every rank the same number of rows, so the same
         order += [order[i % len(order)] for i in range(short)]  # steps: a few rows repeated
         mine = order[self.rank :: self.world]
-        return [mine[i : i + size] for i in range(0, len(mine), size)]
+        batches = [mine[i : i + size] for i in range(0, len(mine), size)]
+        repeats = int(getattr(self.loss_fn, "repeats", 1) or 1)
+        if repeats > 1:  # each step's micro-batches given that many times (num_iterations)
+            accum = o.gradient_accumulation_steps
+            steps = [batches[i : i + accum] for i in range(0, len(batches), accum)]
+            batches = [b for step in steps for _ in range(repeats) for b in step]
+        return batches
 
     def _batch(self, rows: Sequence[Row], indexes: list[int]) -> dict[str, Any]:
         """``rows[indexes]`` collated and moved to the device."""
@@ -295,6 +303,7 @@ class Trainer:
         started = time.perf_counter()
         step_loss = 0.0
         no_sync = getattr(self.strategy, "no_sync", None) or acc.no_sync
+        backward = getattr(self.strategy, "backward", None)  # an engine's own backward pass
         for i, batch in enumerate(micro_batches):
             last = i == len(micro_batches) - 1
             sync = contextlib.nullcontext() if last else no_sync(self.model)
@@ -307,24 +316,32 @@ class Trainer:
                     extra = regularization(acc.unwrap_model(self.model)) if regularization else None
                     if extra is not None:
                         loss = loss + extra / len(micro_batches)
-                acc.backward(loss)
+                if backward is not None:
+                    backward(self.model, loss)
+                else:
+                    acc.backward(loss)
             step_loss += float(loss_sum.detach())
             stats.add_metrics(metrics)
             if self.budget is not None and self.budget.enabled:
                 stats.add_metrics({"recomputed_layers": (self.budget.checkpointed, 1)})
         grad_norm = None
-        if self.options.max_grad_norm and self.options.max_grad_norm > 0:
+        engine_step = getattr(self.strategy, "step", None)  # clips, steps and zeroes itself
+        if engine_step is not None:
+            grad_norm = engine_step(self.model, self.optimizer, self.options.max_grad_norm)
+        elif self.options.max_grad_norm and self.options.max_grad_norm > 0:
             clip = getattr(self.strategy, "clip_grad_norm", None)
             if clip is not None:  # sharded gradients: the strategy's norm of the whole
                 grad_norm = clip(self.model, self.options.max_grad_norm)
             else:
                 grad_norm = acc.clip_grad_norm_(self.model.parameters(), self.options.max_grad_norm)
-        self.optimizer.step()
+        if engine_step is None:
+            self.optimizer.step()
         on_step = getattr(self.tuner, "on_step", None)
         if on_step is not None:
             on_step(acc.unwrap_model(self.model), self.scheduler.last_epoch + 1)
         self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        if engine_step is None:
+            self.optimizer.zero_grad(set_to_none=True)
         real = sum(int(_real_tokens(b)) for b in micro_batches)
         positions = sum(_positions(b) for b in micro_batches)
         stats.add(

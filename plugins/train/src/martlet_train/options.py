@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from martlet.config import option, require
+from martlet.config import apply_implied, option, require
 
 
 @dataclass(kw_only=True)
@@ -178,12 +178,19 @@ class LaunchOptions:
         "parallel_strategies`; ddp when more than one process), with its own options.",
         aliases=("parallel_strategy",),
         names_of="parallel_strategies",
+        implied_by={"deepspeed": "deepspeed"},  # ms-swift's `--deepspeed zero2` alone
     )
     ddp_timeout: int = option(
         1800,
         help="Seconds a process waits for the others at a synchronisation before the run fails.",
         metavar="SECONDS",
     )
+
+    def __post_init__(self) -> None:
+        apply_implied(self)  # `--deepspeed zero2` alone: --parallel deepspeed
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:
+            parent()
 
     def check_launch(self) -> None:
         """Reject impossible process counts before anything starts."""
