@@ -29,7 +29,7 @@ def test_generated_sections_are_up_to_date():
 def test_every_hook_is_documented_with_its_exact_signature():
     text = GUIDE.read_text(encoding="utf-8")
     hooks = hookdoc.hook_functions()
-    assert len(hooks) == 17  # 15 registration hooks + 2 lifecycle hooks
+    assert len(hooks) == 18  # 16 registration hooks + 2 lifecycle hooks
     for func in hooks:
         assert f"### `{func.__name__}`" in text
         assert hookdoc.signature(func) in text, hookdoc.signature(func)

@@ -43,7 +43,7 @@ def minimal(cls, **overrides):
 
 
 def test_every_kind_has_a_registration_hook():
-    assert len(RECORD_TYPES) == 15
+    assert len(RECORD_TYPES) == 16
     for kind, cls in KINDS.items():
         assert cls.kind == kind
         assert callable(getattr(hookspecs, hook_name(kind)))

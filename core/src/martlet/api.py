@@ -239,6 +239,11 @@ def load_template(tokenizer: Any, name: str | None = None, **options: Any) -> An
     return record.load()(tokenizer, **options)
 
 
+#: the capability of an inference backend whose class takes a model already in memory,
+#: ``cls(model, tokenizer, template=..., **options)`` (what :func:`load_engine` builds)
+LIVE_MODEL = "live-model"
+
+
 def load_engine(
     model: Any,
     tokenizer: Any,
@@ -254,7 +259,8 @@ def load_engine(
         model, tokenizer: what the engine generates with (a training run's live model, its
             adapters and current weights included).
         backend: the record to use; by default the first installed one, by name, that
-            claims every capability in ``needs``.
+            claims every capability in ``needs`` and ``"live-model"`` (it generates with a
+            model object in memory: a backend whose engine loads its own copy does not).
         needs: capabilities the caller relies on, e.g. ``("token-ids",)`` for
             ``generate_ids``.
         template: the chat template the engine renders conversations with (None when only
@@ -266,6 +272,9 @@ def load_engine(
         MissingDependencyError: the chosen backend needs a package that is missing.
     """
     registry = _manager().registry
+    # the engine is handed a model object: only a backend that generates with one (the
+    # PyTorch engine; not a server that loads its own copy from disk) will do
+    needs = (*needs, LIVE_MODEL)
     if backend:
         record = registry.get("inference_backends", backend)
         missing = set(needs) - set(record.capabilities)

@@ -381,6 +381,32 @@ def martlet_kernels() -> Iterable[r.KernelRecord]:
 
 
 @hookspec
+def martlet_rewards() -> Iterable[r.RewardRecord]:
+    """Register reward functions of online RL: scores of generated completions
+    (``--reward-funcs``).
+
+    Arguments: none.
+
+    Called: once per process, the first time the registry is used (listing, ``--help``,
+    resolving a name).
+
+    Returns: an iterable (a list, or a generator) of :class:`~martlet.records.RewardRecord`.
+
+    Example::
+
+        @hookimpl
+        def martlet_rewards():
+            yield RewardRecord(
+                name="exact",
+                impl="my_plugin.rewards:ExactAnswer",
+                options="my_plugin.options:ExactOptions",
+                columns=("solution",),
+                summary="1.0 when the answer is the solution, word for word",
+            )
+    """
+
+
+@hookspec
 def martlet_commands() -> Iterable[r.CommandRecord]:
     """Register CLI subcommands.
 

@@ -92,6 +92,18 @@ kernels
     (:func:`martlet.kernels.chosen`: ``auto``, every installed kernel whose record fits the run's
     device and compute dtype; ``auto,-NAME``; ``none``; or names) on the prepared model (the
     tuner's adapters in place) for the whole run.
+rewards
+    a class; ``cls(max_completion_length=N, device=DEVICE, **options)`` is a :class:`Reward`,
+    ``options`` the values of the record's own options (its ``options`` dataclass, set with
+    ``--reward-funcs NAME --FLAG VALUE``); ``max_completion_length`` (the most tokens the run
+    generates per completion, or None) and ``device`` (where the policy computes: ``"cpu"``,
+    ``"cuda:0"``; or None) describe the run: accept and ignore keywords you do not use, as the
+    built-in rewards do. The online RL trainer (``martlet rlhf --method grpo --reward-funcs
+    NAME ...``) builds one per name (:func:`martlet.rewards.build`), checks before training
+    that the dataset has the columns each reads (the record's ``columns``), and calls each on
+    every batch of generated completions; the completion's reward is their weighted sum
+    (``--reward-weights``), and each one's mean and spread are logged
+    (:class:`martlet.rewards.Rewards`).
 commands
     a ``click.Command`` (or group), not a class: ``martlet NAME ARGS`` (or an alias) runs it;
     :func:`martlet.cli.config_command` makes one from a config dataclass. A
@@ -350,6 +362,24 @@ class Loss(Protocol):
       float logits of the student (the policy) and of the teacher at the response's target
       positions only, already aligned; options ``beta`` (``--gkd-beta``), ``temperature`` and
       ``reduction="sum"``. Returns the loss summed over the tokens, a scalar tensor.
+    - ``"rollouts"`` (online RL, ``data="prompts"``): the record's ``impl`` is a class,
+      built once with the run's options by keyword (``algo = impl(**options)``; raise
+      ``ValueError`` or a ``ConfigError`` for a bad value). It has ``group_size`` (``G``
+      completions per prompt), ``iterations`` (optimisation passes per generation batch),
+      ``generation`` (the sampling keywords of :class:`InferenceEngine`), and the booleans
+      ``uses_reference``, ``uses_old_logps`` and ``uses_values``. For each micro-batch of
+      prompts ``martlet rlhf`` samples ``G`` completions to each with the live policy
+      (``N = B * G`` rows, a prompt's completions consecutive), scores them with the
+      ``--reward-funcs`` (:class:`Reward`), computes without gradients the per-token
+      log-probabilities the objective uses (``old_logps``, ``ref_logps``: ``[N, T]`` over the
+      completion tokens, ``mask`` 1 on them) and calls ``algo.advantages(rewards, mask, *,
+      old_logps, ref_logps, values)`` once (``rewards``: ``[N]``, NaN where no reward
+      applied); the result has ``advantages`` (``[N]`` or ``[N, T]``), ``returns`` and
+      ``metrics`` (name -> float). Then, with gradients, per micro-batch: ``algo.loss(logps,
+      mask, advantages, *, old_logps, ref_logps, values, old_values, returns, entropies) ->
+      (loss_sum, count, metrics)`` as for ``"batch"`` (metrics ``(sum, n)``), and
+      ``algo.units(mask)`` is that ``count``. martlet-align's ``grpo``, ``rloo`` and
+      ``reinforce_pp`` are such classes.
 
     Options go by keyword, only those the function's signature names (every one to ``**kwargs``) and
     never a None one, so the function's defaults apply. The ``"logps"`` and ``"rewards"`` losses get
@@ -439,8 +469,12 @@ class InferenceEngine(Protocol):
     # Optional, for records that claim the ``token-ids`` capability:
     # ``generate_ids(prompts, **generation) -> list[list[int]]`` continues prompts given as
     # token ids and returns each one's new ids (ending after the first EOS, padding removed).
-    # ``martlet rlhf --method gkd`` generates the student's answers this way, through
-    # :func:`martlet.api.load_engine` with the live model being trained.
+    # ``martlet rlhf --method gkd`` generates the student's answers this way, and online RL
+    # its rollouts, through :func:`martlet.api.load_engine` with the live model being trained
+    # (its current weights, adapter included). A record whose class is built as
+    # ``cls(model, tokenizer, template=..., **options)`` around a model object in memory claims
+    # the ``live-model`` capability (:data:`martlet.api.LIVE_MODEL`); ``load_engine`` picks
+    # only such a record (a backend that loads its own copy from disk cannot see updates).
 
 
 @runtime_checkable
@@ -511,8 +545,9 @@ class ParallelStrategy(Protocol):
     cannot train (a tuner, a device, a precision), with a :class:`~martlet.errors.MartletError`.
 
     A strategy that wraps the model itself (accelerate does FSDP and DeepSpeed only on GPUs;
-    ``fsdp`` shards with PyTorch's ``fully_shard`` on every device) has the loop call its
-    optional hooks instead of accelerate's, each where present:
+    ``fsdp`` shards with PyTorch's ``fully_shard`` on every device, ``deepspeed`` drives
+    DeepSpeed's engine on every device) has the loop call its optional hooks instead of
+    accelerate's, each where present:
 
     - ``prepare(model, make_optimizer, *, accelerator) -> (model, optimizer)``: wrap the
       model in place of ``accelerator.prepare`` and build the optimizer over the parameters
@@ -534,6 +569,15 @@ class ParallelStrategy(Protocol):
       the main process saves in a checkpoint), and ``load_optimizer_state_dict(model,
       optimizer, state)`` (every rank) to load it back, so a checkpoint resumes on any number
       of processes and strategies.
+    - ``backward(model, loss)``: a micro-batch's backward pass in place of
+      ``accelerator.backward(loss)`` (an engine that reduces and partitions the gradients
+      itself: DeepSpeed's ``engine.backward``); ``loss`` is already divided for the step's
+      accumulation and the number of processes.
+    - ``step(model, optimizer, max_norm) -> float | None``: the optimizer step in place of
+      the loop's clipping, ``optimizer.step()`` and ``optimizer.zero_grad()``: clip the
+      gradients to ``max_norm`` (0: no clipping), step, zero them; the norm of the whole
+      gradient before clipping, as one process would report it (None when not clipping).
+      The learning-rate schedule then steps the optimizer ``prepare`` returned.
     """
 
     def accelerator_kwargs(self, *, world_size: int, device: str) -> dict[str, Any]:
@@ -615,6 +659,45 @@ class Kernel(Protocol):
         through it; it yields how many layers it switched (0: none here) and gives them their
         own implementation back on exit. ``device`` is the device type the run computes on
         (``cpu``, ``cuda``), ``dtype`` its compute dtype (``bfloat16``, ``float32``, ...)."""
+
+
+@runtime_checkable
+class Reward(Protocol):
+    """Scores a batch of generated completions, one score each (a reward function of online RL).
+
+    Called with keywords only, as TRL's ``GRPOTrainer`` calls a reward function:
+    ``reward(prompts=..., completions=..., completion_ids=..., **columns)``:
+
+    - ``prompts``: what each completion answers. Martlet passes conversations: lists of
+      messages (``{"role": "user", "content": "..."}``), the row's messages before its answer.
+      (TRL passes conversations for chat data and texts for plain-text prompts.)
+    - ``completions``: the generated answers. Martlet passes texts, decoded without special
+      tokens. (TRL passes a list of one assistant message per completion for chat data.)
+      :func:`martlet.rewards.text_of` and :func:`martlet.rewards.conversation_of` read either
+      form: a reward that uses them runs under both trainers.
+    - ``completion_ids``: each completion's token ids (what length penalties count).
+    - the dataset's columns, each a list of one value per completion (a prompt's value repeated
+      for each of its completions): every column the rows have, the record's ``columns``
+      among them.
+    - anything else (TRL's ``trainer_state``, ``log_metric``): accept and ignore the keywords
+      you do not use (``**kwargs``).
+
+    Optional attribute ``columns``: the dataset columns this instance reads, where its options
+    change the record's ``columns`` (the same form: a name, or names joined by ``|``).
+    """
+
+    def __call__(
+        self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any
+    ) -> list[float | None]:
+        """One score per completion, in order: a float, or None where the reward does not
+        apply to that completion (its reference answer is missing or cannot be read). None is
+        left out of the weighted sum, as TRL's ``nansum`` does; a completion no reward applies
+        to gets no reward. The same input gives the same scores; an empty completion is
+        scored (or None), never an error, and never NaN: a NaN, a non-number, the wrong number
+        of scores or an exception stops training with an error naming the reward. Raise a
+        :class:`~martlet.errors.MartletError` for what the user must fix (a server that cannot
+        be reached, a column of the wrong kind).
+        """
 
 
 @runtime_checkable

@@ -21,6 +21,7 @@ PROVIDERS: dict[str, dict[str, str]] = {
         "export": "martlet-export",
         "eval": "martlet-eval",
         "web-ui": "martlet-webui",
+        "megatron": "martlet-megatron",
     },
     "models": {"smollm2-135m-instruct": "martlet-hf"},
     "model_loaders": {"hf": "martlet-hf", "gguf": "martlet-hf"},
@@ -38,6 +39,12 @@ PROVIDERS: dict[str, dict[str, str]] = {
         for name in (
             "rms-norm swiglu-mlp fused-lora lora-dropout linear-cross-entropy packed-attention "
             "liger"
+        ).split()
+    },
+    "rewards": {
+        name: "martlet-rewards"
+        for name in (
+            "accuracy format cosine repetition soft-overlong reward-model rm http remote"
         ).split()
     },
     "accelerators": {
@@ -99,6 +106,19 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "fsdp_config": ("martlet-dist", "the fsdp parallel strategy"),
     "parallel": ("martlet-dist", "the parallel strategies (ddp, fsdp)"),
     "parallel_strategy": ("martlet-dist", "the parallel strategies (ddp, fsdp)"),
+    **{
+        name: ("martlet-train", "`martlet rlhf --method grpo` (online RL with reward functions)")
+        for name in ("reward_funcs", "reward_weights")
+    },
+    **{
+        name: ("martlet-megatron", "the megatron parallel strategy")
+        for name in (
+            "tensor_model_parallel_size",
+            "pipeline_model_parallel_size",
+            "context_parallel_size",
+            "sequence_parallel",
+        )
+    },
     "use_npu": ("martlet-npu", "the Ascend NPU accelerator (--device npu)"),
     "eval_dataset": ("martlet-eval", "`martlet eval`"),
     "infer_backend": ("martlet-serve", "`martlet infer` and `martlet deploy`"),

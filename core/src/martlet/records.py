@@ -373,19 +373,36 @@ class LossRecord(Record):
     """A training objective.
 
     ``data`` is the row shape it trains on: ``"messages"``, ``"text"``, ``"preference"``,
-    ``"kto"``; ``reference`` says whether it needs a reference model. ``inputs`` says what the
-    implementation is called with:
+    ``"kto"``, ``"prompts"`` (a prompt, optionally answer columns for reward functions);
+    ``reference`` says whether it needs a reference model (for ``"rollouts"``: whether it can,
+    the built object's ``uses_reference`` says whether this run does). ``inputs`` says what
+    the implementation is called with:
 
     - ``"batch"``: ``impl(model, batch) -> (loss_sum, count, metrics)`` (SFT, pre-training);
     - ``"logps"``: per-sequence log-probabilities of the policy (and of the reference where
       ``reference``) -> an output with ``losses``, ``chosen_rewards``, ``rejected_rewards``;
     - ``"rewards"``: scalar scores of a reward head for chosen and rejected sequences;
-    - ``"logits"``: student and teacher logits (distillation).
+    - ``"logits"``: student and teacher logits (distillation);
+    - ``"rollouts"``: online RL on completions the policy samples (GRPO, RLOO, REINFORCE++,
+      PPO). ``impl`` is a class: ``algo = impl(**options)`` (its options as keywords; a bad
+      value raises ``ConfigError``) has ``group_size`` (completions per prompt, consecutive
+      in every batch), ``iterations`` (optimisation passes per generation batch),
+      ``generation`` (``generate()`` keywords), and ``uses_reference``, ``uses_old_logps``,
+      ``uses_values`` (what the rollout must compute: the reference's per-token log-probs, the
+      sampling policy's, a value head's). Per generation batch, without gradients:
+      ``algo.advantages(rewards, mask, *, old_logps=None, ref_logps=None, values=None)`` ->
+      an object with ``advantages`` (``[N]`` or ``[N, T]``), ``returns`` (value targets or
+      None) and ``metrics`` (name -> float). Per micro-batch, with gradients:
+      ``algo.loss(logps, mask, advantages, *, old_logps=None, ref_logps=None, values=None,
+      old_values=None, returns=None, entropies=None) -> (loss_sum, count, metrics)``, the
+      loop's triple, ``count == algo.units(mask)``. ``rewards`` ``[N]``; per-token tensors
+      ``[N, T]`` over completion tokens with ``mask`` 1 on them; ``old_logps`` None means the
+      policy's own, detached (ratio 1).
     """
 
     kind: ClassVar[str] = "losses"
     label: ClassVar[str] = "loss"
-    INPUTS: ClassVar[tuple[str, ...]] = ("batch", "logps", "rewards", "logits")
+    INPUTS: ClassVar[tuple[str, ...]] = ("batch", "logps", "rewards", "logits", "rollouts")
     data: str = "messages"
     reference: bool = False
     inputs: str = "batch"
@@ -542,6 +559,35 @@ class KernelRecord(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RewardRecord(Record):
+    """A reward function of online RL: scores generated completions (``--reward-funcs NAME``;
+    :mod:`martlet.rewards` builds and combines them).
+
+    ``columns`` names the dataset columns it reads, given to it by name, one value per
+    completion (``("solution",)``); an item ``"a|b"`` takes whichever of them the dataset has,
+    the first present. A run whose dataset lacks one fails before training
+    (:meth:`martlet.rewards.Rewards.check_columns`); the built implementation may narrow them to
+    what its options chose (a ``columns`` attribute of the same form).
+    """
+
+    kind: ClassVar[str] = "rewards"
+    label: ClassVar[str] = "reward"
+    columns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "columns", _as_tuple(self.columns, "columns", self.name))
+        for item in self.columns:
+            names = item.split("|")
+            if not all(n.strip() and n == n.strip() for n in names):
+                raise RecordError(
+                    f"reward record {self.name!r}: bad column {item!r}",
+                    why="a column is a name, or names joined by | (whichever the dataset has)",
+                    fix='e.g. columns=("solution",) or columns=("solution|answer",)',
+                )
+
+
+@dataclass(frozen=True, kw_only=True)
 class CommandRecord(Record):
     """A CLI subcommand; ``impl`` names a ``click.Command`` (or group).
 
@@ -572,6 +618,7 @@ RECORD_TYPES: tuple[type[Record], ...] = (
     EvalTaskRecord,
     CallbackRecord,
     KernelRecord,
+    RewardRecord,
     CommandRecord,
 )
 

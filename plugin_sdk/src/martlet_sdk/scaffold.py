@@ -165,6 +165,26 @@ callback takes it, `martlet sft ... --report-to $record_name --json-stream stdou
 """,
 }
 
+_NOTES["rewards"] = """
+## How the reward is called
+
+A training command that generates (`martlet rlhf --method grpo`) builds it once as
+`$cls(max_completion_length=N, device=DEVICE, **options)` and calls it on every batch of
+generated completions as TRL's `GRPOTrainer` calls a reward function:
+`reward(prompts=..., completions=..., completion_ids=..., **columns)` — prompts as
+conversations, completions as texts (TRL passes a chat dataset's as lists of messages:
+`martlet.rewards.text_of` reads both), each dataset column as a list with one value per
+completion. Return one float per completion, or None where the reward does not apply (not
+NaN: the trainer refuses NaN, and any exception, naming the reward); the run's reward is the
+weighted sum of its rewards (`--reward-weights`), a None left out. A column the reward needs
+goes in the record's `columns=("solution",)`: a dataset without it is refused before training.
+
+Its options are the fields of `Options` (named by the record's `options=`): `martlet rlhf
+--method grpo --reward-funcs $record_name --target-words 80`; `martlet rlhf --method grpo
+--reward-funcs $record_name --help` lists them, and without `--reward-funcs $record_name` they
+are refused, naming it.
+"""
+
 #: the README's options note for the kinds a command selects by a flag
 _OPTIONS_NOTE = """
 ## Options
@@ -291,6 +311,54 @@ class $cls:
         finally:
             for module in switched:
                 vars(module).pop("forward", None)
+''',
+        (),
+    ),
+    "rewards": (
+        '        name="$record_name",\n'
+        '        impl="$module.impl:$cls",\n'
+        '        options="$module.impl:Options",  # its flags: --target-words\n'
+        '        columns=(),  # the dataset columns it reads, e.g. ("solution",)\n'
+        '        summary="Scores completions by their length in words (a reward from $dist).",\n',
+        '''\
+"""The $record_name reward: scores each generated completion.
+
+The trainer builds it as ``$cls(max_completion_length=N, device=DEVICE, **options)`` — its
+options (:class:`Options`, named by the record) come as keyword arguments when a run names it:
+``--reward-funcs $record_name --target-words 80`` — and calls it on every batch of completions
+as TRL does: ``reward(prompts=..., completions=..., completion_ids=..., **columns)``.
+"""
+
+from dataclasses import dataclass
+
+from martlet.config import option, require
+from martlet.rewards import text_of
+
+
+@dataclass(kw_only=True)
+class Options:
+    """$record_name: completions of about this many words score best"""
+
+    target_words: int = option(50, help="The length in words that scores best.")
+
+    def __post_init__(self):
+        require(self.target_words >= 1, "target-words", self.target_words, "at least 1", "50")
+
+
+class $cls:
+    def __init__(self, *, target_words=50, **run) -> None:
+        # run: max_completion_length and device, what the training run is; unused here
+        self.target = target_words
+
+    def __call__(self, prompts, completions, **kwargs):
+        # prompts: conversations; completions: texts (or TRL's messages: text_of reads both);
+        # kwargs: completion_ids and the dataset's columns, one value per completion.
+        # One float per completion, or None where the reward does not apply.
+        scores = []
+        for completion in completions:
+            words = len(text_of(completion).split())
+            scores.append(-abs(words - self.target) / self.target)
+        return scores
 ''',
         (),
     ),

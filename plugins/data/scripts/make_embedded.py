@@ -824,6 +824,46 @@ def check_code() -> None:
         assert eval(expr, scope) == expected, (prompt, expr)  # noqa: S307
 
 
+RL_SYSTEM = (
+    "Solve the arithmetic problem. Think briefly inside <think> </think>, then give only the "
+    "final number inside <answer> </answer>."
+)
+RL_NAMES = "Ana Ben Cleo Dev Eli Fay Gus Hana Ivo Jun Kai Lea Mo Nia Oz Pia".split()
+RL_FORMS = (
+    ("+", lambda r: (r.randint(2, 60), r.randint(2, 60)), lambda a, b: a + b,
+     ("What is {a} + {b}?", "Add {a} and {b}.",
+      "{name} has {a} apples and gets {b} more. How many apples now?")),
+    ("-", lambda r: sorted((r.randint(2, 90), r.randint(2, 90)), reverse=True),
+     lambda a, b: a - b,
+     ("What is {a} - {b}?", "Subtract {b} from {a}.",
+      "{name} has {a} stickers and gives away {b}. How many are left?")),
+    ("*", lambda r: (r.randint(2, 9), r.randint(2, 12)), lambda a, b: a * b,
+     ("What is {a} times {b}?", "Multiply {a} by {b}.",
+      "{name} buys {a} bags with {b} sweets in each. How many sweets?")),
+)  # fmt: skip
+
+
+def sample_rl(rng: random.Random, n: int = 400) -> list[dict]:
+    """Prompts for online RL (GRPO): one arithmetic question each, a system prompt asking for
+    ``<think>``/``<answer>`` tags (martlet-rewards' default format), no answer turn: the
+    policy writes it and ``solution`` (the number) is what the accuracy reward checks."""
+    rows: list[dict] = []
+    seen: set[tuple] = set()
+    while len(rows) < n:
+        op, draw, value, templates = rng.choice(RL_FORMS)
+        a, b = draw(rng)
+        if (op, a, b) in seen or (op == "-" and a == b):
+            continue
+        seen.add((op, a, b))
+        question = rng.choice(templates).format(a=a, b=b, name=rng.choice(RL_NAMES))
+        messages = [
+            {"role": "system", "content": RL_SYSTEM},
+            {"role": "user", "content": question},
+        ]
+        rows.append({"messages": messages, "solution": str(value(a, b))})
+    return rows
+
+
 def build() -> dict[str, list[dict]]:
     check_code()
     return {
@@ -833,6 +873,7 @@ def build() -> dict[str, list[dict]]:
         "sample_kto": sample_kto(random.Random(SEED + 3)),
         "sample_mcq": sample_mcq(random.Random(SEED + 4)),
         "sample_pt": sample_pt(random.Random(SEED + 5)),
+        "sample_rl": sample_rl(random.Random(SEED + 6)),
     }
 
 

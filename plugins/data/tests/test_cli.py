@@ -42,6 +42,7 @@ def test_list_json_and_tags(martlet_cli):
         "sample-kto",
         "sample-mcq",
         "sample-arith",
+        "sample-rl",
         "sample-pt",
     }
     result = martlet_cli("dataset", "list", "--tag", "no-such-tag")

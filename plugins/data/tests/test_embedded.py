@@ -3,6 +3,7 @@ deterministic, and the files ship in the package."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -205,3 +206,43 @@ def test_a_built_wheel_ships_the_embedded_files(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for record in EMBEDDED_DATASETS:
         assert record.path.replace(":", "/") in names, record.path
+
+
+def test_rl_prompts_have_no_answer_turn_and_a_right_solution():
+    rows = martlet.load_dataset("sample-rl", prompts=True, keep_columns=True)
+    assert len(rows) == 400 and rows.report.skipped == 0
+    questions = set()
+    for row in rows:
+        system, user = row["messages"]
+        assert system["role"] == "system" and "<answer>" in system["content"]
+        assert user["role"] == "user"
+        numbers = [int(n) for n in re.findall(r"\d+", user["content"])]
+        a, b = numbers
+        text = user["content"]
+        if "+" in text or "Add" in text or "more" in text:
+            want = a + b
+        elif "-" in text or "Subtract" in text or "away" in text:
+            want = b - a if "Subtract" in text else a - b
+        else:
+            want = a * b
+        assert row["solution"] == str(want), row
+        questions.add(text)
+    assert len(questions) > 350
+
+
+def test_prompt_rows_keep_their_other_columns_where_asked(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    rows = [
+        {"messages": [{"role": "user", "content": "2+2?"}], "solution": "4", "level": 1},
+        {"question": "3+3?", "answer": "6", "topic": "sums"},
+        {"prompt": "Name a colour.", "system": "Be brief."},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    kept = martlet.load_dataset(str(path), prompts=True, keep_columns=True)
+    assert [r["messages"][-1]["content"] for r in kept] == ["2+2?", "3+3?", "Name a colour."]
+    assert kept[0]["solution"] == "4" and kept[0]["level"] == 1
+    assert kept[1]["answer"] == "6" and kept[1]["topic"] == "sums"
+    assert kept[1]["reference"] == "6"
+    assert "system" not in kept[2] and kept[2]["messages"][0]["role"] == "system"
+    plain = martlet.load_dataset(str(path), prompts=True)
+    assert "solution" not in plain[0] and "topic" not in plain[1]

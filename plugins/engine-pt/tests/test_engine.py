@@ -171,3 +171,23 @@ def test_a_training_command_finds_it_through_the_registry(
     martlet_manager()  # no backend at all
     with pytest.raises(UnknownNameError, match="pip install martlet-engine-pt"):
         martlet.load_engine(tiny_model, tiny_tokenizer, needs=("token-ids",))
+
+
+def test_a_model_in_memory_goes_to_a_backend_that_generates_with_one(
+    martlet_manager, tiny_model, tiny_tokenizer
+):
+    """Beside backends that load their own copy from disk (lmdeploy, sglang and vllm come
+    first by name and claim token ids too), `martlet.load_engine` still picks the PyTorch
+    engine: it alone claims "live-model". Before, GKD and online RL chose lmdeploy here and
+    failed for want of CUDA."""
+    import martlet
+    from martlet import registry
+    from martlet.api import LIVE_MODEL
+
+    martlet_manager("engine-pt", "lmdeploy", "sglang", "vllm")
+    engine = martlet.load_engine(tiny_model, tiny_tokenizer, needs=("token-ids",))
+    assert type(engine).__name__ == "PtEngine" and engine.model is tiny_model
+    claims = {
+        r.name: LIVE_MODEL in r.capabilities for r in registry.records("inference_backends")
+    }
+    assert claims == {"pt": True, "lmdeploy": False, "sglang": False, "vllm": False}

@@ -5,7 +5,7 @@ interfaces are settled add behavioural checks (:class:`AcceleratorContract`,
 :class:`CommandContract`, :class:`TunerContract`, :class:`LossContract`,
 :class:`DatasetContract`, :class:`KernelContract`, :class:`ServingContract`,
 :class:`EvalTaskContract`,
-:class:`QuantizerContract`). The others check
+:class:`QuantizerContract`, :class:`RewardContract`). The others check
 the implementation's shape against :mod:`martlet.interfaces` and gain behavioural checks as
 their capabilities land (a serving backend: :class:`ServingContract`).
 """
@@ -18,6 +18,7 @@ from martlet_sdk.contracts.eval_task import EvalTaskContract
 from martlet_sdk.contracts.kernel import KernelContract
 from martlet_sdk.contracts.loss import LossContract
 from martlet_sdk.contracts.quantizer import QuantizerContract
+from martlet_sdk.contracts.reward import RewardContract
 from martlet_sdk.contracts.tuner import TunerContract, train_steps
 
 
@@ -88,6 +89,7 @@ __all__ = [
     "ParallelContract",
     "QuantizerContract",
     "RecordContract",
+    "RewardContract",
     "ServingContract",
     "TemplateContract",
     "TunerContract",

@@ -67,3 +67,41 @@ def martlet_losses():
         inputs="logits",
         summary="Generalized knowledge distillation: generalized JSD between student and teacher.",
     )
+    # online RL (inputs="rollouts"): the record's impl is a class built with its options
+    yield LossRecord(
+        name="grpo",
+        options="martlet_align.options:GrpoOptions",
+        impl="martlet_align.online:Grpo",
+        data="prompts",
+        reference=True,
+        inputs="rollouts",
+        summary="GRPO: group-normalised advantages, clipped ratio, k3 KL (DAPO, Dr. GRPO, GSPO).",
+    )
+    yield LossRecord(
+        name="rloo",
+        options="martlet_align.options:RlooOptions",
+        impl="martlet_align.online:Rloo",
+        data="prompts",
+        reference=True,
+        inputs="rollouts",
+        summary="RLOO: REINFORCE with the leave-one-out baseline and the KL in the reward.",
+    )
+    yield LossRecord(
+        name="reinforce_pp",
+        options="martlet_align.options:ReinforcePPOptions",
+        impl="martlet_align.online:ReinforcePP",
+        data="prompts",
+        reference=True,
+        inputs="rollouts",
+        aliases=("reinforce++", "reinforce_plus_plus"),
+        summary="REINFORCE++: per-token returns with the KL in the reward, whitened globally.",
+    )
+    yield LossRecord(
+        name="ppo",
+        options="martlet_align.options:PpoOptions",
+        impl="martlet_align.online:Ppo",
+        data="prompts",
+        reference=True,
+        inputs="rollouts",
+        summary="PPO: a value head, GAE, clipped policy and value losses, KL in the reward.",
+    )

@@ -460,6 +460,14 @@ EMBEDDED_DATASETS: tuple[DatasetRecord, ...] = (
         tags=("embedded", "eval", "math", "en"),
     ),
     DatasetRecord(
+        name="sample-rl",
+        summary="online RL sample: arithmetic prompts asking for <think>/<answer> tags, the "
+        "answer in `solution` (embedded; for --reward-funcs accuracy format)",
+        path=E + "sample_rl.jsonl",
+        format="messages",
+        tags=("embedded", "rl", "grpo", "math", "en"),
+    ),
+    DatasetRecord(
         name="sample-pt",
         summary="raw text sample for pretraining: short factual paragraphs (embedded)",
         path=E + "sample_pt.jsonl",

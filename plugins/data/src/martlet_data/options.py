@@ -42,6 +42,8 @@ class ReadOptions:
         num_proc: processes for preparing a hub dataset (``datasets``' ``num_proc``).
         prompts: the rows are questions to answer (inference, evaluation): an answer is
             optional and, when present, becomes the row's ``reference``.
+        keep_columns: carry every other column of a row into its canonical row (a prompt's
+            ``solution``, ``answer``: what online RL's reward functions read).
     """
 
     streaming: bool = False
@@ -56,6 +58,7 @@ class ReadOptions:
     txt_unit: str = "line"
     num_proc: int | None = None
     prompts: bool = False
+    keep_columns: bool = False
 
     def __post_init__(self) -> None:
         self.columns = check_columns(self.columns)

@@ -11,6 +11,9 @@ from typing import Any
 from martlet_data.errors import BadRowError, BadRowReport, EmptyDatasetError, RowProblem
 from martlet_data.formats import apply_columns, to_canonical, to_prompt
 
+#: the columns a row's conversation is made of (never carried as extra columns)
+CONVERSATION_COLUMNS = ("messages", "conversations", "system", "history")
+
 Preprocess = Callable[..., Any]
 
 
@@ -99,6 +102,7 @@ def canonical_rows(
     on_bad_rows: str = "error",
     trace: list[str] | None = None,
     prompts: bool = False,
+    keep_columns: bool = False,
     source: str | None = None,
     empty_why: Callable[[], str] | None = None,
 ) -> Iterator[dict]:
@@ -108,6 +112,9 @@ def canonical_rows(
     ``on_bad_rows="skip"`` is counted in ``report`` and left out. ``formats`` counts the input
     format of each row produced; ``trace``, when given, gets each one appended in order.
     With ``prompts`` the rows are questions to answer (:func:`to_prompt`), not training rows.
+    With ``keep_columns`` every other column of a row comes along too (a prompt's reference
+    answer, a solution: what online RL's reward functions read), but those the conversation
+    was built from (``messages``, ``conversations``, ``system``, ``history``).
 
     With ``source`` (the dataset as the user named it), reaching the end of ``raw`` without
     producing a row raises :class:`EmptyDatasetError` naming it: no raw rows at all (the reason
@@ -128,6 +135,10 @@ def canonical_rows(
             items = produced if isinstance(produced, list) else [produced]
             for item in items:
                 out, used = convert(item, format, keep=keep)
+                if keep_columns:
+                    for key, value in item.items():
+                        if key not in out and key not in CONVERSATION_COLUMNS:
+                            out[key] = value
                 formats[used] += 1
                 if trace is not None:
                     trace.append(used)

@@ -98,6 +98,7 @@ def build(
             on_bad_rows=opts.on_bad_rows,
             trace=trace,
             prompts=opts.prompts,
+            keep_columns=opts.keep_columns,
             source=label,
             empty_why=empty_why,
         )

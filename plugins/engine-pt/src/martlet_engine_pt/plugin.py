@@ -19,6 +19,7 @@ def martlet_inference_backends():
             "stream",
             "sampling",
             "token-ids",
+            "live-model",  # martlet.load_engine: generates with a model object in memory
             "serve",
             "quantize",
             "cpu",

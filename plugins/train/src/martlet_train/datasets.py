@@ -90,8 +90,9 @@ def read_rows(specs: Sequence[str], options: dict[str, Any]) -> list[dict] | Cha
     return [row for part in parts for row in part]
 
 
-def load_train_val(options: TrainDataOptions) -> tuple[Any, Any]:
-    """The training rows and the validation rows (or None) of ``options``.
+def load_train_val(options: TrainDataOptions, **read: Any) -> tuple[Any, Any]:
+    """The training rows and the validation rows (or None) of ``options``; ``read`` adds
+    reading options (online RL: ``prompts=True, keep_columns=True``).
 
     * ``--val-dataset`` given: those rows validate.
     * else ``--split-dataset-ratio R`` > 0: ``R`` of the training rows (at least one) are held
@@ -106,7 +107,7 @@ def load_train_val(options: TrainDataOptions) -> tuple[Any, Any]:
     """
     if not options.dataset:
         raise ConfigError("no --dataset given", fix="pass --dataset NAME_OR_PATH (several allowed)")
-    read = options.read_options()
+    read = {**options.read_options(), **read}
     train = read_rows(options.dataset, read)
     val = read_rows(options.val_dataset, read) if options.val_dataset else None
     if options.streaming:

@@ -1,29 +1,35 @@
-"""``martlet rlhf``: preference alignment, reward models and distillation.
+"""``martlet rlhf``: preference alignment, reward models, distillation and online RL.
 
-    config ──> the loss record (--method: dpo, kto, simpo, cpo, orpo, rm, gkd, or a plugin's)
+    config ──> the loss record (--method: dpo, kto, simpo, cpo, orpo, rm, gkd, grpo, rloo,
+               reinforce_pp, or a plugin's)
            ──> policy model (+ reference or teacher) ──> rows of the shape the loss trains on
-           ──> an objective (martlet_train.objectives) ──> the same Trainer as ``sft``
+           ──> an objective (martlet_train.objectives, martlet_train.online) ──> the same
+               Trainer as ``sft``
 
 The objectives themselves are loss records (martlet-align's, or any plugin's): pure functions of
-log-probabilities, scores or logits. This module picks the models and data they need.
+log-probabilities, scores or logits, or (``inputs="rollouts"``) of sampled completions scored
+by reward functions (``--reward-funcs``, records of the ``rewards`` kind). This module picks the
+models and data they need.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from martlet.compose import option_values
 from martlet.config import build, option, require
 from martlet.errors import ConfigError, MartletError
+from martlet.rewards import RewardOptions
 
 from martlet_train.job import TrainJobConfig
 from martlet_train.loop import TrainResult
 
 
 @dataclass(kw_only=True)
-class RlhfConfig(TrainJobConfig):
+class RlhfConfig(TrainJobConfig, RewardOptions):
     """Every option of ``martlet rlhf``: those of a training job and the objective's."""
 
     method: str = option(
@@ -33,7 +39,7 @@ class RlhfConfig(TrainJobConfig):
         "options.",
         aliases=("rlhf_type",),
         names_of="losses",
-        where={"inputs": ("logps", "rewards", "logits")},
+        where={"inputs": ("logps", "rewards", "logits", "rollouts")},
     )
     reference_free: bool = option(
         False, help="DPO without a reference model (its log-probs taken as 0)."
@@ -55,8 +61,14 @@ class RlhfConfig(TrainJobConfig):
     sft_alpha: float = option(0.0, help="GKD: add this times the NLL of the responses.")
     max_completion_length: int = option(
         128,
-        help="GKD: most tokens the student generates per response.",
+        help="GKD and online RL: most tokens the policy generates per response.",
         aliases=("max_new_tokens",),
+    )
+    log_completions_every: int = option(
+        5,
+        help="Online RL: every N generation batches, write the first prompt's completions "
+        "and their rewards to completions.jsonl in the run directory (0: never).",
+        metavar="N",
     )
 
 
@@ -77,6 +89,20 @@ def check(config: RlhfConfig) -> Any:
             why="`martlet rlhf` trains losses of log-probabilities, rewards or logits",
             fix=f"run `martlet {command} --loss {record.name}`",
         )
+    if record.inputs not in ("logps", "rewards", "logits", "rollouts"):
+        raise ConfigError(
+            f"--method {config.method} cannot be trained by this version of `martlet rlhf`",
+            why=f"it is a loss of {record.inputs!r} (from {record.origin}); martlet rlhf "
+            "trains losses of log-probabilities, rewards, logits or rollouts",
+            fix="choose another --method, or upgrade martlet-train (pip install -U martlet-train)",
+        )
+    if record.inputs != "rollouts" and config.reward_funcs:
+        raise ConfigError(
+            f"--reward-funcs: --method {config.method} does not sample completions",
+            fix="leave out --reward-funcs, or choose an online method (grpo, rloo, reinforce_pp)",
+        )
+    if record.inputs == "rollouts":
+        check_online(config, record)
     if record.inputs == "logits" and not config.teacher_model:
         raise ConfigError(
             f"--method {config.method} distils from a teacher", fix="pass --teacher-model M"
@@ -141,12 +167,16 @@ def rlhf(config: RlhfConfig | Mapping[str, Any]) -> TrainResult:
         config = build(RlhfConfig, values=dict(config))
     record = check(config)
     loss = record.load()
-    try_options(record, loss, config)
+    if record.inputs != "rollouts":
+        try_options(record, loss, config)
     from martlet_train import launch
 
     if launch.wanted(config):  # several processes: this one starts them and waits
         launch.launch(config, "rlhf")
         return launch.finished_result(config)
+    if record.inputs == "rollouts":  # prompts (an answer optional), with every column
+        train_rows, val_rows = load_train_val(config, prompts=True, keep_columns=True)
+        return train_online(config, record, train_rows, val_rows)
     train_rows, val_rows = load_train_val(config)  # bad or empty data fails before the model loads
     job = jobs.start(config, f"rlhf --method {record.name}")
     train = encode(train_rows, job.template, job.tokenizer, config, record)
@@ -166,6 +196,97 @@ def rlhf(config: RlhfConfig | Mapping[str, Any]) -> TrainResult:
 
 
 # ------------------------------------------------------------------------- pieces
+
+
+def check_online(config: RlhfConfig, record: Any) -> Any:
+    """Online RL: the objective's options (built: a bad value fails here), the reward
+    functions (named, installed, their options) and the lengths, before anything loads."""
+    from martlet import rewards
+
+    algo = record.load()(**option_values(config, record))
+    if getattr(algo, "uses_values", False):
+        raise ConfigError(
+            f"--method {config.method} trains a value model, which this version of `martlet "
+            "rlhf` does not build",
+            why="its advantages come from a value head (GAE) trained beside the policy",
+            fix="choose --method grpo, rloo or reinforce_pp (no value model)",
+        )
+    if not config.reward_funcs:
+        raise ConfigError(
+            f"--method {config.method} needs reward functions",
+            why="online RL scores the completions the policy samples",
+            fix="pass --reward-funcs NAME ... (e.g. accuracy format; `martlet plugins` lists "
+            "the installed ones)",
+        )
+    rewards.check(config)
+    require(config.max_completion_length >= 1, "max-completion-length",
+            config.max_completion_length, "at least 1", "128")  # fmt: skip
+    if config.max_length is not None and config.max_length <= config.max_completion_length:
+        raise ConfigError(
+            f"--max-length {config.max_length} leaves no room for a prompt",
+            why=f"a row is the prompt and up to --max-completion-length "
+            f"{config.max_completion_length} generated tokens",
+            fix=f"raise --max-length above {config.max_completion_length}, or lower "
+            "--max-completion-length",
+        )
+    group = int(algo.group_size)
+    if config.per_device_train_batch_size % group:
+        raise ConfigError(
+            f"--per-device-train-batch-size {config.per_device_train_batch_size} does not "
+            f"hold whole groups of --num-generations {group}",
+            why="it counts completions (as ms-swift and TRL do) and a micro-batch holds every "
+            "completion of its prompts",
+            fix=f"pass a multiple of {group} (e.g. --per-device-train-batch-size {group})",
+        )
+    return algo
+
+
+def train_online(config: RlhfConfig, record: Any, train_rows: Any, val_rows: Any) -> TrainResult:
+    """``martlet rlhf`` with a loss of ``inputs="rollouts"``: prompts, reward functions and a
+    reference where the objective needs one (:mod:`martlet_train.online`)."""
+    from martlet import rewards as reward_funcs
+
+    from martlet_train import job as jobs
+    from martlet_train import objectives
+    from martlet_train.online import RolloutObjective, collate_prompts, encode_prompts
+
+    algo = check_online(config, record)
+    train_rows, val_rows = list(train_rows), list(val_rows or [])
+    dataset = ", ".join(config.dataset)
+    columns = {k for row in train_rows for k in row if k != "messages"}
+    job = jobs.start(config, f"rlhf --method {record.name}")
+    rewards = reward_funcs.build(config, device=str(job.accelerator.device))
+    rewards.check_columns(columns, dataset=f"--dataset {dataset}")
+    limit = config.max_length - config.max_completion_length if config.max_length else None
+    train = encode_prompts(
+        train_rows, job.template, job.tokenizer, max_prompt_length=limit, dataset=dataset
+    )
+    val = (
+        encode_prompts(
+            val_rows, job.template, job.tokenizer, max_prompt_length=limit, dataset=dataset
+        )
+        if val_rows
+        else []
+    )
+    tuner = jobs.prepare_model(job)
+    with job.kernels:
+        reference = None
+        if algo.uses_reference:
+            reference = objectives.Reference(_reference_model(config, job.model))
+        objective = RolloutObjective(
+            algo,
+            rewards,
+            tokenizer=job.tokenizer,
+            completions_per_micro_batch=config.per_device_train_batch_size,
+            reference=reference,
+            sample_every=config.log_completions_every,
+            samples_file=Path(config.output_dir) / "completions.jsonl"
+            if job.accelerator.is_main_process
+            else None,
+        )
+        return jobs.fit(
+            job, tuner, train=train, val=val, collate=collate_prompts, loss_fn=objective
+        )
 
 
 def _lm_load_options(config: RlhfConfig) -> dict[str, Any]:

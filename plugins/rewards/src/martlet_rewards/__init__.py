@@ -1,0 +1,1 @@
+"""martlet-rewards: the reward functions of online RL (``--reward-funcs``)."""
