@@ -352,3 +352,33 @@ def test_reporting_is_callbacks_the_loop_calls_in_order(tmp_path, capsys):
     assert (tmp_path / "loss.png").is_file()
     printed = capsys.readouterr().out
     assert "step=2" in printed and "step=4" in printed
+
+
+def test_a_steps_time_includes_preparing_its_batches(tmp_path):
+    """An objective's `prepare` (online RL's and GKD's generation) is part of the step: its
+    time counts in step_seconds and tokens_per_second (it was left out, making generation
+    look free)."""
+    import time
+
+    from martlet_train.losses import causal_lm_loss
+
+    class Slow:
+        def __call__(self, model, batch):
+            return causal_lm_loss(model, batch)
+
+        def prepare(self, model, batch):
+            time.sleep(0.4)
+            return batch
+
+    options = Options(
+        output_dir=str(tmp_path), seed=0, logging_steps=1, save_steps=1000, max_steps=2,
+        disable_progress_bar=True, device="cpu", lora_dropout=0.0, per_device_train_batch_size=2,
+    )  # fmt: skip
+    tuner = LoraTuner()
+    trainer = Trainer(
+        tuner.prepare(tiny_model(seed=0), options), tuner, options, train_rows=rows(),
+        collate=collate, tokenizer=tiny_tokenizer(), loss_fn=Slow(),
+    )  # fmt: skip
+    trainer.train()
+    logged = [m for m in trainer.read_metrics() if "step_seconds" in m]
+    assert len(logged) == 2 and all(m["step_seconds"] >= 0.4 for m in logged), logged

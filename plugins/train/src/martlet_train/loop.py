@@ -291,6 +291,8 @@ class Trainer:
         import torch
 
         acc = self.accelerator
+        # the step's time includes preparing its batches (GKD's and online RL's generation)
+        started = time.perf_counter()
         prepare = getattr(self.loss_fn, "prepare", None)
         if prepare is not None:  # e.g. on-policy generation: the step trains on what it returns
             micro_batches = [prepare(self.model, b) for b in micro_batches]
@@ -300,7 +302,6 @@ class Trainer:
         )
         if total_targets == 0:
             return  # nothing to learn from in this step (every label masked)
-        started = time.perf_counter()
         step_loss = 0.0
         no_sync = getattr(self.strategy, "no_sync", None) or acc.no_sync
         backward = getattr(self.strategy, "backward", None)  # an engine's own backward pass
